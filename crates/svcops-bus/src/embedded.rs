@@ -1,0 +1,297 @@
+//! Embedded adapter: a durable log in one SQLite file, for running svcops as one process.
+//!
+//! - Every topic lives in one table; a message's offset is a global, increasing
+//!   `AUTOINCREMENT` position (partition is always 0). A publish is one transaction.
+//! - A consumer group's progress is the last acknowledged offset per topic, written on
+//!   [`Subscription::ack`].
+//! - Subscriptions read in offset order, in batches, and wait for a wake-up from a publish in
+//!   this process when caught up; a slow poll also picks up messages written by another
+//!   process sharing the file.
+//! - One member per group: two live subscriptions of the same group would each receive every
+//!   message and overwrite each other's offsets. Embedded mode runs one consumer per group, so
+//!   no group coordination is implemented.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::watch;
+
+use crate::{Bus, Delivery, Error, Message, Subscription};
+
+/// Messages fetched per query by a subscription.
+const FETCH_BATCH: usize = 256;
+/// How often a caught-up subscription looks for messages nobody woke it for (another process).
+const POLL: Duration = Duration::from_secs(1);
+
+/// Bus in one SQLite file (WAL, `synchronous=FULL`: a published message survives power loss).
+pub struct EmbeddedBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// One connection: SQLite has one writer at a time anyway.
+    writer: SqlitePool,
+    readers: SqlitePool,
+    /// Highest offset published by this process; subscriptions wait for it to move.
+    head: watch::Sender<i64>,
+}
+
+impl EmbeddedBus {
+    /// Opens (creating if missing) the bus file and applies migrations.
+    ///
+    /// The file may be shared with other svcops tables (e.g. the embedded event store): the
+    /// bus's tables are prefixed `bus_` and its migrations are tracked in their own table.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let mut migrator = sqlx::migrate!("./migrations/embedded");
+        // Not `_sqlx_migrations`: that table belongs to whatever else shares the file, and
+        // sqlx refuses to run when it finds versions it does not know.
+        migrator.dangerous_set_table_name("_svcops_bus_migrations");
+        migrator.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM bus_messages")
+            .fetch_one(&readers)
+            .await?;
+        let (head, _) = watch::channel(head.unwrap_or(0));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                writer,
+                readers,
+                head,
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), Error> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.shared.writer.begin().await?;
+        let mut last = 0;
+        for message in &messages {
+            last = sqlx::query_scalar(
+                "INSERT INTO bus_messages (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4) \
+                 RETURNING position",
+            )
+            .bind(topic)
+            .bind(&message.key)
+            .bind(encode_headers(&message.headers))
+            .bind(&message.payload)
+            .fetch_one(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        self.shared.head.send_if_modified(|head| {
+            let moved = last > *head;
+            *head = (*head).max(last);
+            moved
+        });
+        Ok(())
+    }
+
+    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, Error> {
+        let mut names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(Error::Config("subscribe needs at least one topic".into()));
+        }
+        let mut floors = HashMap::with_capacity(names.len());
+        for topic in &names {
+            let acked: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM bus_consumer_offsets WHERE group_id = ?1 AND topic = ?2",
+            )
+            .bind(group)
+            .bind(topic)
+            .fetch_optional(&self.shared.readers)
+            .await?;
+            floors.insert(topic.clone(), acked.unwrap_or(0));
+        }
+        // One cursor over the global log, starting at the least advanced topic; messages of
+        // more advanced topics below their own acknowledged offset are skipped while reading.
+        let cursor = floors.values().copied().min().unwrap_or(0);
+        // Only the placeholders are dynamic (one per topic); topic names are bound.
+        let placeholders: Vec<String> = (2..names.len() + 2).map(|i| format!("?{i}")).collect();
+        let fetch: Arc<str> = format!(
+            "SELECT position, topic, key, headers, payload FROM bus_messages \
+             WHERE position > ?1 AND topic IN ({}) ORDER BY position LIMIT {FETCH_BATCH}",
+            placeholders.join(", ")
+        )
+        .into();
+        Ok(Box::new(EmbeddedSubscription {
+            head: self.shared.head.subscribe(),
+            shared: self.shared.clone(),
+            group: group.to_owned(),
+            topics: names,
+            fetch,
+            cursor,
+            floors,
+            buffer: VecDeque::new(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.shared.readers).await?;
+        Ok(())
+    }
+}
+
+struct EmbeddedSubscription {
+    shared: Arc<Shared>,
+    head: watch::Receiver<i64>,
+    group: String,
+    topics: Vec<String>,
+    fetch: Arc<str>,
+    /// Offset of the last message read from the table.
+    cursor: i64,
+    /// Per topic, the group's acknowledged offset when the subscription started.
+    floors: HashMap<String, i64>,
+    buffer: VecDeque<Delivery>,
+}
+
+impl EmbeddedSubscription {
+    async fn fill(&mut self) -> Result<(), Error> {
+        let mut query = sqlx::query(AssertSqlSafe(self.fetch.clone())).bind(self.cursor);
+        for topic in &self.topics {
+            query = query.bind(topic);
+        }
+        let rows = query.fetch_all(&self.shared.readers).await?;
+        for row in rows {
+            let offset: i64 = row.try_get("position")?;
+            let topic: String = row.try_get("topic")?;
+            self.cursor = offset;
+            if self.floors.get(&topic).is_some_and(|floor| offset <= *floor) {
+                continue;
+            }
+            let headers: Vec<u8> = row.try_get("headers")?;
+            self.buffer.push_back(Delivery {
+                topic,
+                partition: 0,
+                offset,
+                message: Message {
+                    key: row.try_get("key")?,
+                    headers: decode_headers(&headers)
+                        .map_err(|reason| Error::Embedded(sqlx::Error::Decode(reason.into())))?,
+                    payload: row.try_get("payload")?,
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for EmbeddedSubscription {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        loop {
+            if let Some(delivery) = self.buffer.pop_front() {
+                return Ok(delivery);
+            }
+            // Mark the current head seen before reading, so a publish committed after the
+            // read below still wakes us.
+            self.head.borrow_and_update();
+            self.fill().await?;
+            if self.buffer.is_empty() {
+                // The sender lives in `shared`, which we hold: `changed` cannot fail.
+                let _ = tokio::time::timeout(POLL, self.head.changed()).await;
+            }
+        }
+    }
+
+    async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO bus_consumer_offsets (group_id, topic, position) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (group_id, topic) DO UPDATE SET position = excluded.position",
+        )
+        .bind(&self.group)
+        .bind(&delivery.topic)
+        .bind(delivery.offset)
+        .execute(&self.shared.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Headers as a blob: for each pair, name length (u32 LE), name, value length, value.
+fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let size = headers
+        .iter()
+        .map(|(name, value)| 8 + name.len() + value.len())
+        .sum();
+    let mut blob = Vec::with_capacity(size);
+    for (name, value) in headers {
+        for part in [name.as_bytes(), value.as_slice()] {
+            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            blob.extend_from_slice(&len.to_le_bytes());
+            blob.extend_from_slice(part);
+        }
+    }
+    blob
+}
+
+fn decode_headers(mut blob: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn part<'a>(blob: &mut &'a [u8]) -> Result<&'a [u8], String> {
+        let (len, rest) = blob
+            .split_first_chunk::<4>()
+            .ok_or("header blob truncated in a length")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err("header blob truncated in a value".into());
+        }
+        let (value, rest) = rest.split_at(len);
+        *blob = rest;
+        Ok(value)
+    }
+    let mut headers = Vec::new();
+    while !blob.is_empty() {
+        let name = String::from_utf8(part(&mut blob)?.to_vec())
+            .map_err(|_| "header name is not UTF-8".to_owned())?;
+        headers.push((name, part(&mut blob)?.to_vec()));
+    }
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let headers = vec![
+            ("ce_id".to_owned(), b"abc".to_vec()),
+            ("empty".to_owned(), Vec::new()),
+            (String::new(), vec![0, 255, 1]),
+        ];
+        assert_eq!(decode_headers(&encode_headers(&headers)), Ok(headers));
+        assert_eq!(decode_headers(&[]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn truncated_headers_are_an_error() {
+        let blob = encode_headers(&[("name".to_owned(), b"value".to_vec())]);
+        assert!(decode_headers(&blob[..blob.len() - 1]).is_err());
+        assert!(decode_headers(&blob[..2]).is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Stored event <-> bus message, in CloudEvents binary content mode over Kafka headers.
+//!
+//! Standard attributes: `ce_id`, `ce_type`, `ce_source`, `ce_subject` (the stream id),
+//! `ce_time`, `ce_specversion`, `content-type`; W3C `traceparent`. svcops extensions carry
+//! the rest of the event metadata (DESIGN §3.3) so a consumer needs nothing but the message.
+
+use svcops_eventstore::{EventMetadata, RecordedEvent};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::Message;
+
+pub const CONTENT_TYPE: &str = "application/protobuf";
+
+/// Why a message is not a valid svcops event (it goes to the dead-letter topic).
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable event message: header {header}: {reason}")]
+pub struct Error {
+    pub header: &'static str,
+    pub reason: String,
+}
+
+/// An event as a consumer in another service sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEvent {
+    /// The publishing service, e.g. `svcops/front-office`.
+    pub source: String,
+    pub stream_id: String,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub metadata: EventMetadata,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// The message the relay publishes for a stored event.
+pub fn to_message(source: &str, event: &RecordedEvent) -> Message {
+    let metadata = &event.metadata;
+    let key = metadata
+        .case_id
+        .map_or_else(|| event.stream_id.to_string(), |case| case.to_string());
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        ("ce_specversion".into(), b"1.0".to_vec()),
+        ("ce_id".into(), event.event_id.to_string().into_bytes()),
+        ("ce_type".into(), event.event_type.clone().into_bytes()),
+        ("ce_source".into(), source.as_bytes().to_vec()),
+        ("ce_subject".into(), event.stream_id.to_string().into_bytes()),
+        ("ce_time".into(), format_time(metadata.occurred_at).into_bytes()),
+        ("content-type".into(), CONTENT_TYPE.as_bytes().to_vec()),
+        ("ce_streamversion".into(), event.version.to_string().into_bytes()),
+        ("ce_recordedtime".into(), format_time(event.recorded_at).into_bytes()),
+        ("ce_actor".into(), metadata.actor_subject.clone().into_bytes()),
+        ("ce_actorrole".into(), metadata.actor_role.clone().into_bytes()),
+        ("ce_correlationid".into(), metadata.correlation_id.to_string().into_bytes()),
+    ];
+    if let Some(case_id) = metadata.case_id {
+        headers.push(("ce_caseid".into(), case_id.to_string().into_bytes()));
+    }
+    if let Some(causation_id) = metadata.causation_id {
+        headers.push(("ce_causationid".into(), causation_id.to_string().into_bytes()));
+    }
+    if let Some(traceparent) = &metadata.traceparent {
+        headers.push(("traceparent".into(), traceparent.clone().into_bytes()));
+    }
+    Message {
+        key,
+        headers,
+        payload: event.payload.clone(),
+    }
+}
+
+/// Decodes a message published by [`to_message`].
+pub fn from_message(message: &Message) -> Result<BusEvent, Error> {
+    let required = |header: &'static str| {
+        message.header(header).ok_or(Error {
+            header,
+            reason: "missing".into(),
+        })
+    };
+    let uuid = |header: &'static str, text: &str| {
+        Uuid::parse_str(text).map_err(|error| Error {
+            header,
+            reason: error.to_string(),
+        })
+    };
+    let time = |header: &'static str| {
+        let text = required(header)?;
+        OffsetDateTime::parse(text, &Rfc3339).map_err(|error| Error {
+            header,
+            reason: error.to_string(),
+        })
+    };
+    let optional_uuid = |header: &'static str| {
+        message
+            .header(header)
+            .map(|text| uuid(header, text))
+            .transpose()
+    };
+    let content_type = required("content-type")?;
+    if content_type != CONTENT_TYPE {
+        return Err(Error {
+            header: "content-type",
+            reason: format!("expected {CONTENT_TYPE}, got {content_type}"),
+        });
+    }
+    let version = required("ce_streamversion")?;
+    Ok(BusEvent {
+        source: required("ce_source")?.to_owned(),
+        stream_id: required("ce_subject")?.to_owned(),
+        version: version.parse().map_err(|_| Error {
+            header: "ce_streamversion",
+            reason: format!("not a number: {version:?}"),
+        })?,
+        event_id: uuid("ce_id", required("ce_id")?)?,
+        event_type: required("ce_type")?.to_owned(),
+        payload: message.payload.clone(),
+        metadata: EventMetadata {
+            case_id: optional_uuid("ce_caseid")?,
+            actor_subject: required("ce_actor")?.to_owned(),
+            actor_role: required("ce_actorrole")?.to_owned(),
+            correlation_id: uuid("ce_correlationid", required("ce_correlationid")?)?,
+            causation_id: optional_uuid("ce_causationid")?,
+            traceparent: message.header("traceparent").map(str::to_owned),
+            occurred_at: time("ce_time")?,
+        },
+        recorded_at: time("ce_recordedtime")?,
+    })
+}
+
+fn format_time(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use svcops_eventstore::StreamId;
+
+    use super::*;
+
+    fn recorded(case_id: Option<Uuid>) -> RecordedEvent {
+        RecordedEvent {
+            position: 7,
+            stream_id: StreamId::parse("case-1").expect("valid"),
+            version: 3,
+            event_id: Uuid::now_v7(),
+            event_type: "svcops.frontoffice.v1.CaseOpened".into(),
+            payload: vec![1, 2, 3],
+            metadata: EventMetadata {
+                case_id,
+                actor_subject: "alice".into(),
+                actor_role: "agent".into(),
+                correlation_id: Uuid::now_v7(),
+                causation_id: Some(Uuid::now_v7()),
+                traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                occurred_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid"),
+            },
+            recorded_at: OffsetDateTime::from_unix_timestamp(1_700_000_001).expect("valid"),
+        }
+    }
+
+    #[test]
+    fn round_trips_every_attribute() {
+        let event = recorded(Some(Uuid::now_v7()));
+        let message = to_message("svcops/front-office", &event);
+        let decoded = from_message(&message).expect("decodes");
+        assert_eq!(decoded.event_id, event.event_id);
+        assert_eq!(decoded.event_type, event.event_type);
+        assert_eq!(decoded.stream_id, "case-1");
+        assert_eq!(decoded.version, 3);
+        assert_eq!(decoded.metadata, event.metadata);
+        assert_eq!(decoded.recorded_at, event.recorded_at);
+        assert_eq!(decoded.payload, vec![1, 2, 3]);
+        assert_eq!(decoded.source, "svcops/front-office");
+    }
+
+    #[test]
+    fn keys_by_case_when_there_is_one_else_by_stream() {
+        let case_id = Uuid::now_v7();
+        assert_eq!(to_message("s", &recorded(Some(case_id))).key, case_id.to_string());
+        assert_eq!(to_message("s", &recorded(None)).key, "case-1");
+    }
+
+    #[test]
+    fn rejects_a_message_without_cloud_events_headers() {
+        let message = Message {
+            key: "k".into(),
+            headers: vec![("content-type".into(), CONTENT_TYPE.into())],
+            payload: vec![],
+        };
+        let error = from_message(&message).expect_err("must fail");
+        assert_eq!(error.header, "ce_source");
+    }
+}

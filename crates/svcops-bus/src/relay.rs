@@ -1,0 +1,148 @@
+//! Drains a store's outbox to the bus.
+//!
+//! The outbox holds every committed, unpublished event, whatever order transactions
+//! committed in, so the relay cannot skip one (DESIGN §3.4). It publishes a batch, waits for
+//! the broker's acknowledgement, then removes the batch from the outbox: a crash in between
+//! publishes the batch again (at-least-once; consumers are idempotent). One relay per store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use svcops_eventstore::{EventStore, RecordedEvent};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, envelope};
+
+/// Largest batch read from the outbox and published at once.
+const BATCH: usize = 500;
+/// How often the outbox is polled when nobody wakes the relay (appends by another process).
+const POLL: Duration = Duration::from_millis(250);
+
+/// Something that sees every batch before it is published: local read models use it to
+/// follow their own service's log without waiting for the bus.
+pub trait Tap: Send + Sync {
+    fn observe(&self, events: &[RecordedEvent]);
+}
+
+pub struct Relay {
+    store: Arc<dyn EventStore>,
+    bus: Arc<dyn Bus>,
+    topic: String,
+    source: String,
+    wake: Arc<Notify>,
+    taps: Vec<Arc<dyn Tap>>,
+}
+
+impl Relay {
+    /// `source` names the publishing service in the CloudEvents `ce_source` header.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        bus: Arc<dyn Bus>,
+        topic: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            topic: topic.into(),
+            source: source.into(),
+            wake: Arc::new(Notify::new()),
+            taps: Vec::new(),
+        }
+    }
+
+    /// Adds a tap that sees each batch before it is published.
+    pub fn with_tap(mut self, tap: Arc<dyn Tap>) -> Self {
+        self.taps.push(tap);
+        self
+    }
+
+    /// Notify this after an append to publish without waiting for the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Publishes one batch; returns how many events it published.
+    pub async fn publish_once(&self) -> Result<usize, RelayError> {
+        let batch = self.store.unpublished(BATCH).await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        for tap in &self.taps {
+            tap.observe(&batch);
+        }
+        let messages = batch
+            .iter()
+            .map(|event| envelope::to_message(&self.source, event))
+            .collect();
+        self.bus.publish(&self.topic, messages).await?;
+        let positions: Vec<_> = batch.iter().map(|event| event.position).collect();
+        self.store.mark_published(&positions).await?;
+        tracing::debug!(topic = %self.topic, count = batch.len(), "relayed events");
+        Ok(batch.len())
+    }
+
+    /// Runs until `shutdown`, then drains what is left (best effort) and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.publish_once().await {
+                Ok(count) if count > 0 => {
+                    backoff = Duration::from_millis(50);
+                    continue;
+                }
+                Ok(_) => {
+                    backoff = Duration::from_millis(50);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %self.topic, %error, "relay failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Flush on the way out so a graceful stop leaves nothing in the outbox it could send.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, self.publish_once()).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(topic = %self.topic, %error, "relay could not flush on shutdown");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] svcops_eventstore::Error),
+    #[error(transparent)]
+    Bus(#[from] crate::Error),
+}
+
+/// Feeds the whole log of `store` to `tap`, oldest first: how a read model is rebuilt at
+/// start. Taps deduplicate, so overlapping with the relay's first batches is harmless.
+pub async fn replay(store: &dyn EventStore, tap: &dyn Tap) -> Result<(), svcops_eventstore::Error> {
+    let mut after = 0;
+    loop {
+        let batch = store.read_all(after, BATCH).await?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        tap.observe(&batch);
+    }
+}

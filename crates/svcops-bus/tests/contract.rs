@@ -1,0 +1,411 @@
+//! The bus contract, run against every adapter.
+//!
+//! Each case is an async fn over `Arc<dyn Bus>` and a unique topic prefix; `contract_suite!`
+//! turns the list of cases into `#[tokio::test]`s per adapter. The Kafka suite needs a broker
+//! at `SVCOPS_TEST_KAFKA` (default `127.0.0.1:9092`, e.g. Tansu, DESIGN §4) and fails when it
+//! is unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use svcops_bus::{Bus, EmbeddedBus, KafkaBus, KafkaConfig};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// Upper bound for one whole case, so a broken adapter fails instead of hanging.
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Fixture {
+    bus: Arc<dyn Bus>,
+    _dir: Option<TempDir>,
+}
+
+async fn embedded() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+        .await
+        .expect("open embedded bus");
+    Fixture {
+        bus: Arc::new(bus),
+        _dir: Some(dir),
+    }
+}
+
+fn kafka_servers() -> String {
+    std::env::var("SVCOPS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+async fn kafka() -> Fixture {
+    let servers = kafka_servers();
+    let bus = tokio::time::timeout(Duration::from_secs(30), KafkaBus::connect(KafkaConfig::new(&servers)))
+        .await
+        .unwrap_or_else(|_| panic!("connecting to the Kafka broker at {servers} timed out"))
+        .unwrap_or_else(|error| {
+            panic!("Kafka broker at {servers} unreachable ({error}); start one (DESIGN §4) or set SVCOPS_TEST_KAFKA")
+        });
+    Fixture {
+        bus: Arc::new(bus),
+        _dir: None,
+    }
+}
+
+/// Topic and group names unique to one test run.
+fn unique_prefix() -> String {
+    format!("test.{}", Uuid::new_v4().simple())
+}
+
+macro_rules! contract_suite {
+    ($adapter:ident, $fixture:ident) => {
+        mod $adapter {
+            use super::*;
+
+            contract_suite!(@cases $fixture;
+                publish_then_subscribe_delivers_everything_intact,
+                per_key_order_holds_across_a_large_batch,
+                ack_then_resubscribe_resumes_after_the_acked_message,
+                resume_is_per_topic,
+                a_new_group_starts_from_the_beginning,
+                two_groups_each_receive_everything,
+                empty_publish_is_a_no_op,
+                ping_works,
+            );
+        }
+    };
+    (@cases $fixture:ident; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let fixture = $fixture().await;
+                let prefix = unique_prefix();
+                tokio::time::timeout(CASE_TIMEOUT, cases::$case(fixture.bus.clone(), &prefix))
+                    .await
+                    .expect("contract case timed out");
+            }
+        )+
+    };
+}
+
+contract_suite!(embedded_bus, embedded);
+contract_suite!(kafka_bus, kafka);
+
+mod cases {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use svcops_bus::{Bus, Delivery, Message, Subscription};
+
+    /// How long to wait for one expected delivery.
+    const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long to watch for deliveries that should not come.
+    const QUIET: Duration = Duration::from_secs(2);
+
+    fn message(key: &str, seq: usize) -> Message {
+        Message {
+            key: key.to_owned(),
+            headers: vec![
+                ("seq".into(), seq.to_string().into_bytes()),
+                ("binary".into(), vec![0, 255, (seq % 256) as u8]),
+                ("empty".into(), Vec::new()),
+            ],
+            payload: format!("{key}/{seq}").into_bytes(),
+        }
+    }
+
+    fn seq(delivery: &Delivery) -> usize {
+        delivery
+            .message
+            .header("seq")
+            .and_then(|seq| seq.parse().ok())
+            .expect("test messages carry a seq header")
+    }
+
+    async fn receive(subscription: &mut dyn Subscription, count: usize) -> Vec<Delivery> {
+        let mut deliveries = Vec::with_capacity(count);
+        while deliveries.len() < count {
+            let delivery = tokio::time::timeout(RECEIVE_TIMEOUT, subscription.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("timed out after {} of {count} deliveries", deliveries.len())
+                })
+                .expect("subscription delivers");
+            deliveries.push(delivery);
+        }
+        deliveries
+    }
+
+    async fn assert_nothing_more(subscription: &mut dyn Subscription) {
+        if let Ok(delivery) = tokio::time::timeout(QUIET, subscription.next()).await {
+            panic!("unexpected delivery: {delivery:?}");
+        }
+    }
+
+    async fn subscribe(bus: &dyn Bus, group: &str, topics: &[&str]) -> Box<dyn Subscription> {
+        bus.subscribe(group, topics).await.expect("subscribe")
+    }
+
+    pub async fn publish_then_subscribe_delivers_everything_intact(bus: Arc<dyn Bus>, prefix: &str) {
+        let topic = format!("{prefix}.events");
+        let sent: Vec<Message> = (0..10).map(|seq| message("case-1", seq)).collect();
+        bus.publish(&topic, sent[..4].to_vec()).await.expect("publish");
+        bus.publish(&topic, sent[4..].to_vec()).await.expect("publish");
+
+        let mut subscription = subscribe(bus.as_ref(), &format!("{prefix}.g"), &[&topic]).await;
+        let received = receive(subscription.as_mut(), sent.len()).await;
+        for (delivery, message) in received.iter().zip(&sent) {
+            assert_eq!(delivery.topic, topic);
+            assert_eq!(&delivery.message, message, "key, headers and payload intact, in order");
+        }
+        assert!(
+            received.windows(2).all(|pair| pair[0].offset < pair[1].offset),
+            "offsets increase"
+        );
+        assert_nothing_more(subscription.as_mut()).await;
+    }
+
+    pub async fn per_key_order_holds_across_a_large_batch(bus: Arc<dyn Bus>, prefix: &str) {
+        let topic = format!("{prefix}.events");
+        let keys: Vec<String> = (0..7).map(|key| format!("case-{key}")).collect();
+        let sent: Vec<Message> = (0..500)
+            .map(|seq| message(&keys[seq % keys.len()], seq))
+            .collect();
+        bus.publish(&topic, sent.clone()).await.expect("publish");
+
+        let mut subscription = subscribe(bus.as_ref(), &format!("{prefix}.g"), &[&topic]).await;
+        let received = receive(subscription.as_mut(), sent.len()).await;
+        let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut partition_of: HashMap<&str, i32> = HashMap::new();
+        for delivery in &received {
+            let key = delivery.message.key.as_str();
+            by_key.entry(key).or_default().push(seq(delivery));
+            let partition = *partition_of.entry(key).or_insert(delivery.partition);
+            assert_eq!(partition, delivery.partition, "one key, one partition");
+        }
+        for (index, key) in keys.iter().enumerate() {
+            let expected: Vec<usize> = (index..500).step_by(keys.len()).collect();
+            assert_eq!(by_key[key.as_str()], expected, "order of key {key}");
+        }
+        assert_nothing_more(subscription.as_mut()).await;
+    }
+
+    pub async fn ack_then_resubscribe_resumes_after_the_acked_message(
+        bus: Arc<dyn Bus>,
+        prefix: &str,
+    ) {
+        let topic = format!("{prefix}.events");
+        let group = format!("{prefix}.g");
+        bus.publish(&topic, (0..10).map(|seq| message("case-1", seq)).collect())
+            .await
+            .expect("publish");
+
+        let mut subscription = subscribe(bus.as_ref(), &group, &[&topic]).await;
+        let received = receive(subscription.as_mut(), 10).await;
+        subscription.ack(&received[3]).await.expect("ack");
+        drop(subscription);
+
+        // 4..9 were received but never acknowledged: they come again, and nothing before.
+        let mut subscription = subscribe(bus.as_ref(), &group, &[&topic]).await;
+        let again = receive(subscription.as_mut(), 6).await;
+        assert_eq!(again.iter().map(seq).collect::<Vec<_>>(), (4..10).collect::<Vec<_>>());
+        assert_eq!(again, received[4..].to_vec(), "same offsets and content");
+
+        // Acknowledging the last one leaves nothing for the next member.
+        subscription.ack(&again[5]).await.expect("ack");
+        drop(subscription);
+        let mut subscription = subscribe(bus.as_ref(), &group, &[&topic]).await;
+        bus.publish(&topic, vec![message("case-1", 10)])
+            .await
+            .expect("publish");
+        let next = receive(subscription.as_mut(), 1).await;
+        assert_eq!(seq(&next[0]), 10);
+        assert_nothing_more(subscription.as_mut()).await;
+    }
+
+    pub async fn resume_is_per_topic(bus: Arc<dyn Bus>, prefix: &str) {
+        let first = format!("{prefix}.first");
+        let second = format!("{prefix}.second");
+        let group = format!("{prefix}.g");
+        bus.publish(&first, (0..3).map(|seq| message("a", seq)).collect())
+            .await
+            .expect("publish");
+        bus.publish(&second, (10..13).map(|seq| message("b", seq)).collect())
+            .await
+            .expect("publish");
+
+        let mut subscription = subscribe(bus.as_ref(), &group, &[&first, &second]).await;
+        let received = receive(subscription.as_mut(), 6).await;
+        let of = |topic: &str, seq_wanted: usize| {
+            received
+                .iter()
+                .find(|delivery| delivery.topic == topic && seq(delivery) == seq_wanted)
+                .cloned()
+                .expect("delivered")
+        };
+        subscription.ack(&of(&first, 2)).await.expect("ack");
+        subscription.ack(&of(&second, 10)).await.expect("ack");
+        drop(subscription);
+
+        let mut subscription = subscribe(bus.as_ref(), &group, &[&first, &second]).await;
+        let again = receive(subscription.as_mut(), 2).await;
+        assert!(again.iter().all(|delivery| delivery.topic == second));
+        assert_eq!(again.iter().map(seq).collect::<Vec<_>>(), vec![11, 12]);
+        assert_nothing_more(subscription.as_mut()).await;
+    }
+
+    pub async fn a_new_group_starts_from_the_beginning(bus: Arc<dyn Bus>, prefix: &str) {
+        let topic = format!("{prefix}.events");
+        bus.publish(&topic, (0..5).map(|seq| message("case-1", seq)).collect())
+            .await
+            .expect("publish");
+
+        let mut old = subscribe(bus.as_ref(), &format!("{prefix}.old"), &[&topic]).await;
+        let received = receive(old.as_mut(), 5).await;
+        old.ack(&received[4]).await.expect("ack");
+        drop(old);
+
+        let mut new = subscribe(bus.as_ref(), &format!("{prefix}.new"), &[&topic]).await;
+        let again = receive(new.as_mut(), 5).await;
+        assert_eq!(again, received, "the new group sees the whole topic");
+    }
+
+    pub async fn two_groups_each_receive_everything(bus: Arc<dyn Bus>, prefix: &str) {
+        let topic = format!("{prefix}.events");
+        // Subscribed before anything is published: they must be woken by the publish.
+        let mut one = subscribe(bus.as_ref(), &format!("{prefix}.one"), &[&topic]).await;
+        let mut two = subscribe(bus.as_ref(), &format!("{prefix}.two"), &[&topic]).await;
+        let sent: Vec<Message> = (0..30)
+            .map(|seq| message(&format!("case-{}", seq % 3), seq))
+            .collect();
+        bus.publish(&topic, sent.clone()).await.expect("publish");
+
+        let (first, second) = tokio::join!(receive(one.as_mut(), 30), receive(two.as_mut(), 30));
+        for received in [first, second] {
+            let mut seqs: Vec<usize> = received.iter().map(seq).collect();
+            seqs.sort_unstable();
+            assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+        }
+    }
+
+    pub async fn empty_publish_is_a_no_op(bus: Arc<dyn Bus>, prefix: &str) {
+        let topic = format!("{prefix}.events");
+        bus.publish(&topic, Vec::new()).await.expect("empty publish");
+        bus.publish(&topic, vec![message("k", 1)]).await.expect("publish");
+        let mut subscription = subscribe(bus.as_ref(), &format!("{prefix}.g"), &[&topic]).await;
+        let received = receive(subscription.as_mut(), 1).await;
+        assert_eq!(seq(&received[0]), 1);
+    }
+
+    pub async fn ping_works(bus: Arc<dyn Bus>, _prefix: &str) {
+        bus.ping().await.expect("ping");
+    }
+}
+
+/// Kafka adapter faults, on librdkafka's mock cluster (no CreateTopics there: topics are
+/// created through the mock API).
+mod kafka_faults {
+    use std::time::Duration;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use svcops_bus::{Bus, KafkaBus, KafkaConfig, Message};
+
+    fn messages(count: usize) -> Vec<Message> {
+        (0..count)
+            .map(|seq| Message {
+                key: "case-1".into(),
+                headers: vec![("seq".into(), seq.to_string().into_bytes())],
+                payload: seq.to_string().into_bytes(),
+            })
+            .collect()
+    }
+
+    async fn mock_bus(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> KafkaBus {
+        let mut config = KafkaConfig::new(cluster.bootstrap_servers());
+        config.create_topics = false;
+        config.partitions = 1;
+        KafkaBus::connect(config).await.expect("connect to the mock cluster")
+    }
+
+    async fn assert_received_once_in_order(bus: &KafkaBus, topic: &str, count: usize) {
+        let mut subscription = bus.subscribe("faults", &[topic]).await.expect("subscribe");
+        for expected in 0..count {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+                .await
+                .expect("delivery in time")
+                .expect("delivery");
+            assert_eq!(delivery.message.header("seq"), Some(expected.to_string().as_str()));
+        }
+        let extra = tokio::time::timeout(Duration::from_secs(1), subscription.next()).await;
+        assert!(extra.is_err(), "no duplicate after retries: {extra:?}");
+    }
+
+    #[tokio::test]
+    async fn publish_retries_through_transient_produce_errors() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("faults", 1, 1).expect("topic");
+        let bus = mock_bus(&cluster).await;
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+            ],
+        );
+        tokio::time::timeout(Duration::from_secs(30), bus.publish("faults", messages(50)))
+            .await
+            .expect("publish in time")
+            .expect("publish survives transient errors");
+        assert_received_once_in_order(&bus, "faults", 50).await;
+    }
+
+    #[tokio::test]
+    async fn publish_waits_out_a_broker_outage() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("faults", 1, 1).expect("topic");
+        let bus = mock_bus(&cluster).await;
+        cluster.broker_down(1).expect("broker down");
+        let publish = bus.publish("faults", messages(20));
+        let up_later = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            cluster.broker_up(1).expect("broker up");
+        };
+        let (published, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(publish, up_later)
+        })
+        .await
+        .expect("publish in time");
+        published.expect("publish completes once the broker is back");
+        assert_received_once_in_order(&bus, "faults", 20).await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_broker_fails_connect() {
+        // Nothing listens on port 1.
+        let config = KafkaConfig::new("127.0.0.1:1");
+        let result = tokio::time::timeout(Duration::from_secs(30), KafkaBus::connect(config))
+            .await
+            .expect("connect gives up in time");
+        assert!(result.is_err(), "connect must fail");
+    }
+
+    #[tokio::test]
+    async fn ping_fails_while_the_broker_is_down() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("faults", 1, 1).expect("topic");
+        let bus = mock_bus(&cluster).await;
+        bus.ping().await.expect("ping while up");
+        cluster.broker_down(1).expect("broker down");
+        // librdkafka answers metadata from cache while a connection still looks healthy, so
+        // allow for it to notice.
+        let mut failed = false;
+        for _ in 0..20 {
+            if bus.ping().await.is_err() {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(failed, "ping reports the outage");
+    }
+}

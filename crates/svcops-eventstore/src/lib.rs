@@ -1,0 +1,103 @@
+//! svcops-eventstore: the append-only log every svcops service keeps its state in.
+//!
+//! One [`EventStore`] port, two adapters: [`PostgresStore`] (cluster mode) and
+//! [`SqliteStore`] (embedded mode). Both pass the same contract suite (`tests/contract.rs`).
+//!
+//! Guarantees, whichever adapter:
+//! - an append names the version it expects the stream to be at; a mismatch is
+//!   [`Error::Concurrency`], never a silent overwrite or a gap;
+//! - an append may carry an idempotency key: the first append with a key wins, any later one
+//!   returns that first result and appends nothing (commands' `request_id`, and consumers'
+//!   "processed event ids", both go through this one mechanism);
+//! - every published append also lands in the outbox in the same statement/transaction, and
+//!   [`EventStore::unpublished`] returns every committed, not yet published event whatever
+//!   the order transactions committed in, so the relay can never skip one.
+
+mod postgres;
+mod sqlite;
+mod types;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// Everything that can go wrong talking to the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The stream was not at the expected version: someone else appended first.
+    #[error("stream {stream_id} is not at the expected version {expected}")]
+    Concurrency {
+        stream_id: String,
+        expected: ExpectedVersion,
+    },
+    /// The request itself is malformed (empty append, bad stream id, ...).
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    /// The database could not be reached or failed; the caller may retry.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("event store migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back (corruption or an incompatible schema).
+    #[error("corrupt event row at position {position}: {reason}")]
+    Corrupt { position: i64, reason: String },
+}
+
+/// The port: what services need from an event store.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends events to one stream atomically, checking the expected version and the
+    /// idempotency key.
+    async fn append(&self, append: Append) -> Result<AppendOutcome, Error>;
+
+    /// Reads a stream in version order, starting at `from_version` (1 = the first event).
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Reads committed events with a position greater than `after`, in position order.
+    ///
+    /// Meant for rebuilding read models from the whole log. Under concurrent writers on
+    /// PostgreSQL a later call can still return a position lower than one already seen, so
+    /// it is not a tailing mechanism: tail with [`EventStore::unpublished`].
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Committed events not yet marked published, in position order.
+    async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// Marks events published (removes them from the outbox).
+    async fn mark_published(&self, positions: &[Position]) -> Result<(), Error>;
+
+    /// The stored position of a named checkpoint.
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error>;
+
+    /// Stores a named checkpoint.
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), Error>;
+
+    /// Cheap reachability check for health reporting.
+    async fn ping(&self) -> Result<(), Error>;
+}
+
+/// Reads a whole stream (helper over [`EventStore::read_stream`]).
+pub async fn read_whole_stream(
+    store: &dyn EventStore,
+    stream_id: &StreamId,
+) -> Result<Vec<RecordedEvent>, Error> {
+    const PAGE: usize = 500;
+    let mut events = Vec::new();
+    loop {
+        let from = events.len() as u64 + 1;
+        let page = store.read_stream(stream_id, from, PAGE).await?;
+        let done = page.len() < PAGE;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! PostgreSQL adapter: one statement per append, so an append costs one round trip.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Row, migrate::MigrateDatabase};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::types::ANY_VERSION_ATTEMPTS;
+use crate::{
+    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
+    RecordedEvent, StreamId,
+};
+
+/// Event store on PostgreSQL. Each service owns its own database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+// Idempotency row, version guard, events, outbox: all in one statement, hence one implicit
+// transaction. `$3` is the first version to write; the guard checks that the version before
+// it exists, the unique (stream_id, version) constraint that nothing is already at it.
+const APPEND: &str = r#"
+WITH guard AS (
+    SELECT ($3 = 1 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2 AND version = $3 - 1)) AS ok
+), idem AS (
+    -- Only an append that passes the guard claims the key: a rejected one must leave it
+    -- free for the corrected retry.
+    INSERT INTO idempotency (key, stream_id, first_version, last_version)
+    SELECT $1::text, $2, $3, $4 WHERE $1::text IS NOT NULL AND (SELECT ok FROM guard)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING 1
+), ins AS (
+    INSERT INTO events (stream_id, version, event_id, event_type, case_id, actor_subject,
+                        actor_role, correlation_id, causation_id, traceparent, occurred_at, payload)
+    SELECT $2, $3 + t.ord - 1, t.event_id, t.event_type, t.case_id, t.actor_subject,
+           t.actor_role, t.correlation_id, t.causation_id, t.traceparent, t.occurred_at, t.payload
+    FROM UNNEST($5::uuid[], $6::text[], $7::uuid[], $8::text[], $9::text[], $10::uuid[],
+                $11::uuid[], $12::text[], $13::timestamptz[], $14::bytea[])
+         WITH ORDINALITY AS t(event_id, event_type, case_id, actor_subject, actor_role,
+                              correlation_id, causation_id, traceparent, occurred_at, payload, ord)
+    WHERE ($1::text IS NULL OR EXISTS (SELECT 1 FROM idem)) AND (SELECT ok FROM guard)
+    RETURNING position
+), outbox_rows AS (
+    INSERT INTO outbox (position) SELECT position FROM ins WHERE $15
+)
+SELECT count(*) FROM ins
+"#;
+
+// A macro rather than a const so the whole query stays a `&'static str` (sqlx audits
+// dynamic SQL).
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT e.position, e.stream_id, e.version, e.event_id, e.event_type, e.case_id, \
+             e.actor_subject, e.actor_role, e.correlation_id, e.causation_id, e.traceparent, \
+             e.occurred_at, e.recorded_at, e.payload ",
+            $rest
+        )
+    };
+}
+
+impl PostgresStore {
+    /// Connects (creating the database if it does not exist) and applies migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, Error> {
+        if !sqlx::Postgres::database_exists(url).await? {
+            // Two processes may race to create it; losing that race is fine.
+            if let Err(error) = sqlx::Postgres::create_database(url).await
+                && !sqlx::Postgres::database_exists(url).await?
+            {
+                return Err(error.into());
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool and applies migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, Error> {
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn append_at(&self, append: &Append, first_version: u64) -> Result<AppendOutcome, Error> {
+        let count = append.events.len();
+        // A stream cannot be that long, so the caller's expectation cannot hold.
+        let Some(last_version) = first_version
+            .checked_add(count as u64 - 1)
+            .filter(|last| i64::try_from(*last).is_ok())
+        else {
+            return Err(concurrency(append));
+        };
+        let mut event_ids = Vec::with_capacity(count);
+        let mut event_types = Vec::with_capacity(count);
+        let mut case_ids = Vec::with_capacity(count);
+        let mut actor_subjects = Vec::with_capacity(count);
+        let mut actor_roles = Vec::with_capacity(count);
+        let mut correlation_ids = Vec::with_capacity(count);
+        let mut causation_ids = Vec::with_capacity(count);
+        let mut traceparents = Vec::with_capacity(count);
+        let mut occurred = Vec::with_capacity(count);
+        let mut payloads = Vec::with_capacity(count);
+        for event in &append.events {
+            event_ids.push(event.event_id);
+            event_types.push(event.event_type.as_str());
+            case_ids.push(event.metadata.case_id);
+            actor_subjects.push(event.metadata.actor_subject.as_str());
+            actor_roles.push(event.metadata.actor_role.as_str());
+            correlation_ids.push(event.metadata.correlation_id);
+            causation_ids.push(event.metadata.causation_id);
+            traceparents.push(event.metadata.traceparent.as_deref());
+            occurred.push(event.metadata.occurred_at);
+            payloads.push(event.payload.as_slice());
+        }
+        let result = sqlx::query_scalar::<_, i64>(APPEND)
+            .bind(append.idempotency_key.as_deref())
+            .bind(append.stream_id.as_str())
+            .bind(to_db_version(first_version))
+            .bind(to_db_version(last_version))
+            .bind(&event_ids)
+            .bind(&event_types)
+            .bind(&case_ids)
+            .bind(&actor_subjects)
+            .bind(&actor_roles)
+            .bind(&correlation_ids)
+            .bind(&causation_ids)
+            .bind(&traceparents)
+            .bind(&occurred)
+            .bind(&payloads)
+            .bind(append.publish)
+            .fetch_one(&self.pool)
+            .await;
+        let inserted = match result {
+            Ok(inserted) => inserted,
+            Err(sqlx::Error::Database(error))
+                if error.constraint() == Some("events_stream_version") =>
+            {
+                return Err(concurrency(append));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if inserted as usize == count {
+            return Ok(AppendOutcome::Appended(Appended {
+                stream_id: append.stream_id.clone(),
+                first_version,
+                last_version,
+            }));
+        }
+        if let Some(key) = &append.idempotency_key
+            && let Some(first) = self.idempotent_result(key).await?
+        {
+            return Ok(AppendOutcome::Duplicate(first));
+        }
+        Err(concurrency(append))
+    }
+
+    async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
+        let row = sqlx::query(
+            "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Appended {
+                stream_id: StreamId::parse(row.try_get::<String, _>(0)?)?,
+                first_version: from_db_version(row.try_get(1)?),
+                last_version: from_db_version(row.try_get(2)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn current_version(&self, stream_id: &StreamId) -> Result<u64, Error> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
+                .bind(stream_id.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(version.map_or(0, from_db_version))
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, append: Append) -> Result<AppendOutcome, Error> {
+        append.validate()?;
+        match append.expected {
+            ExpectedVersion::NoStream => self.append_at(&append, 1).await,
+            ExpectedVersion::Exact(version) => match version.checked_add(1) {
+                Some(first_version) => self.append_at(&append, first_version).await,
+                None => Err(concurrency(&append)),
+            },
+            ExpectedVersion::Any => {
+                let mut attempt = 0;
+                loop {
+                    let current = self.current_version(&append.stream_id).await?;
+                    match self.append_at(&append, current + 1).await {
+                        Err(Error::Concurrency { .. }) if attempt < ANY_VERSION_ATTEMPTS => {
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let rows = sqlx::query(select_events!("FROM events e WHERE e.stream_id = $1 AND e.version >= $2 \
+             ORDER BY e.version LIMIT $3"))
+        .bind(stream_id.as_str())
+        .bind(to_db_version(from_version))
+        .bind(db_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let rows = sqlx::query(select_events!("FROM events e WHERE e.position > $1 ORDER BY e.position LIMIT $2"))
+        .bind(after)
+        .bind(db_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let rows = sqlx::query(select_events!("FROM outbox o JOIN events e ON e.position = o.position \
+             ORDER BY o.position LIMIT $1"))
+        .bind(db_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn mark_published(&self, positions: &[Position]) -> Result<(), Error> {
+        sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
+            .bind(positions)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now()",
+        )
+        .bind(name)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn concurrency(append: &Append) -> Error {
+    Error::Concurrency {
+        stream_id: append.stream_id.to_string(),
+        expected: append.expected,
+    }
+}
+
+fn to_db_version(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+fn db_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn from_db_version(version: i64) -> u64 {
+    u64::try_from(version).unwrap_or(0)
+}
+
+fn decode_row(row: &PgRow) -> Result<RecordedEvent, Error> {
+    let position: i64 = row.try_get("position")?;
+    let stream_id: String = row.try_get("stream_id")?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: StreamId::parse(stream_id).map_err(|error| Error::Corrupt {
+            position,
+            reason: error.to_string(),
+        })?,
+        version: from_db_version(row.try_get("version")?),
+        event_id: row.try_get::<Uuid, _>("event_id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        metadata: EventMetadata {
+            case_id: row.try_get("case_id")?,
+            actor_subject: row.try_get("actor_subject")?,
+            actor_role: row.try_get("actor_role")?,
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            occurred_at: row.try_get::<OffsetDateTime, _>("occurred_at")?,
+        },
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

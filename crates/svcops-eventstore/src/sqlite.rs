@@ -1,0 +1,302 @@
+//! SQLite adapter for embedded mode: one writer connection (SQLite has one writer at a time
+//! anyway), several readers, WAL journal, synchronous=FULL so a commit survives power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::{OffsetDateTime, UtcOffset};
+use time::format_description::well_known::Rfc3339;
+
+use crate::{
+    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
+    RecordedEvent, StreamId,
+};
+
+/// Event store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+// A macro rather than a const so the whole query stays a `&'static str` (sqlx audits
+// dynamic SQL).
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT e.position, e.stream_id, e.version, e.event_id, e.event_type, e.case_id, \
+             e.actor_subject, e.actor_role, e.correlation_id, e.causation_id, e.traceparent, \
+             e.occurred_at, e.recorded_at, e.payload ",
+            $rest
+        )
+    };
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the store file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, Error> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+
+    async fn append_in(
+        transaction: &mut Transaction<'static, Sqlite>,
+        append: &Append,
+    ) -> Result<AppendOutcome, Error> {
+        if let Some(key) = &append.idempotency_key
+            && let Some(first) = idempotent_result(transaction, key).await?
+        {
+            return Ok(AppendOutcome::Duplicate(first));
+        }
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = ?1")
+                .bind(append.stream_id.as_str())
+                .fetch_one(&mut **transaction)
+                .await?;
+        let current = current.map_or(0, |version| version as u64);
+        let matches = match append.expected {
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(version) => current == version,
+            ExpectedVersion::Any => true,
+        };
+        if !matches {
+            return Err(Error::Concurrency {
+                stream_id: append.stream_id.to_string(),
+                expected: append.expected,
+            });
+        }
+        let first_version = current + 1;
+        let last_version = current + append.events.len() as u64;
+        let recorded_at = format_time(OffsetDateTime::now_utc())?;
+        for (offset, event) in append.events.iter().enumerate() {
+            let position: i64 = sqlx::query_scalar(
+                "INSERT INTO events (stream_id, version, event_id, event_type, case_id, \
+                 actor_subject, actor_role, correlation_id, causation_id, traceparent, \
+                 occurred_at, recorded_at, payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING position",
+            )
+            .bind(append.stream_id.as_str())
+            .bind((first_version + offset as u64) as i64)
+            .bind(event.event_id)
+            .bind(&event.event_type)
+            .bind(event.metadata.case_id)
+            .bind(&event.metadata.actor_subject)
+            .bind(&event.metadata.actor_role)
+            .bind(event.metadata.correlation_id)
+            .bind(event.metadata.causation_id)
+            .bind(&event.metadata.traceparent)
+            .bind(format_time(event.metadata.occurred_at)?)
+            .bind(&recorded_at)
+            .bind(&event.payload)
+            .fetch_one(&mut **transaction)
+            .await?;
+            if append.publish {
+                sqlx::query("INSERT INTO outbox (position) VALUES (?1)")
+                    .bind(position)
+                    .execute(&mut **transaction)
+                    .await?;
+            }
+        }
+        if let Some(key) = &append.idempotency_key {
+            sqlx::query(
+                "INSERT INTO idempotency (key, stream_id, first_version, last_version, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(key)
+            .bind(append.stream_id.as_str())
+            .bind(first_version as i64)
+            .bind(last_version as i64)
+            .bind(&recorded_at)
+            .execute(&mut **transaction)
+            .await?;
+        }
+        Ok(AppendOutcome::Appended(Appended {
+            stream_id: append.stream_id.clone(),
+            first_version,
+            last_version,
+        }))
+    }
+
+    async fn fetch_events(
+        &self,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
+        ) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let rows = bind(sqlx::query(sql)).fetch_all(&self.readers).await?;
+        rows.iter().map(decode_row).collect()
+    }
+}
+
+async fn idempotent_result(
+    transaction: &mut Transaction<'static, Sqlite>,
+    key: &str,
+) -> Result<Option<Appended>, Error> {
+    let row =
+        sqlx::query("SELECT stream_id, first_version, last_version FROM idempotency WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&mut **transaction)
+            .await?;
+    row.map(|row| {
+        Ok(Appended {
+            stream_id: StreamId::parse(row.try_get::<String, _>(0)?)?,
+            first_version: row.try_get::<i64, _>(1)? as u64,
+            last_version: row.try_get::<i64, _>(2)? as u64,
+        })
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, append: Append) -> Result<AppendOutcome, Error> {
+        append.validate()?;
+        let mut transaction = self.writer.begin().await?;
+        let outcome = Self::append_in(&mut transaction, &append).await?;
+        if outcome.is_duplicate() {
+            transaction.rollback().await?;
+        } else {
+            transaction.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        let sql = select_events!("FROM events e WHERE e.stream_id = ?1 AND e.version >= ?2 \
+             ORDER BY e.version LIMIT ?3");
+        self.fetch_events(sql, |query| {
+            query
+                .bind(stream_id.as_str())
+                .bind(i64::try_from(from_version).unwrap_or(i64::MAX))
+                .bind(db_limit(limit))
+        })
+        .await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let sql = select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
+        self.fetch_events(sql, |query| query.bind(after).bind(db_limit(limit)))
+            .await
+    }
+
+    async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let sql = select_events!("FROM outbox o JOIN events e ON e.position = o.position \
+             ORDER BY o.position LIMIT ?1");
+        self.fetch_events(sql, |query| query.bind(db_limit(limit))).await
+    }
+
+    async fn mark_published(&self, positions: &[Position]) -> Result<(), Error> {
+        let mut transaction = self.writer.begin().await?;
+        for position in positions {
+            sqlx::query("DELETE FROM outbox WHERE position = ?1")
+                .bind(position)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(position)
+        .bind(format_time(OffsetDateTime::now_utc())?)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+}
+
+/// RFC 3339 in UTC. RFC 3339 cannot express offsets with seconds (which `time` allows), so
+/// the instant is stored in UTC; a year outside 0..=9999 is refused rather than stored as a
+/// string that could never be read back.
+fn format_time(time: OffsetDateTime) -> Result<String, Error> {
+    time.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|error| Error::Invalid(format!("timestamp {time} cannot be stored: {error}")))
+}
+
+fn db_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn parse_time(position: i64, text: &str) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|error| Error::Corrupt {
+        position,
+        reason: format!("bad timestamp {text:?}: {error}"),
+    })
+}
+
+fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, Error> {
+    let position: i64 = row.try_get("position")?;
+    let stream_id: String = row.try_get("stream_id")?;
+    let occurred_at: String = row.try_get("occurred_at")?;
+    let recorded_at: String = row.try_get("recorded_at")?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: StreamId::parse(stream_id).map_err(|error| Error::Corrupt {
+            position,
+            reason: error.to_string(),
+        })?,
+        version: row.try_get::<i64, _>("version")? as u64,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        metadata: EventMetadata {
+            case_id: row.try_get("case_id")?,
+            actor_subject: row.try_get("actor_subject")?,
+            actor_role: row.try_get("actor_role")?,
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            occurred_at: parse_time(position, &occurred_at)?,
+        },
+        recorded_at: parse_time(position, &recorded_at)?,
+    })
+}

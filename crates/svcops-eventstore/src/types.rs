@@ -1,0 +1,186 @@
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Global position of an event in one store's log; 0 means "before the first event".
+pub type Position = i64;
+
+/// Name of one aggregate instance's stream, e.g. `case-0190…`. Lower-case ASCII letters,
+/// digits, `-` and `_`, at most 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// Parses a stream id, rejecting anything outside the allowed alphabet.
+    pub fn parse(value: impl Into<String>) -> Result<Self, crate::Error> {
+        let value = value.into();
+        let valid = !value.is_empty()
+            && value.len() <= 200
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(crate::Error::Invalid(format!("bad stream id {value:?}")))
+        }
+    }
+
+    /// The stream of one aggregate: `<kind>-<uuid>`.
+    pub fn for_aggregate(kind: &str, id: Uuid) -> Self {
+        Self(format!("{kind}-{id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the caller believes the stream's current version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have exactly this version (>= 1).
+    Exact(u64),
+    /// Append after whatever is there (retrying internally on a race).
+    Any,
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(version) => write!(f, "{version}"),
+            Self::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// Who did it, and why: the metadata every event carries (DESIGN §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMetadata {
+    pub case_id: Option<Uuid>,
+    pub actor_subject: String,
+    pub actor_role: String,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    /// W3C `traceparent` of the span that produced the event.
+    pub traceparent: Option<String>,
+    pub occurred_at: OffsetDateTime,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    /// Fully qualified protobuf message name of the payload.
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub metadata: EventMetadata,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: StreamId,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub payload: Vec<u8>,
+    pub metadata: EventMetadata,
+    pub recorded_at: OffsetDateTime,
+}
+
+/// One atomic append to one stream.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    /// First append with a key wins; later ones return its result and append nothing.
+    pub idempotency_key: Option<String>,
+    /// Whether the relay publishes these events to the bus (false for local-only records).
+    pub publish: bool,
+}
+
+impl Append {
+    /// A published append without idempotency key.
+    pub fn new(stream_id: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        Self {
+            stream_id,
+            expected,
+            events,
+            idempotency_key: None,
+            publish: true,
+        }
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    pub fn local_only(mut self) -> Self {
+        self.publish = false;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        if self.events.is_empty() {
+            return Err(crate::Error::Invalid("an append needs at least one event".into()));
+        }
+        if matches!(self.expected, ExpectedVersion::Exact(0)) {
+            return Err(crate::Error::Invalid(
+                "expected version 0: use ExpectedVersion::NoStream".into(),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 300)
+        {
+            return Err(crate::Error::Invalid("idempotency key must be 1..=300 bytes".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub stream_id: StreamId,
+    pub first_version: u64,
+    pub last_version: u64,
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events were appended now.
+    Appended(Appended),
+    /// The idempotency key was already used: this is the first append's result, and nothing
+    /// was appended now.
+    Duplicate(Appended),
+}
+
+impl AppendOutcome {
+    pub fn appended(&self) -> &Appended {
+        match self {
+            Self::Appended(appended) | Self::Duplicate(appended) => appended,
+        }
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate(_))
+    }
+}
+
+/// How many times an `ExpectedVersion::Any` append retries a lost race before giving up.
+pub(crate) const ANY_VERSION_ATTEMPTS: usize = 20;

@@ -1,0 +1,966 @@
+//! The event-store contract: one suite, run against every adapter.
+//!
+//! `contract_suite!` generates one `#[tokio::test]` per case per adapter (in the modules
+//! `postgres` and `sqlite`), so a failure names both the case and the adapter.
+//!
+//! PostgreSQL: the server URL comes from `SVCOPS_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`); every test creates its own database
+//! `svcops_test_<uuid>` and drops it when the case passed. An unreachable server fails the
+//! tests: they never skip.
+//!
+//! SQLite: every test opens a fresh file in its own temporary directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use svcops_eventstore::{
+    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    Position, PostgresStore, RecordedEvent, SqliteStore, StreamId, read_whole_stream,
+};
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+type Store = Arc<dyn EventStore>;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+/// A fresh PostgreSQL database, dropped by `teardown`.
+struct PostgresFixture {
+    store: PostgresStore,
+    url: String,
+}
+
+impl PostgresFixture {
+    async fn new() -> Self {
+        let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+        let url = format!(
+            "{}/svcops_test_{}",
+            server.trim_end_matches('/'),
+            Uuid::new_v4().simple()
+        );
+        let store = tokio::time::timeout(Duration::from_secs(60), PostgresStore::connect(&url, 16))
+            .await
+            .expect("timed out connecting to PostgreSQL (is it running? see DESIGN.md §7)")
+            .unwrap_or_else(|error| {
+                panic!(
+                    "PostgreSQL at {server} is not reachable: {error} \
+                     (set SVCOPS_TEST_DATABASE_URL; these tests never skip)"
+                )
+            });
+        Self { store, url }
+    }
+
+    fn store(&self) -> Store {
+        Arc::new(self.store.clone())
+    }
+
+    /// Drops the test database (only reached when the case passed; a failed case leaves its
+    /// database behind for inspection).
+    async fn teardown(self) {
+        use sqlx::migrate::MigrateDatabase;
+        self.store.pool().close().await;
+        if let Err(error) = sqlx::Postgres::force_drop_database(&self.url).await {
+            eprintln!("could not drop test database {}: {error}", self.url);
+        }
+    }
+}
+
+/// A fresh SQLite file in a temporary directory, removed with it.
+struct SqliteFixture {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+impl SqliteFixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("events.db"))
+            .await
+            .expect("open the SQLite store");
+        Self { store, _dir: dir }
+    }
+
+    fn store(&self) -> Store {
+        Arc::new(self.store.clone())
+    }
+
+    async fn teardown(self) {}
+}
+
+/// Generates `postgres::<case>` and `sqlite::<case>` tests for every case in `cases`.
+macro_rules! contract_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::PostgresFixture::new().await;
+                    super::cases::$case(fixture.store()).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::SqliteFixture::new().await;
+                    super::cases::$case(fixture.store()).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+    };
+}
+
+contract_suite!(
+    append_to_new_stream_round_trips_everything,
+    empty_payload_round_trips,
+    timestamps_keep_at_least_microseconds,
+    read_stream_from_version_with_limit,
+    no_stream_on_existing_stream_conflicts,
+    exact_version_appends,
+    exact_stale_version_conflicts,
+    exact_version_ahead_conflicts_without_gap,
+    any_appends_after_whatever_is_there,
+    multi_event_append_is_atomic,
+    idempotency_key_returns_first_result,
+    idempotency_key_is_not_used_up_by_a_failed_append,
+    concurrent_appends_at_same_version_exactly_one_wins,
+    concurrent_appends_with_same_key_exactly_one_appended,
+    concurrent_any_appends_all_land_without_gaps,
+    read_all_in_position_order_with_limit,
+    unpublished_returns_published_events_until_marked,
+    checkpoints_load_save_overwrite,
+    bad_input_is_invalid,
+    ping_succeeds,
+);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// Now, truncated to whole microseconds (PostgreSQL keeps microseconds).
+fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .expect("a truncated nanosecond is valid")
+}
+
+fn stream(kind: &str) -> StreamId {
+    StreamId::for_aggregate(kind, Uuid::new_v4())
+}
+
+/// An event with every optional field set.
+fn full_event(n: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: format!("svcops.test.v1.Happened{n}"),
+        payload: (0..=255u8).cycle().skip(n).take(300 + n).collect(),
+        metadata: EventMetadata {
+            case_id: Some(Uuid::new_v4()),
+            actor_subject: format!("user-{n} Zoë 🔧"),
+            actor_role: "technician".to_owned(),
+            correlation_id: Uuid::new_v4(),
+            causation_id: Some(Uuid::new_v4()),
+            traceparent: Some(format!(
+                "00-{}-{:016x}-01",
+                Uuid::new_v4().simple(),
+                n as u64 + 1
+            )),
+            // A non-UTC offset: the instant must survive, whatever offset comes back.
+            occurred_at: now_micros()
+                .to_offset(UtcOffset::from_hms(2, 0, 0).expect("valid offset"))
+                - time::Duration::seconds(n as i64),
+        },
+    }
+}
+
+/// An event with every optional field empty.
+fn bare_event(n: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "svcops.test.v1.Bare".to_owned(),
+        payload: vec![n as u8; 3],
+        metadata: EventMetadata {
+            case_id: None,
+            actor_subject: "system".to_owned(),
+            actor_role: "service".to_owned(),
+            correlation_id: Uuid::new_v4(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: now_micros(),
+        },
+    }
+}
+
+fn events(count: usize) -> Vec<NewEvent> {
+    (0..count).map(bare_event).collect()
+}
+
+async fn append(store: &Store, append: Append) -> Result<AppendOutcome, Error> {
+    store.append(append).await
+}
+
+async fn must_append(store: &Store, stream_id: &StreamId, expected: ExpectedVersion, count: usize) {
+    let outcome = append(store, Append::new(stream_id.clone(), expected, events(count)))
+        .await
+        .expect("setup append succeeds");
+    assert!(!outcome.is_duplicate(), "setup append must not be a duplicate");
+}
+
+async fn read(store: &Store, stream_id: &StreamId) -> Vec<RecordedEvent> {
+    read_whole_stream(store.as_ref(), stream_id)
+        .await
+        .expect("read the stream")
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|event| event.version).collect()
+}
+
+fn positions(events: &[RecordedEvent]) -> Vec<Position> {
+    events.iter().map(|event| event.position).collect()
+}
+
+fn event_ids(events: &[RecordedEvent]) -> Vec<Uuid> {
+    events.iter().map(|event| event.event_id).collect()
+}
+
+#[track_caller]
+fn assert_concurrency(result: Result<AppendOutcome, Error>) {
+    match result {
+        Err(Error::Concurrency { .. }) => {}
+        other => panic!("expected Error::Concurrency, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Error>) {
+    match result {
+        Err(Error::Invalid(_)) => {}
+        other => panic!("expected Error::Invalid, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_strictly_increasing(positions: &[Position]) {
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "positions not strictly increasing: {positions:?}"
+    );
+}
+
+async fn all_events(store: &Store) -> Vec<RecordedEvent> {
+    store.read_all(0, 100_000).await.expect("read_all")
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------
+
+mod cases {
+    use super::*;
+
+    pub async fn append_to_new_stream_round_trips_everything(store: Store) {
+        let stream_id = stream("case");
+        let mut odd_offset = full_event(3);
+        // Offsets may have seconds (historical zones): the instant must still round-trip.
+        odd_offset.metadata.occurred_at = odd_offset
+            .metadata
+            .occurred_at
+            .to_offset(UtcOffset::from_hms(-3, -25, -52).expect("valid offset"));
+        let new_events = vec![full_event(1), bare_event(2), odd_offset];
+        let before = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, new_events.clone()),
+        )
+        .await
+        .expect("append to a new stream");
+        assert_eq!(
+            outcome,
+            AppendOutcome::Appended(Appended {
+                stream_id: stream_id.clone(),
+                first_version: 1,
+                last_version: 3,
+            })
+        );
+
+        let after = OffsetDateTime::now_utc() + time::Duration::minutes(1);
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), vec![1, 2, 3]);
+        assert_strictly_increasing(&positions(&recorded));
+        for (stored, sent) in recorded.iter().zip(&new_events) {
+            assert!(stored.position > 0);
+            assert_eq!(stored.stream_id, stream_id);
+            assert_eq!(stored.event_id, sent.event_id);
+            assert_eq!(stored.event_type, sent.event_type);
+            assert_eq!(stored.payload, sent.payload);
+            // EventMetadata's equality compares occurred_at as an instant, to the nanosecond;
+            // the test timestamps have no digits below microseconds.
+            assert_eq!(stored.metadata, sent.metadata);
+            assert_eq!(
+                stored.metadata.occurred_at.unix_timestamp_nanos(),
+                sent.metadata.occurred_at.unix_timestamp_nanos()
+            );
+            assert!(
+                stored.recorded_at > before && stored.recorded_at < after,
+                "recorded_at {} not around now",
+                stored.recorded_at
+            );
+        }
+
+        // An unknown stream reads as empty.
+        assert!(read(&store, &stream("case")).await.is_empty());
+    }
+
+    pub async fn empty_payload_round_trips(store: Store) {
+        // A protobuf message with only default fields encodes to zero bytes.
+        let stream_id = stream("case");
+        let mut event = bare_event(0);
+        event.payload = Vec::new();
+        append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, vec![event.clone()]),
+        )
+        .await
+        .expect("append an event with an empty payload");
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].payload, Vec::<u8>::new());
+        assert_eq!(recorded[0].event_id, event.event_id);
+    }
+
+    pub async fn timestamps_keep_at_least_microseconds(store: Store) {
+        let stream_id = stream("case");
+        let mut event = bare_event(0);
+        let base = now_micros();
+        event.metadata.occurred_at = base
+            .replace_nanosecond(base.nanosecond() + 789)
+            .expect("valid nanosecond");
+        append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, vec![event]),
+        )
+        .await
+        .expect("append");
+        let recorded = read(&store, &stream_id).await;
+        let stored = recorded[0].metadata.occurred_at;
+        // PostgreSQL keeps microseconds, SQLite more: both agree to the microsecond.
+        assert_eq!(
+            stored.unix_timestamp_nanos() / 1_000,
+            base.unix_timestamp_nanos() / 1_000
+        );
+    }
+
+    pub async fn read_stream_from_version_with_limit(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 5).await;
+        must_append(&store, &stream("other"), ExpectedVersion::NoStream, 2).await;
+        let page = store
+            .read_stream(&stream_id, 2, 3)
+            .await
+            .expect("read a page");
+        assert_eq!(versions(&page), vec![2, 3, 4]);
+        let rest = store
+            .read_stream(&stream_id, 5, 10)
+            .await
+            .expect("read the rest");
+        assert_eq!(versions(&rest), vec![5]);
+        for from in [6, u64::MAX] {
+            let beyond = store
+                .read_stream(&stream_id, from, 10)
+                .await
+                .expect("read beyond the end");
+            assert!(beyond.is_empty(), "from version {from}");
+        }
+        let none = store
+            .read_stream(&stream_id, 1, 0)
+            .await
+            .expect("read zero events");
+        assert!(none.is_empty());
+        let unbounded = store
+            .read_stream(&stream_id, 1, usize::MAX)
+            .await
+            .expect("read with an unbounded limit");
+        assert_eq!(versions(&unbounded), vec![1, 2, 3, 4, 5]);
+    }
+
+    pub async fn no_stream_on_existing_stream_conflicts(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
+        let result = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(2)),
+        )
+        .await;
+        assert_concurrency(result);
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1]);
+    }
+
+    pub async fn exact_version_appends(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 2).await;
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(2), events(3)),
+        )
+        .await
+        .expect("append at the right version");
+        assert_eq!(
+            outcome,
+            AppendOutcome::Appended(Appended {
+                stream_id: stream_id.clone(),
+                first_version: 3,
+                last_version: 5,
+            })
+        );
+        must_append(&store, &stream_id, ExpectedVersion::Exact(5), 1).await;
+        assert_eq!(
+            versions(&read(&store, &stream_id).await),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+    }
+
+    pub async fn exact_stale_version_conflicts(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 3).await;
+        for stale in 1..=2 {
+            let result = append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::Exact(stale), events(1)),
+            )
+            .await;
+            assert_concurrency(result);
+        }
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), vec![1, 2, 3]);
+    }
+
+    pub async fn exact_version_ahead_conflicts_without_gap(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
+        for ahead in [2, 3, 100, i64::MAX as u64, u64::MAX] {
+            let result = append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::Exact(ahead), events(2)),
+            )
+            .await;
+            assert_concurrency(result);
+        }
+        // On a stream that does not exist at all.
+        let missing = stream("case");
+        let result = append(
+            &store,
+            Append::new(missing.clone(), ExpectedVersion::Exact(1), events(1)),
+        )
+        .await;
+        assert_concurrency(result);
+        assert!(read(&store, &missing).await.is_empty());
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1]);
+        assert_eq!(all_events(&store).await.len(), 1);
+    }
+
+    pub async fn any_appends_after_whatever_is_there(store: Store) {
+        let stream_id = stream("case");
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Any, events(2)),
+        )
+        .await
+        .expect("Any on a new stream");
+        assert_eq!(
+            (outcome.appended().first_version, outcome.appended().last_version),
+            (1, 2)
+        );
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Any, events(1)),
+        )
+        .await
+        .expect("Any on an existing stream");
+        assert_eq!(
+            (outcome.appended().first_version, outcome.appended().last_version),
+            (3, 3)
+        );
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1, 2, 3]);
+    }
+
+    pub async fn multi_event_append_is_atomic(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 2).await;
+        // Would write versions 2..=5: version 2 exists, so nothing at all may land.
+        let batch = events(4);
+        let result = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(1), batch.clone()),
+        )
+        .await;
+        assert_concurrency(result);
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), vec![1, 2]);
+        let all = all_events(&store).await;
+        assert_eq!(all.len(), 2);
+        assert!(
+            all.iter()
+                .all(|event| batch.iter().all(|new| new.event_id != event.event_id))
+        );
+        assert_eq!(store.unpublished(100).await.expect("unpublished").len(), 2);
+
+        // And a good batch lands whole, in order.
+        let batch = events(4);
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(2), batch.clone()),
+        )
+        .await
+        .expect("a good batch");
+        assert_eq!(
+            (outcome.appended().first_version, outcome.appended().last_version),
+            (3, 6)
+        );
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), vec![1, 2, 3, 4, 5, 6]);
+        let batch_ids: Vec<Uuid> = batch.iter().map(|event| event.event_id).collect();
+        assert_eq!(event_ids(&recorded)[2..], batch_ids);
+        assert_strictly_increasing(&positions(&recorded));
+    }
+
+    pub async fn idempotency_key_returns_first_result(store: Store) {
+        let stream_id = stream("case");
+        let key = format!("request-{}", Uuid::new_v4());
+        let first = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(2))
+                .idempotency_key(&key),
+        )
+        .await
+        .expect("first append with a key");
+        let expected = Appended {
+            stream_id: stream_id.clone(),
+            first_version: 1,
+            last_version: 2,
+        };
+        assert_eq!(first, AppendOutcome::Appended(expected.clone()));
+
+        // The same request again, the same key with another expected version (stale, right
+        // and ahead), and the same key on another stream: all return the first result.
+        let other_stream = stream("case");
+        let retries = vec![
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(2)),
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(1), events(1)),
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(2), events(1)),
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(7), events(1)),
+            Append::new(stream_id.clone(), ExpectedVersion::Any, events(3)),
+            Append::new(other_stream.clone(), ExpectedVersion::NoStream, events(1)),
+            Append::new(other_stream.clone(), ExpectedVersion::Any, events(1)).local_only(),
+        ];
+        for retry in retries {
+            let description = format!("{} {:?}", retry.stream_id, retry.expected);
+            let outcome = append(&store, retry.idempotency_key(&key))
+                .await
+                .unwrap_or_else(|error| panic!("retry {description} failed: {error}"));
+            assert_eq!(
+                outcome,
+                AppendOutcome::Duplicate(expected.clone()),
+                "retry {description}"
+            );
+            assert!(outcome.is_duplicate());
+        }
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1, 2]);
+        assert!(read(&store, &other_stream).await.is_empty());
+        assert_eq!(all_events(&store).await.len(), 2);
+        assert_eq!(store.unpublished(100).await.expect("unpublished").len(), 2);
+
+        // Another key appends normally.
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(2), events(1))
+                .idempotency_key(format!("request-{}", Uuid::new_v4())),
+        )
+        .await
+        .expect("append with a fresh key");
+        assert!(!outcome.is_duplicate());
+        assert_eq!(outcome.appended().first_version, 3);
+    }
+
+    pub async fn idempotency_key_is_not_used_up_by_a_failed_append(store: Store) {
+        let stream_id = stream("case");
+        must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
+        let key = format!("request-{}", Uuid::new_v4());
+        // Rejected appends (version ahead, stale, NoStream on an existing stream) must not
+        // record the key: the command was not carried out, and its corrected retry must run.
+        for expected in [
+            ExpectedVersion::Exact(3),
+            ExpectedVersion::Exact(5),
+            ExpectedVersion::NoStream,
+        ] {
+            let result = append(
+                &store,
+                Append::new(stream_id.clone(), expected, events(1)).idempotency_key(&key),
+            )
+            .await;
+            assert_concurrency(result);
+        }
+        let missing = stream("case");
+        let result = append(
+            &store,
+            Append::new(missing.clone(), ExpectedVersion::Exact(2), events(1))
+                .idempotency_key(&key),
+        )
+        .await;
+        assert_concurrency(result);
+
+        let outcome = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::Exact(1), events(1))
+                .idempotency_key(&key),
+        )
+        .await
+        .expect("the corrected retry");
+        assert_eq!(
+            outcome,
+            AppendOutcome::Appended(Appended {
+                stream_id: stream_id.clone(),
+                first_version: 2,
+                last_version: 2,
+            })
+        );
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1, 2]);
+        assert!(read(&store, &missing).await.is_empty());
+    }
+
+    pub async fn concurrent_appends_at_same_version_exactly_one_wins(store: Store) {
+        for round in 0..20usize {
+            let tasks = 2 + round % 7;
+            let stream_id = stream("race");
+            // Even rounds race on a new stream (NoStream), odd ones on an existing one.
+            let expected = if round % 2 == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
+                ExpectedVersion::Exact(1)
+            };
+            let base = if round % 2 == 0 { 0 } else { 1 };
+            let barrier = Arc::new(Barrier::new(tasks));
+            let handles: Vec<_> = (0..tasks)
+                .map(|task| {
+                    let store = store.clone();
+                    let stream_id = stream_id.clone();
+                    let barrier = barrier.clone();
+                    // Different batch sizes, so a winner is recognisable by its length.
+                    let batch = events(1 + task % 3);
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let ids: Vec<Uuid> = batch.iter().map(|event| event.event_id).collect();
+                        let result = store
+                            .append(Append::new(stream_id, expected, batch))
+                            .await;
+                        (ids, result)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for handle in handles {
+                let (ids, result) = handle.await.expect("append task panicked");
+                match result {
+                    Ok(AppendOutcome::Appended(appended)) => winners.push((ids, appended)),
+                    Err(Error::Concurrency { .. }) => {}
+                    other => panic!("round {round}: unexpected result {other:?}"),
+                }
+            }
+            assert_eq!(
+                winners.len(),
+                1,
+                "round {round} with {tasks} tasks: exactly one append must win"
+            );
+            let (winner_ids, appended) = &winners[0];
+            assert_eq!(appended.first_version, base + 1);
+            assert_eq!(appended.last_version, base + winner_ids.len() as u64);
+            let recorded = read(&store, &stream_id).await;
+            let expected_versions: Vec<u64> = (1..=base + winner_ids.len() as u64).collect();
+            assert_eq!(versions(&recorded), expected_versions, "round {round}");
+            assert_eq!(&event_ids(&recorded)[base as usize..], winner_ids.as_slice());
+        }
+    }
+
+    pub async fn concurrent_appends_with_same_key_exactly_one_appended(store: Store) {
+        for round in 0..20usize {
+            let tasks = 2 + round % 7;
+            let key = format!("request-{}", Uuid::new_v4());
+            let shared_stream = stream("race");
+            let barrier = Arc::new(Barrier::new(tasks));
+            let handles: Vec<_> = (0..tasks)
+                .map(|task| {
+                    let store = store.clone();
+                    let barrier = barrier.clone();
+                    let key = key.clone();
+                    // Half the rounds on one stream, the others each on its own stream, with
+                    // a mix of expected versions.
+                    let (stream_id, expected) = if round % 2 == 0 {
+                        let expected = if task % 2 == 0 {
+                            ExpectedVersion::NoStream
+                        } else {
+                            ExpectedVersion::Any
+                        };
+                        (shared_stream.clone(), expected)
+                    } else {
+                        (stream("race"), ExpectedVersion::NoStream)
+                    };
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        store
+                            .append(
+                                Append::new(stream_id, expected, events(1 + task % 2))
+                                    .idempotency_key(key),
+                            )
+                            .await
+                    })
+                })
+                .collect();
+            let mut appended = Vec::new();
+            let mut duplicates = Vec::new();
+            for handle in handles {
+                match handle.await.expect("append task panicked") {
+                    Ok(AppendOutcome::Appended(result)) => appended.push(result),
+                    Ok(AppendOutcome::Duplicate(result)) => duplicates.push(result),
+                    other => panic!("round {round}: unexpected result {other:?}"),
+                }
+            }
+            assert_eq!(appended.len(), 1, "round {round}: exactly one Appended");
+            assert_eq!(duplicates.len(), tasks - 1, "round {round}: the rest Duplicate");
+            assert!(
+                duplicates.iter().all(|duplicate| duplicate == &appended[0]),
+                "round {round}: duplicates must return the first result"
+            );
+            let winner = &appended[0];
+            let recorded = read(&store, &winner.stream_id).await;
+            let expected_versions: Vec<u64> =
+                (winner.first_version..=winner.last_version).collect();
+            assert_eq!(versions(&recorded), expected_versions, "round {round}");
+        }
+        // Nothing but the winners was written anywhere.
+        let total: u64 = all_events(&store).await.len() as u64;
+        assert!(total <= 20 * 2, "too many events written: {total}");
+    }
+
+    pub async fn concurrent_any_appends_all_land_without_gaps(store: Store) {
+        let stream_id = stream("race");
+        let tasks = 8;
+        let barrier = Arc::new(Barrier::new(tasks));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let store = store.clone();
+                let stream_id = stream_id.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .append(Append::new(stream_id, ExpectedVersion::Any, events(2)))
+                        .await
+                })
+            })
+            .collect();
+        let mut ranges = Vec::new();
+        for handle in handles {
+            let outcome = handle
+                .await
+                .expect("append task panicked")
+                .expect("an Any append lands despite the race");
+            ranges.push((
+                outcome.appended().first_version,
+                outcome.appended().last_version,
+            ));
+        }
+        ranges.sort_unstable();
+        let expected: Vec<(u64, u64)> = (0..tasks as u64).map(|i| (2 * i + 1, 2 * i + 2)).collect();
+        assert_eq!(ranges, expected);
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), (1..=2 * tasks as u64).collect::<Vec<_>>());
+    }
+
+    pub async fn read_all_in_position_order_with_limit(store: Store) {
+        assert!(all_events(&store).await.is_empty());
+        let mut appended_ids = Vec::new();
+        for index in 0..5 {
+            let stream_id = stream("log");
+            let batch = events(1 + index % 2);
+            appended_ids.extend(batch.iter().map(|event| event.event_id));
+            let mut append_request = Append::new(stream_id, ExpectedVersion::NoStream, batch);
+            if index == 3 {
+                // read_all covers local-only appends too.
+                append_request = append_request.local_only();
+            }
+            append(&store, append_request)
+                .await
+                .expect("append to the log");
+        }
+        let all = all_events(&store).await;
+        assert_eq!(event_ids(&all), appended_ids, "append order is position order");
+        let all_positions = positions(&all);
+        assert_strictly_increasing(&all_positions);
+
+        let page = store.read_all(0, 3).await.expect("first page");
+        assert_eq!(positions(&page), all_positions[..3]);
+        let page = store
+            .read_all(all_positions[1], 2)
+            .await
+            .expect("page after a position");
+        assert_eq!(positions(&page), all_positions[2..4]);
+        let rest = store
+            .read_all(all_positions[5], 100)
+            .await
+            .expect("the tail");
+        assert_eq!(positions(&rest), all_positions[6..]);
+        let past_end = store
+            .read_all(*all_positions.last().expect("events exist"), 100)
+            .await
+            .expect("past the end");
+        assert!(past_end.is_empty());
+        let unbounded = store.read_all(0, usize::MAX).await.expect("unbounded");
+        assert_eq!(positions(&unbounded), all_positions);
+    }
+
+    pub async fn unpublished_returns_published_events_until_marked(store: Store) {
+        assert!(store.unpublished(10).await.expect("unpublished").is_empty());
+        let published_a = stream("a");
+        let local = stream("local");
+        let published_b = stream("b");
+        must_append(&store, &published_a, ExpectedVersion::NoStream, 2).await;
+        append(
+            &store,
+            Append::new(local.clone(), ExpectedVersion::NoStream, events(2)).local_only(),
+        )
+        .await
+        .expect("local-only append");
+        must_append(&store, &published_b, ExpectedVersion::NoStream, 1).await;
+        must_append(&store, &published_a, ExpectedVersion::Exact(2), 1).await;
+
+        let pending = store.unpublished(100).await.expect("unpublished");
+        assert_eq!(pending.len(), 4);
+        assert_strictly_increasing(&positions(&pending));
+        assert!(pending.iter().all(|event| event.stream_id != local));
+        let streams: Vec<(&str, u64)> = pending
+            .iter()
+            .map(|event| (event.stream_id.as_str(), event.version))
+            .collect();
+        assert_eq!(
+            streams,
+            vec![
+                (published_a.as_str(), 1),
+                (published_a.as_str(), 2),
+                (published_b.as_str(), 1),
+                (published_a.as_str(), 3),
+            ]
+        );
+        // The events come back whole.
+        let from_log = all_events(&store).await;
+        for event in &pending {
+            assert!(from_log.contains(event), "unpublished event differs from the log");
+        }
+
+        let limited = store.unpublished(2).await.expect("limited");
+        assert_eq!(positions(&limited), positions(&pending)[..2]);
+
+        store
+            .mark_published(&positions(&limited))
+            .await
+            .expect("mark published");
+        let rest = store.unpublished(100).await.expect("unpublished");
+        assert_eq!(positions(&rest), positions(&pending)[2..]);
+
+        // Marking nothing, or already-published positions, is harmless.
+        store.mark_published(&[]).await.expect("mark nothing");
+        store
+            .mark_published(&positions(&limited))
+            .await
+            .expect("mark twice");
+        assert_eq!(positions(&store.unpublished(100).await.expect("unpublished")), positions(&rest));
+
+        store
+            .mark_published(&positions(&rest))
+            .await
+            .expect("mark the rest");
+        assert!(store.unpublished(100).await.expect("unpublished").is_empty());
+        // Published events stay in the log.
+        assert_eq!(all_events(&store).await.len(), 6);
+    }
+
+    pub async fn checkpoints_load_save_overwrite(store: Store) {
+        assert_eq!(
+            store.load_checkpoint("relay").await.expect("load missing"),
+            None
+        );
+        store.save_checkpoint("relay", 42).await.expect("save");
+        store
+            .save_checkpoint("projector", 7)
+            .await
+            .expect("save another");
+        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(42));
+        store.save_checkpoint("relay", 43).await.expect("overwrite");
+        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(43));
+        store
+            .save_checkpoint("relay", 10)
+            .await
+            .expect("overwrite backwards");
+        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(10));
+        assert_eq!(
+            store.load_checkpoint("projector").await.expect("load"),
+            Some(7)
+        );
+        assert_eq!(store.load_checkpoint("nobody").await.expect("load"), None);
+    }
+
+    pub async fn bad_input_is_invalid(store: Store) {
+        let stream_id = stream("case");
+        assert_invalid(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, Vec::new()),
+            )
+            .await,
+        );
+        assert_invalid(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::Exact(0), events(1)),
+            )
+            .await,
+        );
+        assert_invalid(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1))
+                    .idempotency_key(""),
+            )
+            .await,
+        );
+        assert_invalid(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1))
+                    .idempotency_key("k".repeat(301)),
+            )
+            .await,
+        );
+        for bad in ["", "Case-1", "case 1", "case/1", "case-é", &"x".repeat(201)] {
+            assert_invalid(StreamId::parse(bad));
+        }
+        assert!(StreamId::parse("case-0190abcd_x").is_ok());
+        assert!(StreamId::parse("x".repeat(200)).is_ok());
+        // Nothing was written by the rejected appends.
+        assert!(read(&store, &stream_id).await.is_empty());
+        assert!(all_events(&store).await.is_empty());
+    }
+
+    pub async fn ping_succeeds(store: Store) {
+        store.ping().await.expect("ping");
+    }
+}

@@ -1,0 +1,140 @@
+//! The one mapping from svcops errors to gRPC statuses, with `google.rpc` details.
+//!
+//! Services convert their module errors into [`ApiError`] and never build a
+//! `tonic::Status` by hand, so codes and details stay consistent across the cluster.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Error domain in `google.rpc.ErrorInfo`.
+const DOMAIN: &str = "svcops";
+
+/// One bad field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A concurrent change won; the caller may re-read and retry.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A bug or corruption: details go to the log, not to the caller.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            Self::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
+            Self::NotFound { .. } => (Code::NotFound, "NOT_FOUND"),
+            Self::FailedPrecondition(_) => (Code::FailedPrecondition, "FAILED_PRECONDITION"),
+            Self::Conflict(_) => (Code::Aborted, "CONCURRENT_MODIFICATION"),
+            Self::Unavailable(_) => (Code::Unavailable, "DEPENDENCY_UNAVAILABLE"),
+            Self::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),
+            Self::Internal(_) => (Code::Internal, "INTERNAL"),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        let (code, reason) = error.code_and_reason();
+        let mut details = ErrorDetails::new();
+        details.set_error_info(reason, DOMAIN, std::collections::HashMap::new());
+        match &error {
+            ApiError::InvalidArgument(violations) => {
+                for violation in violations {
+                    details.add_bad_request_violation(&violation.field, &violation.description);
+                }
+            }
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
+            _ => {}
+        }
+        Status::with_error_details(code, error.to_string(), details)
+    }
+}
+
+impl From<svcops_eventstore::Error> for ApiError {
+    fn from(error: svcops_eventstore::Error) -> Self {
+        use svcops_eventstore::Error as Store;
+        match error {
+            Store::Concurrency { .. } => Self::Conflict(format!("{error}; re-read and retry")),
+            Store::Unavailable(_) => Self::Unavailable(error.to_string()),
+            Store::Invalid(_) | Store::Migration(_) | Store::Corrupt { .. } => {
+                Self::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_field_violations_and_error_info() {
+        let status = Status::from(ApiError::InvalidArgument(vec![
+            FieldViolation::new("customer_phone", "must have 6 to 15 digits"),
+            FieldViolation::new("category", "must be set"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad_request = details.bad_request().expect("has field violations");
+        assert_eq!(bad_request.field_violations.len(), 2);
+        assert_eq!(bad_request.field_violations[0].field, "customer_phone");
+        assert_eq!(details.error_info().expect("has error info").reason, "INVALID_ARGUMENT");
+        assert!(status.message().contains("customer_phone: must have 6 to 15 digits"));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let status = Status::from(ApiError::Internal("disk on fire at /var/lib".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("disk"));
+    }
+
+    #[test]
+    fn concurrency_maps_to_aborted() {
+        let status = Status::from(ApiError::from(svcops_eventstore::Error::Concurrency {
+            stream_id: "case-1".into(),
+            expected: svcops_eventstore::ExpectedVersion::Exact(3),
+        }));
+        assert_eq!(status.code(), Code::Aborted);
+    }
+}

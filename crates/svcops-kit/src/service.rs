@@ -1,0 +1,208 @@
+//! What a service is to the process that runs it, and the one way to run it in cluster mode.
+//!
+//! Each office implements [`Office`]. Cluster mode ([`main`]) runs one office per process
+//! against PostgreSQL and Kafka; embedded mode (`svcops up`) starts all four with SQLite stores
+//! and the embedded bus and serves them on one port. The office code cannot tell which.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use svcops_bus::{Bus, KafkaBus, KafkaConfig};
+use svcops_eventstore::{EventStore, PostgresStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::auth::Authenticator;
+use crate::server::{BusDependency, Dependency, StoreDependency};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("event store: {0}")]
+    Store(#[from] svcops_eventstore::Error),
+    #[error("bus: {0}")]
+    Bus(#[from] svcops_bus::Error),
+    #[error(transparent)]
+    Server(#[from] crate::server::Error),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::Error),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The ports an office runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn EventStore>,
+    pub bus: Arc<dyn Bus>,
+}
+
+/// One office of the cluster.
+#[async_trait]
+pub trait Office: Send + Sync + Sized + 'static {
+    /// Service name, e.g. `front-office`; also its consumer group and `ce_source` suffix.
+    const NAME: &'static str;
+
+    /// Rebuilds read models and spawns background work (relay, consumers) until `shutdown`.
+    async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error>;
+
+    /// Adds the office's gRPC services, each behind `authenticator`.
+    fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator);
+
+    /// Fully qualified gRPC service names, for health.
+    fn service_names() -> Vec<String>;
+
+    /// Waits for background work to finish after shutdown (the relay flushes).
+    async fn stopped(self);
+}
+
+/// Cluster-mode configuration, from `--config FILE` and `SVCOPS_*` variables.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterConfig {
+    /// gRPC listen address (`SVCOPS_LISTEN`).
+    pub listen: SocketAddr,
+    /// PostgreSQL URL of this service's own database (`SVCOPS_DATABASE_URL`).
+    pub database_url: String,
+    #[serde(default = "default_pool")]
+    pub database_pool: u32,
+    /// Kafka bootstrap servers (`SVCOPS_KAFKA_BOOTSTRAP`).
+    pub kafka_bootstrap: String,
+    #[serde(default = "default_partitions")]
+    pub kafka_partitions: i32,
+    /// Shared token-signing secret, at least 32 bytes (`SVCOPS_TOKEN_SECRET`).
+    pub token_secret: String,
+    /// OTLP/gRPC collector (`SVCOPS_OTLP_ENDPOINT`); spans are not exported when unset.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+fn default_pool() -> u32 {
+    16
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+
+impl std::fmt::Display for ClusterConfig {
+    // Never prints the secret or database credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "listen={} kafka={} otlp={}",
+            self.listen,
+            self.kafka_bootstrap,
+            self.otlp_endpoint.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// Runs `O` in cluster mode on `listener` until `shutdown`.
+pub async fn run<O: Office>(
+    config: ClusterConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let authenticator = Authenticator::new(config.token_secret.as_bytes())?;
+    let store: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
+    let bus: Arc<dyn Bus> = Arc::new(
+        KafkaBus::connect(KafkaConfig {
+            partitions: config.kafka_partitions,
+            ..KafkaConfig::new(config.kafka_bootstrap.clone())
+        })
+        .await?,
+    );
+    let office = O::start(
+        Ports {
+            store: store.clone(),
+            bus: bus.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut routes = RoutesBuilder::default();
+    office.add_routes(&mut routes, &authenticator);
+    let dependencies: Vec<Arc<dyn Dependency>> =
+        vec![Arc::new(StoreDependency(store)), Arc::new(BusDependency(bus))];
+    tracing::info!(service = O::NAME, address = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "serving");
+    let served = crate::server::serve(
+        routes.routes(),
+        O::service_names(),
+        dependencies,
+        &authenticator,
+        listener,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    office.stopped().await;
+    Ok(served?)
+}
+
+/// Command line of every service binary.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// TOML config file; `SVCOPS_*` environment variables override it.
+    #[arg(long, env = "SVCOPS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The whole `main` of a service binary: config, telemetry, listener, run, exit code.
+pub async fn main<O: Office>() -> std::process::ExitCode {
+    use clap::Parser;
+    let args = Args::parse();
+    let config: ClusterConfig = match crate::config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{}: {error}", O::NAME);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let _telemetry = match crate::telemetry::init(
+        O::NAME,
+        config.otlp_endpoint.as_deref(),
+        crate::telemetry::LogFormat::Json,
+    ) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{}: {error}", O::NAME);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing::info!(%config, "starting {}", O::NAME);
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            let error = Error::Listen {
+                address: config.listen,
+                source,
+            };
+            tracing::error!(%error, "cannot start");
+            eprintln!("{}: {error}", O::NAME);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Tests bind port 0: say where we listen on stdout, in one parseable line.
+    if let Ok(address) = listener.local_addr() {
+        println!("listening on {address}");
+    }
+    match run::<O>(config, listener, crate::shutdown::on_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "stopped with an error");
+            eprintln!("{}: {error}", O::NAME);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The CLI's gRPC calls and how their results are printed.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use svcops_kit::auth::{Authenticator, Role};
+use svcops_kit::events::from_timestamp;
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as front;
+use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
+use svcops_proto::listenin::v1 as listen;
+use svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient;
+use time::format_description::well_known::Rfc3339;
+use tokio_stream::StreamExt;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::{Global, Output};
+
+/// Reduces an error chain to one line; a gRPC status shows its message and field violations.
+pub fn one_line(error: &anyhow::Error) -> String {
+    if let Some(status) = error.downcast_ref::<tonic::Status>() {
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        if let Some(bad_request) = details.bad_request() {
+            let fields: Vec<String> = bad_request
+                .field_violations
+                .iter()
+                .map(|violation| format!("{}: {}", violation.field, violation.description))
+                .collect();
+            return format!("invalid request: {}", fields.join("; "));
+        }
+        return format!("{:?}: {}", status.code(), status.message());
+    }
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// Signs a token with `secret`.
+pub fn mint(secret: &str, role: &str, name: &str, hours: u64) -> anyhow::Result<String> {
+    let role: Role = role.parse()?;
+    let authenticator = Authenticator::new(secret.as_bytes())?;
+    Ok(authenticator.issue(name, role, Duration::from_secs(hours.saturating_mul(3600)))?)
+}
+
+#[derive(Debug, Args)]
+pub struct OpenCase {
+    /// Customer phone number.
+    #[arg(long)]
+    phone: String,
+    /// consultation, complaint, repair, installation or return.
+    #[arg(long)]
+    category: String,
+    /// What the customer reports.
+    #[arg(long)]
+    summary: String,
+    /// low, normal, high or urgent.
+    #[arg(long, default_value = "normal")]
+    priority: String,
+    /// hotline, chat, bot, app, messaging or email.
+    #[arg(long, default_value = "hotline")]
+    channel: String,
+    #[arg(long, default_value = "")]
+    product: String,
+    #[arg(long, default_value = "")]
+    serial: String,
+    /// Idempotency key: retrying with the same one opens nothing new.
+    #[arg(long, default_value = "")]
+    request_id: String,
+}
+
+fn parse_enum(field: &str, value: &str, prefix: &str, lookup: impl Fn(&str) -> Option<i32>) -> anyhow::Result<i32> {
+    lookup(&format!("{prefix}{}", value.trim().to_uppercase()))
+        .filter(|value| *value != 0)
+        .ok_or_else(|| anyhow!("--{field}: unknown value {value:?}"))
+}
+
+pub struct Client {
+    channel: Channel,
+    token: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Client {
+    pub async fn connect(global: &Global) -> anyhow::Result<Self> {
+        let token = match &global.token {
+            Some(token) => token.clone(),
+            None => {
+                let secret = crate::embedded::secret(&global.data_dir, false)
+                    .context("no --token given and no embedded secret to mint one")?;
+                mint(&secret, "admin", "svcops-cli", 1)?
+            }
+        };
+        let token = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow!("the token contains characters not allowed in a header"))?;
+        let channel = Channel::from_shared(global.addr.clone())
+            .map_err(|_| anyhow!("--addr: not a valid URL: {}", global.addr))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach svcops at {} (is `svcops up` running?)", global.addr))?;
+        Ok(Self { channel, token })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", self.token.clone());
+        request
+    }
+
+    pub async fn open_case(&mut self, open: OpenCase, output: Output) -> anyhow::Result<()> {
+        let request = front::OpenCaseRequest {
+            request_id: open.request_id,
+            customer_phone: open.phone,
+            category: parse_enum("category", &open.category, "CASE_CATEGORY_", |name| {
+                common::CaseCategory::from_str_name(name).map(Into::into)
+            })?,
+            priority: parse_enum("priority", &open.priority, "PRIORITY_", |name| {
+                common::Priority::from_str_name(name).map(Into::into)
+            })?,
+            channel: parse_enum("channel", &open.channel, "CHANNEL_", |name| {
+                front::Channel::from_str_name(name).map(Into::into)
+            })?,
+            summary: open.summary,
+            product: open.product,
+            serial_number: open.serial,
+        };
+        let response = CaseServiceClient::new(self.channel.clone())
+            .open_case(self.request(request))
+            .await?
+            .into_inner();
+        let case = response.case.ok_or_else(|| anyhow!("the server returned no case"))?;
+        match output {
+            Output::Table => println!("{}", case.case_id),
+            Output::Json => println!("{}", case_json(&case)),
+        }
+        Ok(())
+    }
+
+    pub async fn show_case(&mut self, case_id: &str, output: Output) -> anyhow::Result<()> {
+        let response = CaseServiceClient::new(self.channel.clone())
+            .get_case(self.request(front::GetCaseRequest {
+                case_id: case_id.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        let case = response.case.ok_or_else(|| anyhow!("the server returned no case"))?;
+        match output {
+            Output::Json => println!("{}", case_json(&case)),
+            Output::Table => {
+                let json = case_json(&case);
+                if let Some(object) = json.as_object() {
+                    for (key, value) in object {
+                        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                        println!("{key:<15} {value}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn list_cases(&mut self, page_size: i32, page_token: String, output: Output) -> anyhow::Result<()> {
+        let response = CaseServiceClient::new(self.channel.clone())
+            .list_cases(self.request(front::ListCasesRequest {
+                page_size,
+                page_token,
+            }))
+            .await?
+            .into_inner();
+        match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "cases": response.cases.iter().map(case_json).collect::<Vec<_>>(),
+                    "next_page_token": response.next_page_token,
+                })
+            ),
+            Output::Table => {
+                println!("{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  SUMMARY", "CASE", "OPENED", "CATEGORY", "PRIORITY", "STATE");
+                for case in &response.cases {
+                    let json = case_json(case);
+                    println!(
+                        "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  {}",
+                        case.case_id,
+                        json["opened_at"].as_str().unwrap_or("").chars().take(20).collect::<String>(),
+                        json["category"].as_str().unwrap_or(""),
+                        json["priority"].as_str().unwrap_or(""),
+                        json["state"].as_str().unwrap_or(""),
+                        case.summary
+                    );
+                }
+                if !response.next_page_token.is_empty() {
+                    println!("more: --page-token {}", response.next_page_token);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn listen(&mut self, case_id: &str, follow: bool, output: Output) -> anyhow::Result<()> {
+        let mut stream = ListenInServiceClient::new(self.channel.clone())
+            .watch_case(self.request(listen::WatchCaseRequest {
+                case_id: case_id.to_owned(),
+                catch_up_only: !follow,
+                after_sequence: 0,
+            }))
+            .await?
+            .into_inner();
+        while let Some(message) = stream.next().await {
+            let message = message?;
+            match message.kind {
+                Some(listen::watch_case_response::Kind::Entry(entry)) => {
+                    let office = common::Office::try_from(entry.office)
+                        .map(|office| office.as_str_name().trim_start_matches("OFFICE_").to_lowercase())
+                        .unwrap_or_default();
+                    let at = entry.occurred_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default();
+                    let actor = entry.actor.as_ref().map(|a| format!("{} ({})", a.subject, a.role)).unwrap_or_default();
+                    match output {
+                        Output::Json => println!(
+                            "{}",
+                            serde_json::json!({
+                                "sequence": entry.sequence,
+                                "office": office,
+                                "type": entry.event_type,
+                                "occurred_at": at,
+                                "actor": actor,
+                                "description": entry.description,
+                            })
+                        ),
+                        Output::Table => println!("{:>4}  {at}  {office:<9} {actor:<28} {}", entry.sequence, entry.description),
+                    }
+                }
+                Some(listen::watch_case_response::Kind::CaughtUp(_)) => {
+                    if follow && output == Output::Table {
+                        println!("---- live ----");
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn case_json(case: &front::Case) -> serde_json::Value {
+    let name = |name: Option<&str>, prefix: &str| {
+        name.map(|name| name.trim_start_matches(prefix).to_lowercase()).unwrap_or_default()
+    };
+    serde_json::json!({
+        "case_id": case.case_id,
+        "state": name(front::CaseState::try_from(case.state).ok().map(|s| s.as_str_name()), "CASE_STATE_"),
+        "category": name(common::CaseCategory::try_from(case.category).ok().map(|c| c.as_str_name()), "CASE_CATEGORY_"),
+        "priority": name(common::Priority::try_from(case.priority).ok().map(|p| p.as_str_name()), "PRIORITY_"),
+        "channel": name(front::Channel::try_from(case.channel).ok().map(|c| c.as_str_name()), "CHANNEL_"),
+        "customer_phone": case.customer_phone,
+        "summary": case.summary,
+        "product": case.product,
+        "serial_number": case.serial_number,
+        "opened_at": case.opened_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
+        "opened_by": case.opened_by.as_ref().map(|a| a.subject.clone()).unwrap_or_default(),
+        "version": case.version,
+    })
+}

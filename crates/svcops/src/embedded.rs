@@ -1,0 +1,140 @@
+//! `svcops up`: all four offices in one process, SQLite stores and the embedded bus under
+//! one data directory, one gRPC port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use svcops_bus::{Bus, EmbeddedBus};
+use svcops_eventstore::{EventStore, SqliteStore};
+use svcops_kit::auth::Authenticator;
+use svcops_kit::server::{BusDependency, Dependency, StoreDependency};
+use svcops_kit::service::{Office, Ports};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+/// File holding the embedded cluster's token secret.
+const SECRET_FILE: &str = "token-secret";
+
+/// Reads the data directory's secret, creating it (owner-only) on first use.
+pub fn secret(data_dir: &Path, create: bool) -> anyhow::Result<String> {
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => Ok(secret.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+            let secret = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            write_private(&path, &secret)?;
+            Ok(secret)
+        }
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "cannot read {} (is an embedded svcops using this data directory? `svcops up --data-dir {}`)",
+                path.display(),
+                data_dir.display()
+            )
+        }),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn start<O: Office>(
+    data_dir: &Path,
+    bus: Arc<dyn Bus>,
+    shutdown: &CancellationToken,
+    stores: &mut Vec<Arc<dyn EventStore>>,
+) -> anyhow::Result<O> {
+    let path: PathBuf = data_dir.join(format!("{}.db", O::NAME));
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(&path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    stores.push(store.clone());
+    O::start(Ports { store, bus }, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot start {}", O::NAME))
+}
+
+/// Runs the embedded cluster until `shutdown`.
+pub async fn run(
+    data_dir: &Path,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let secret = secret(data_dir, true)?;
+    let authenticator = Authenticator::new(secret.as_bytes())?;
+    let bus_path = data_dir.join("bus.db");
+    let bus: Arc<dyn Bus> = Arc::new(
+        EmbeddedBus::open(&bus_path)
+            .await
+            .with_context(|| format!("cannot open {}", bus_path.display()))?,
+    );
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let mut stores = Vec::new();
+    let front: front_office::FrontOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let middle: middle_office::MiddleOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let back: back_office::BackOfficeOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let listen_in: listen_in::ListenIn = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let mut routes = RoutesBuilder::default();
+    front.add_routes(&mut routes, &authenticator);
+    middle.add_routes(&mut routes, &authenticator);
+    back.add_routes(&mut routes, &authenticator);
+    listen_in.add_routes(&mut routes, &authenticator);
+    let services = [
+        front_office::FrontOffice::service_names(),
+        middle_office::MiddleOffice::service_names(),
+        back_office::BackOfficeOffice::service_names(),
+        listen_in::ListenIn::service_names(),
+    ]
+    .concat();
+    let mut dependencies: Vec<Arc<dyn Dependency>> = stores
+        .into_iter()
+        .map(|store| Arc::new(StoreDependency(store)) as Arc<dyn Dependency>)
+        .collect();
+    dependencies.push(Arc::new(BusDependency(bus)));
+    let address = listener.local_addr()?;
+    println!("svcops is running on http://{address} (data in {})", data_dir.display());
+    println!("try: svcops case open --phone +8613800001234 --category repair --summary \"lamp flickers\"");
+    let served = svcops_kit::server::serve(
+        routes.routes(),
+        services,
+        dependencies,
+        &authenticator,
+        listener,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    front.stopped().await;
+    middle.stopped().await;
+    back.stopped().await;
+    listen_in.stopped().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! `svcops`: the one binary for people.
+
+mod client;
+mod embedded;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "svcops", version, about = "Service operations: cases, field work, QA, and executives listening in")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Address of a running svcops (embedded or a front door of the cluster).
+    #[arg(long, global = true, env = "SVCOPS_ADDR", default_value = "http://127.0.0.1:7400")]
+    addr: String,
+    /// Bearer token; without one, an admin token is minted from the data directory's secret.
+    #[arg(long, global = true, env = "SVCOPS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data directory of the embedded cluster.
+    #[arg(long, global = true, env = "SVCOPS_DATA_DIR", default_value = "./svcops-data")]
+    data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all four services in this process (embedded mode).
+    Up {
+        /// Address to serve gRPC on.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+    },
+    /// Print a signed bearer token.
+    Token {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 12)]
+        hours: u64,
+        /// Signing secret; defaults to the embedded data directory's.
+        #[arg(long, env = "SVCOPS_TOKEN_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// Cases at the front office.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Print a case's timeline across all offices, then follow it live.
+    Listen {
+        case_id: String,
+        /// Print what happened so far and exit.
+        #[arg(long)]
+        no_follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// Open a case; prints its id.
+    Open(client::OpenCase),
+    /// Show one case.
+    Show { case_id: String },
+    /// List cases, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("svcops: {}", client::one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Up { listen } => {
+            let _telemetry = svcops_kit::telemetry::init(
+                "svcops",
+                None,
+                svcops_kit::telemetry::LogFormat::Text,
+            )?;
+            embedded::run(&global.data_dir, listen, svcops_kit::shutdown::on_signal()).await
+        }
+        Command::Token {
+            role,
+            name,
+            hours,
+            secret,
+        } => {
+            let secret = match secret {
+                Some(secret) => secret,
+                None => embedded::secret(&global.data_dir, false)?,
+            };
+            let token = client::mint(&secret, &role, &name, hours)?;
+            match global.output {
+                Output::Table => println!("{token}"),
+                Output::Json => println!("{}", serde_json::json!({ "token": token })),
+            }
+            Ok(())
+        }
+        Command::Case(command) => {
+            let mut client = client::Client::connect(&global).await?;
+            match command {
+                CaseCommand::Open(open) => client.open_case(open, global.output).await,
+                CaseCommand::Show { case_id } => client.show_case(&case_id, global.output).await,
+                CaseCommand::List {
+                    page_size,
+                    page_token,
+                } => client.list_cases(page_size, page_token, global.output).await,
+            }
+        }
+        Command::Listen { case_id, no_follow } => {
+            let mut client = client::Client::connect(&global).await?;
+            client.listen(&case_id, !no_follow, global.output).await
+        }
+    }
+}

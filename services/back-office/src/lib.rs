@@ -1,0 +1,86 @@
+//! svcops back office: QA, closed loop, service standards and SLAs, analytics.
+//!
+//! Today: every case gets an SLA clock (with an on-site target once it has a work order)
+//! and a closed-loop item. `domain` is pure; `app` holds handlers and statistics; `grpc` the edge.
+
+pub mod app;
+pub mod codec;
+pub mod domain;
+pub mod grpc;
+
+use std::sync::Arc;
+
+use svcops_bus::relay::Relay;
+use svcops_bus::{consumer, topics};
+use svcops_kit::auth::Authenticator;
+use svcops_kit::service::{Error, Office, Ports};
+use svcops_proto::backoffice::v1::back_office_service_server::{
+    SERVICE_NAME, BackOfficeServiceServer,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+/// Service name: consumer group, actor of the events it writes in reaction to others.
+pub const SERVICE: &str = "back-office";
+
+pub struct BackOfficeOffice {
+    office: Arc<app::BackOffice>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[async_trait::async_trait]
+impl Office for BackOfficeOffice {
+    const NAME: &'static str = SERVICE;
+
+    async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let stats = Arc::new(app::Stats::default());
+        svcops_bus::relay::replay(ports.store.as_ref(), stats.as_ref()).await?;
+        tracing::info!(stats = ?stats.snapshot(), "statistics rebuilt");
+        let relay = Relay::new(
+            ports.store.clone(),
+            ports.bus.clone(),
+            topics::BACK_OFFICE,
+            "svcops/back-office",
+        )
+        .with_tap(stats.clone());
+        let office = Arc::new(app::BackOffice::new(ports.store.clone(), relay.waker(), stats));
+        let handler = Arc::new(app::UpstreamEvents(office.clone()));
+        let bus = ports.bus.clone();
+        let consumer_shutdown = shutdown.clone();
+        let tasks = vec![
+            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(async move {
+                if let Err(error) = consumer::run(
+                    bus,
+                    SERVICE,
+                    &[topics::FRONT_OFFICE, topics::MIDDLE_OFFICE],
+                    handler,
+                    consumer_shutdown,
+                )
+                .await
+                {
+                    tracing::error!(%error, "upstream consumer stopped");
+                }
+            }),
+        ];
+        Ok(Self { office, tasks })
+    }
+
+    fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
+        routes.add_service(BackOfficeServiceServer::with_interceptor(
+            grpc::BackOfficeGrpc::new(self.office.clone()),
+            authenticator.interceptor(),
+        ));
+    }
+
+    fn service_names() -> Vec<String> {
+        vec![SERVICE_NAME.to_owned()]
+    }
+
+    async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Command and query handlers: load, decide, append; read models for lists.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use svcops_bus::relay::Tap;
+use svcops_eventstore::{
+    Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
+};
+use svcops_kit::events::CommandContext;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::codec;
+use crate::domain::{self, Case, CaseDetails, Command, Lifecycle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request")]
+    Invalid(Vec<domain::Error>),
+    #[error(transparent)]
+    Rejected(domain::Error),
+    #[error("case {0} not found")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Store(#[from] svcops_eventstore::Error),
+    #[error(transparent)]
+    Corrupt(#[from] codec::Error),
+}
+
+/// A case as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseView {
+    pub case_id: Uuid,
+    pub details: CaseDetails,
+    pub lifecycle: Lifecycle,
+    pub opened_at: OffsetDateTime,
+    pub opened_by: String,
+    pub opened_by_role: String,
+    pub version: u64,
+}
+
+pub fn case_stream(case_id: Uuid) -> StreamId {
+    StreamId::for_aggregate("case", case_id)
+}
+
+/// Folds a case stream.
+fn fold(events: &[RecordedEvent]) -> Result<(Case, u64), Error> {
+    let mut case = Case::default();
+    for recorded in events {
+        if let Some(event) = codec::decode(&recorded.event_type, &recorded.payload)? {
+            case.apply(
+                event,
+                recorded.metadata.occurred_at,
+                &recorded.metadata.actor_subject,
+                &recorded.metadata.actor_role,
+            );
+        }
+    }
+    Ok((case, events.last().map_or(0, |event| event.version)))
+}
+
+fn view(case: Case, version: u64) -> Option<CaseView> {
+    let opened = case.opened?;
+    Some(CaseView {
+        case_id: opened.case_id,
+        details: opened.details,
+        lifecycle: opened.lifecycle,
+        opened_at: opened.opened_at,
+        opened_by: opened.opened_by,
+        opened_by_role: opened.opened_by_role,
+        version,
+    })
+}
+
+/// Handles case commands and queries.
+pub struct Cases {
+    store: Arc<dyn EventStore>,
+    relay: Arc<Notify>,
+    list: Arc<CaseList>,
+}
+
+impl Cases {
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: Arc<CaseList>) -> Self {
+        Self { store, relay, list }
+    }
+
+    /// Opens a case. With a request id, a retry returns the case the first call opened.
+    pub async fn open(
+        &self,
+        context: &CommandContext,
+        request_id: Option<&str>,
+        details: CaseDetails,
+    ) -> Result<CaseView, Error> {
+        let case_id = Uuid::now_v7();
+        let events = Case::default()
+            .decide(Command::Open { case_id, details })
+            .map_err(Error::Rejected)?;
+        let events = events
+            .iter()
+            .map(|event| context.event(Some(case_id), &codec::encode(event)))
+            .collect();
+        let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
+        if let Some(request_id) = request_id {
+            // Scoped to the caller, so nobody can fetch another caller's result by key.
+            append = append.idempotency_key(format!(
+                "front-office/open-case/{}/{request_id}",
+                context.actor.subject
+            ));
+        }
+        let outcome = self.store.append(append).await?;
+        self.relay.notify_one();
+        let stream = &outcome.appended().stream_id;
+        self.load(stream).await
+    }
+
+    pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {
+        self.load(&case_stream(case_id)).await.map_err(|error| match error {
+            Error::NotFound(_) => Error::NotFound(case_id),
+            other => other,
+        })
+    }
+
+    async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
+        let events = read_whole_stream(self.store.as_ref(), stream).await?;
+        let (case, version) = fold(&events)?;
+        view(case, version).ok_or(Error::NotFound(Uuid::nil()))
+    }
+
+    /// Newest first, `page_size` at a time, after the page token's position.
+    pub fn list(&self, page_size: usize, after: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
+        self.list.page(page_size, after)
+    }
+}
+
+/// Read model: every case, newest first. Rebuilt from the log at start, then kept current
+/// by the relay tap (which sees each event before it is published).
+#[derive(Default)]
+pub struct CaseList {
+    // Keyed by the position of the case's first event: stable and newest-last.
+    cases: RwLock<BTreeMap<i64, CaseView>>,
+    positions: RwLock<std::collections::HashMap<Uuid, i64>>,
+}
+
+impl CaseList {
+    fn page(&self, page_size: usize, before: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
+        let cases = self.cases.read().unwrap_or_else(|poison| poison.into_inner());
+        let range = match before {
+            Some(position) => cases.range(..position),
+            None => cases.range(..),
+        };
+        let page: Vec<(i64, CaseView)> = range
+            .rev()
+            .take(page_size + 1)
+            .map(|(position, view)| (*position, view.clone()))
+            .collect();
+        let next = (page.len() > page_size).then(|| page[page_size - 1].0);
+        (
+            page.into_iter().take(page_size).map(|(_, view)| view).collect(),
+            next,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.cases.read().map_or(0, |cases| cases.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Tap for CaseList {
+    fn observe(&self, events: &[RecordedEvent]) {
+        let mut cases = self.cases.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut positions = self.positions.write().unwrap_or_else(|poison| poison.into_inner());
+        for recorded in events {
+            let event = match codec::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::error!(%error, position = recorded.position, "case list skips an undecodable event");
+                    continue;
+                }
+            };
+            let domain::Event::Opened { case_id, .. } = &event;
+            if positions.contains_key(case_id) {
+                continue; // seen already (rebuild and tap overlap, or a re-published batch)
+            }
+            let mut case = Case::default();
+            let case_id = *case_id;
+            case.apply(
+                event,
+                recorded.metadata.occurred_at,
+                &recorded.metadata.actor_subject,
+                &recorded.metadata.actor_role,
+            );
+            if let Some(view) = view(case, recorded.version) {
+                positions.insert(case_id, recorded.position);
+                cases.insert(recorded.position, view);
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Domain <-> protobuf, for stored events and for the gRPC edge. The only place besides
+//! `grpc.rs` that touches generated types.
+
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as proto;
+
+use crate::domain::{CaseDetails, Category, Channel, Event, PhoneNumber, Priority};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot decode {event_type}: {reason}")]
+    Undecodable { event_type: String, reason: String },
+}
+
+pub fn category_from_proto(value: i32) -> Option<Category> {
+    match common::CaseCategory::try_from(value).ok()? {
+        common::CaseCategory::Consultation => Some(Category::Consultation),
+        common::CaseCategory::Complaint => Some(Category::Complaint),
+        common::CaseCategory::Repair => Some(Category::Repair),
+        common::CaseCategory::Installation => Some(Category::Installation),
+        common::CaseCategory::Return => Some(Category::Return),
+        common::CaseCategory::Unspecified => None,
+    }
+}
+
+pub fn category_to_proto(category: Category) -> common::CaseCategory {
+    match category {
+        Category::Consultation => common::CaseCategory::Consultation,
+        Category::Complaint => common::CaseCategory::Complaint,
+        Category::Repair => common::CaseCategory::Repair,
+        Category::Installation => common::CaseCategory::Installation,
+        Category::Return => common::CaseCategory::Return,
+    }
+}
+
+/// `None` for an unknown value; `Some(None)` for "unspecified".
+pub fn priority_from_proto(value: i32) -> Option<Option<Priority>> {
+    Some(match common::Priority::try_from(value).ok()? {
+        common::Priority::Unspecified => None,
+        common::Priority::Low => Some(Priority::Low),
+        common::Priority::Normal => Some(Priority::Normal),
+        common::Priority::High => Some(Priority::High),
+        common::Priority::Urgent => Some(Priority::Urgent),
+    })
+}
+
+pub fn priority_to_proto(priority: Priority) -> common::Priority {
+    match priority {
+        Priority::Low => common::Priority::Low,
+        Priority::Normal => common::Priority::Normal,
+        Priority::High => common::Priority::High,
+        Priority::Urgent => common::Priority::Urgent,
+    }
+}
+
+/// `None` for an unknown value; `Some(None)` for "unspecified".
+pub fn channel_from_proto(value: i32) -> Option<Option<Channel>> {
+    Some(match proto::Channel::try_from(value).ok()? {
+        proto::Channel::Unspecified => None,
+        proto::Channel::Hotline => Some(Channel::Hotline),
+        proto::Channel::Chat => Some(Channel::Chat),
+        proto::Channel::Bot => Some(Channel::Bot),
+        proto::Channel::App => Some(Channel::App),
+        proto::Channel::Messaging => Some(Channel::Messaging),
+        proto::Channel::Email => Some(Channel::Email),
+    })
+}
+
+pub fn channel_to_proto(channel: Channel) -> proto::Channel {
+    match channel {
+        Channel::Hotline => proto::Channel::Hotline,
+        Channel::Chat => proto::Channel::Chat,
+        Channel::Bot => proto::Channel::Bot,
+        Channel::App => proto::Channel::App,
+        Channel::Messaging => proto::Channel::Messaging,
+        Channel::Email => proto::Channel::Email,
+    }
+}
+
+/// The stored form of a domain event.
+pub fn encode(event: &Event) -> proto::CaseOpened {
+    match event {
+        Event::Opened { case_id, details } => proto::CaseOpened {
+            case_id: case_id.to_string(),
+            customer_phone: details.customer_phone.as_str().to_owned(),
+            category: category_to_proto(details.category).into(),
+            priority: priority_to_proto(details.priority).into(),
+            channel: channel_to_proto(details.channel).into(),
+            summary: details.summary.clone(),
+            product: details.product.clone(),
+            serial_number: details.serial_number.clone(),
+        },
+    }
+}
+
+/// The domain event of a stored event; `Ok(None)` for types this version does not know.
+pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> {
+    let undecodable = |reason: String| Error::Undecodable {
+        event_type: event_type.to_owned(),
+        reason,
+    };
+    let Some(opened) = svcops_kit::events::decode::<proto::CaseOpened>(event_type, payload)
+        .map_err(|error| undecodable(error.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let case_id = uuid::Uuid::parse_str(&opened.case_id).map_err(|e| undecodable(e.to_string()))?;
+    let details = CaseDetails {
+        customer_phone: PhoneNumber::parse("customer_phone", &opened.customer_phone)
+            .map_err(|e| undecodable(e.to_string()))?,
+        category: category_from_proto(opened.category)
+            .ok_or_else(|| undecodable("unknown category".into()))?,
+        priority: priority_from_proto(opened.priority)
+            .flatten()
+            .unwrap_or(Priority::Normal),
+        channel: channel_from_proto(opened.channel)
+            .flatten()
+            .unwrap_or(Channel::Hotline),
+        summary: opened.summary,
+        product: opened.product,
+        serial_number: opened.serial_number,
+    };
+    Ok(Some(Event::Opened { case_id, details }))
+}

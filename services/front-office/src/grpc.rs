@@ -1,0 +1,222 @@
+//! The gRPC edge: protobuf in, parsed domain values to the handlers, protobuf out.
+
+use std::sync::Arc;
+
+use svcops_kit::auth::{Role, authorize};
+use svcops_kit::error::FieldViolation;
+use svcops_kit::events::{CommandContext, to_timestamp};
+use svcops_kit::paging;
+use svcops_kit::{ApiError, Principal};
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as proto;
+use svcops_proto::frontoffice::v1::case_service_server::CaseService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::app::{CaseView, Cases, Error};
+use crate::codec;
+use crate::domain::{self, CaseDetails, Channel, Lifecycle, Priority};
+
+pub struct CaseGrpc {
+    cases: Arc<Cases>,
+}
+
+impl CaseGrpc {
+    pub fn new(cases: Arc<Cases>) -> Self {
+        Self { cases }
+    }
+}
+
+/// The one mapping of this service's errors to gRPC statuses.
+fn to_status(error: Error) -> Status {
+    let api = match error {
+        Error::Invalid(errors) => ApiError::InvalidArgument(
+            errors
+                .into_iter()
+                .map(|error| match error {
+                    domain::Error::Invalid { field, reason } => FieldViolation::new(field, reason),
+                    other => FieldViolation::new("", other.to_string()),
+                })
+                .collect(),
+        ),
+        Error::Rejected(error) => ApiError::FailedPrecondition(error.to_string()),
+        Error::NotFound(case_id) => ApiError::NotFound {
+            resource: "case",
+            id: case_id.to_string(),
+        },
+        Error::Store(error) => error.into(),
+        Error::Corrupt(error) => ApiError::Internal(error.to_string()),
+    };
+    api.into()
+}
+
+pub fn parse_case_id(field: &str, raw: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| ApiError::invalid(field, "must be a UUID").into())
+}
+
+fn mask_phone(phone: &str) -> String {
+    let keep = 4.min(phone.len());
+    let (hidden, shown) = phone.split_at(phone.len() - keep);
+    let prefix: String = hidden.chars().take(3).collect();
+    format!("{prefix}{}{shown}", "*".repeat(hidden.len().saturating_sub(3)))
+}
+
+fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
+    let phone = view.details.customer_phone.as_str();
+    proto::Case {
+        case_id: view.case_id.to_string(),
+        customer_phone: if principal.role.sees_personal_data() {
+            phone.to_owned()
+        } else {
+            mask_phone(phone)
+        },
+        category: codec::category_to_proto(view.details.category).into(),
+        priority: codec::priority_to_proto(view.details.priority).into(),
+        channel: codec::channel_to_proto(view.details.channel).into(),
+        summary: view.details.summary,
+        product: view.details.product,
+        serial_number: view.details.serial_number,
+        state: match view.lifecycle {
+            Lifecycle::Open => proto::CaseState::Open,
+        }
+        .into(),
+        opened_at: Some(to_timestamp(view.opened_at)),
+        opened_by: Some(common::Actor {
+            subject: view.opened_by,
+            role: view.opened_by_role,
+        }),
+        version: view.version,
+    }
+}
+
+fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseDetails), Status> {
+    let mut violations = Vec::new();
+    let request_id = request.request_id.trim();
+    if request_id.len() > 128 {
+        violations.push(FieldViolation::new("request_id", "must be at most 128 characters"));
+    }
+    let category = codec::category_from_proto(request.category);
+    if category.is_none() {
+        violations.push(FieldViolation::new(
+            "category",
+            "must be one of consultation, complaint, repair, installation, return",
+        ));
+    }
+    let priority = codec::priority_from_proto(request.priority);
+    if priority.is_none() {
+        violations.push(FieldViolation::new("priority", "unknown priority"));
+    }
+    let channel = codec::channel_from_proto(request.channel);
+    if channel.is_none() {
+        violations.push(FieldViolation::new("channel", "unknown channel"));
+    }
+    let details = CaseDetails::parse(
+        &request.customer_phone,
+        category.unwrap_or(domain::Category::Consultation),
+        priority.flatten().unwrap_or(Priority::Normal),
+        channel.flatten().unwrap_or(Channel::Hotline),
+        &request.summary,
+        &request.product,
+        &request.serial_number,
+    );
+    match details {
+        Ok(details) if violations.is_empty() => Ok((
+            (!request_id.is_empty()).then(|| request_id.to_owned()),
+            details,
+        )),
+        Ok(_) => Err(ApiError::InvalidArgument(violations).into()),
+        Err(errors) => {
+            violations.extend(errors.into_iter().filter_map(|error| match error {
+                domain::Error::Invalid { field, reason } => Some(FieldViolation::new(field, reason)),
+                domain::Error::AlreadyOpened(_) => None,
+            }));
+            Err(ApiError::InvalidArgument(violations).into())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CaseService for CaseGrpc {
+    async fn open_case(
+        &self,
+        request: Request<proto::OpenCaseRequest>,
+    ) -> Result<Response<proto::OpenCaseResponse>, Status> {
+        let principal = authorize(&request, &[Role::Agent, Role::Service, Role::Manager])?;
+        let (request_id, details) = parse_open(request.get_ref())?;
+        let context = CommandContext::from_caller(principal.clone());
+        let view = self
+            .cases
+            .open(&context, request_id.as_deref(), details)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(case_id = %view.case_id, actor = %principal.subject, "case opened");
+        Ok(Response::new(proto::OpenCaseResponse {
+            case: Some(to_proto(view, &principal)),
+        }))
+    }
+
+    async fn get_case(
+        &self,
+        request: Request<proto::GetCaseRequest>,
+    ) -> Result<Response<proto::GetCaseResponse>, Status> {
+        let principal = authorize(
+            &request,
+            &[Role::Agent, Role::Service, Role::Manager, Role::Qa, Role::Executive, Role::Technician],
+        )?;
+        let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
+        let view = self.cases.get(case_id).await.map_err(to_status)?;
+        Ok(Response::new(proto::GetCaseResponse {
+            case: Some(to_proto(view, &principal)),
+        }))
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<proto::ListCasesRequest>,
+    ) -> Result<Response<proto::ListCasesResponse>, Status> {
+        let principal = authorize(
+            &request,
+            &[Role::Agent, Role::Service, Role::Manager, Role::Qa, Role::Executive],
+        )?;
+        let (size, after) = paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let (views, next) = self.cases.list(size, after);
+        Ok(Response::new(proto::ListCasesResponse {
+            cases: views.into_iter().map(|view| to_proto(view, &principal)).collect(),
+            next_page_token: paging::token(next),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_all_but_prefix_and_last_four() {
+        assert_eq!(mask_phone("+8613800001234"), "+86*******1234");
+        assert_eq!(mask_phone("123"), "123");
+    }
+
+    #[test]
+    fn open_requests_report_every_bad_field() {
+        let status = parse_open(&proto::OpenCaseRequest {
+            customer_phone: "x".into(),
+            category: 0,
+            summary: String::new(),
+            ..Default::default()
+        })
+        .expect_err("invalid");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        use tonic_types::StatusExt;
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .expect("violations")
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.clone())
+            .collect();
+        assert_eq!(fields, ["category", "customer_phone", "summary"]);
+    }
+}

@@ -1,0 +1,65 @@
+//! svcops front office: contact intake, customers and cases.
+//!
+//! - `domain`: the case aggregate, pure;
+//! - `app`: command/query handlers and the case list read model;
+//! - `codec`: domain <-> protobuf;
+//! - `grpc`: the gRPC edge.
+
+pub mod app;
+pub mod codec;
+pub mod domain;
+pub mod grpc;
+
+use std::sync::Arc;
+
+use svcops_bus::relay::Relay;
+use svcops_bus::topics;
+use svcops_kit::auth::Authenticator;
+use svcops_kit::service::{Error, Office, Ports};
+use svcops_proto::frontoffice::v1::case_service_server::{CaseServiceServer, SERVICE_NAME};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+pub struct FrontOffice {
+    cases: Arc<app::Cases>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[async_trait::async_trait]
+impl Office for FrontOffice {
+    const NAME: &'static str = "front-office";
+
+    async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let list = Arc::new(app::CaseList::default());
+        svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
+        tracing::info!(cases = list.len(), "case list rebuilt");
+        let relay = Relay::new(
+            ports.store.clone(),
+            ports.bus.clone(),
+            topics::FRONT_OFFICE,
+            "svcops/front-office",
+        )
+        .with_tap(list.clone());
+        let cases = Arc::new(app::Cases::new(ports.store.clone(), relay.waker(), list));
+        let tasks = vec![tokio::spawn(relay.run(shutdown))];
+        Ok(Self { cases, tasks })
+    }
+
+    fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
+        routes.add_service(CaseServiceServer::with_interceptor(
+            grpc::CaseGrpc::new(self.cases.clone()),
+            authenticator.interceptor(),
+        ));
+    }
+
+    fn service_names() -> Vec<String> {
+        vec![SERVICE_NAME.to_owned()]
+    }
+
+    async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! One human-readable line per event, with personal data masked unless the role may see it.
+
+use svcops_kit::events::{decode, from_timestamp};
+use svcops_proto::backoffice::v1 as back;
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as front;
+use svcops_proto::listenin::v1 as listen;
+use svcops_proto::middleoffice::v1 as middle;
+use time::format_description::well_known::Rfc3339;
+
+/// Keeps a phone's first three and last four characters.
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() <= 7 {
+        return "*".repeat(chars.len());
+    }
+    let hidden = chars.len() - 7;
+    format!(
+        "{}{}{}",
+        chars[..3].iter().collect::<String>(),
+        "*".repeat(hidden),
+        chars[chars.len() - 4..].iter().collect::<String>()
+    )
+}
+
+fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(from_timestamp)
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn enum_name(name: Option<&str>, prefix: &str) -> String {
+    name.map(|name| name.trim_start_matches(prefix).to_lowercase().replace('_', " "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Describes an event; `unmasked` when the listener's role may see personal data.
+pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -> String {
+    let described = (|| -> Result<Option<String>, prost::DecodeError> {
+        if let Some(e) = decode::<front::CaseOpened>(event_type, payload)? {
+            let phone = if unmasked {
+                e.customer_phone.clone()
+            } else {
+                mask_phone(&e.customer_phone)
+            };
+            let category = enum_name(
+                common::CaseCategory::try_from(e.category).ok().map(|c| c.as_str_name()),
+                "CASE_CATEGORY_",
+            );
+            let priority = enum_name(
+                common::Priority::try_from(e.priority).ok().map(|p| p.as_str_name()),
+                "PRIORITY_",
+            );
+            let channel = enum_name(
+                front::Channel::try_from(e.channel).ok().map(|c| c.as_str_name()),
+                "CHANNEL_",
+            );
+            return Ok(Some(format!(
+                "case opened: {category}, {priority} priority, via {channel}, customer {phone}: {}",
+                e.summary
+            )));
+        }
+        if let Some(e) = decode::<middle::WorkOrderOpened>(event_type, payload)? {
+            let kind = enum_name(
+                middle::WorkOrderKind::try_from(e.kind).ok().map(|k| k.as_str_name()),
+                "WORK_ORDER_KIND_",
+            );
+            return Ok(Some(format!("work order {} opened ({kind})", short(&e.work_order_id))));
+        }
+        if let Some(e) = decode::<back::SlaClockStarted>(event_type, payload)? {
+            return Ok(Some(format!(
+                "SLA clock started ({}): first response due {}, resolution due {}",
+                e.policy,
+                time(e.first_response_due.as_ref()),
+                time(e.resolution_due.as_ref())
+            )));
+        }
+        if let Some(e) = decode::<back::SlaOnSiteTargetSet>(event_type, payload)? {
+            return Ok(Some(format!(
+                "on-site arrival due {} for work order {}",
+                time(e.on_site_due.as_ref()),
+                short(&e.work_order_id)
+            )));
+        }
+        if decode::<back::ClosedLoopItemOpened>(event_type, payload)?.is_some() {
+            return Ok(Some("closed-loop tracking opened: open until the customer confirms".into()));
+        }
+        if let Some(e) = decode::<listen::ListenSessionStarted>(event_type, payload)? {
+            let mode = enum_name(
+                listen::ListenMode::try_from(e.mode).ok().map(|m| m.as_str_name()),
+                "LISTEN_MODE_",
+            );
+            return Ok(Some(format!("{actor} started listening ({mode})")));
+        }
+        if decode::<listen::ListenSessionEnded>(event_type, payload)?.is_some() {
+            return Ok(Some(format!("{actor} stopped listening")));
+        }
+        Ok(None)
+    })();
+    match described {
+        Ok(Some(text)) => text,
+        Ok(None) => event_type.rsplit('.').next().unwrap_or(event_type).to_owned(),
+        Err(_) => format!("{event_type} (undecodable)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn masks_phones_for_roles_without_access() {
+        let opened = front::CaseOpened {
+            case_id: "c".into(),
+            customer_phone: "+8613800001234".into(),
+            category: common::CaseCategory::Repair.into(),
+            priority: common::Priority::Normal.into(),
+            channel: front::Channel::Hotline.into(),
+            summary: "lamp flickers".into(),
+            ..Default::default()
+        };
+        let payload = opened.encode_to_vec();
+        let masked = describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice", false);
+        assert_eq!(
+            masked,
+            "case opened: repair, normal priority, via hotline, customer +86*******1234: lamp flickers"
+        );
+        let unmasked = describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice", true);
+        assert!(unmasked.contains("+8613800001234"));
+    }
+
+    #[test]
+    fn unknown_types_fall_back_to_their_name() {
+        assert_eq!(describe("svcops.x.v1.SomethingNew", &[], "a", false), "SomethingNew");
+    }
+}

@@ -1,0 +1,86 @@
+//! svcops middle office: repair, on-site visits, inspection, return-to-factory, parts.
+//!
+//! Today: a work order is opened for every repair or installation case the front office
+//! publishes. `domain` is pure; `app` holds the handlers and the read model; `grpc` the edge.
+
+pub mod app;
+pub mod codec;
+pub mod domain;
+pub mod grpc;
+
+use std::sync::Arc;
+
+use svcops_bus::relay::Relay;
+use svcops_bus::{consumer, topics};
+use svcops_kit::auth::Authenticator;
+use svcops_kit::service::{Error, Office, Ports};
+use svcops_proto::middleoffice::v1::work_order_service_server::{
+    SERVICE_NAME, WorkOrderServiceServer,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+/// Service name: consumer group, actor of the events it writes in reaction to others.
+pub const SERVICE: &str = "middle-office";
+
+pub struct MiddleOffice {
+    orders: Arc<app::WorkOrders>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[async_trait::async_trait]
+impl Office for MiddleOffice {
+    const NAME: &'static str = SERVICE;
+
+    async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let list = Arc::new(app::WorkOrderList::default());
+        svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
+        tracing::info!(work_orders = list.len(), "work order list rebuilt");
+        let relay = Relay::new(
+            ports.store.clone(),
+            ports.bus.clone(),
+            topics::MIDDLE_OFFICE,
+            "svcops/middle-office",
+        )
+        .with_tap(list.clone());
+        let orders = Arc::new(app::WorkOrders::new(ports.store.clone(), relay.waker(), list));
+        let handler = Arc::new(app::FrontOfficeEvents(orders.clone()));
+        let bus = ports.bus.clone();
+        let consumer_shutdown = shutdown.clone();
+        let tasks = vec![
+            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(async move {
+                if let Err(error) = consumer::run(
+                    bus,
+                    SERVICE,
+                    &[topics::FRONT_OFFICE],
+                    handler,
+                    consumer_shutdown,
+                )
+                .await
+                {
+                    tracing::error!(%error, "front-office consumer stopped");
+                }
+            }),
+        ];
+        Ok(Self { orders, tasks })
+    }
+
+    fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
+        routes.add_service(WorkOrderServiceServer::with_interceptor(
+            grpc::WorkOrderGrpc::new(self.orders.clone()),
+            authenticator.interceptor(),
+        ));
+    }
+
+    fn service_names() -> Vec<String> {
+        vec![SERVICE_NAME.to_owned()]
+    }
+
+    async fn stopped(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The middle office as its own process (cluster mode).
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    svcops_kit::service::main::<middle_office::MiddleOffice>().await
+}
