@@ -64,7 +64,8 @@ pub async fn run(
                 }
             }
         };
-        let Some(outcome) = process(bus.as_ref(), group, handler.as_ref(), &delivery, &shutdown).await
+        let Some(outcome) =
+            process(bus.as_ref(), group, handler.as_ref(), &delivery, &shutdown).await
         else {
             return Ok(());
         };
@@ -127,8 +128,14 @@ async fn dead_letter(
 ) -> Result<(), crate::Error> {
     let mut headers = delivery.message.headers.clone();
     headers.push(("dlq_topic".into(), delivery.topic.clone().into_bytes()));
-    headers.push(("dlq_partition".into(), delivery.partition.to_string().into_bytes()));
-    headers.push(("dlq_offset".into(), delivery.offset.to_string().into_bytes()));
+    headers.push((
+        "dlq_partition".into(),
+        delivery.partition.to_string().into_bytes(),
+    ));
+    headers.push((
+        "dlq_offset".into(),
+        delivery.offset.to_string().into_bytes(),
+    ));
     headers.push(("dlq_group".into(), group.as_bytes().to_vec()));
     headers.push(("dlq_error".into(), error.as_bytes().to_vec()));
     let message = Message {

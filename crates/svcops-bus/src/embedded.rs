@@ -111,7 +111,11 @@ impl Bus for EmbeddedBus {
         Ok(())
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, Error> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, Error> {
         let mut names: Vec<String> = topics.iter().map(|topic| (*topic).to_owned()).collect();
         names.sort();
         names.dedup();
@@ -153,7 +157,9 @@ impl Bus for EmbeddedBus {
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1").execute(&self.shared.readers).await?;
+        sqlx::query("SELECT 1")
+            .execute(&self.shared.readers)
+            .await?;
         Ok(())
     }
 }
@@ -182,7 +188,11 @@ impl EmbeddedSubscription {
             let offset: i64 = row.try_get("position")?;
             let topic: String = row.try_get("topic")?;
             self.cursor = offset;
-            if self.floors.get(&topic).is_some_and(|floor| offset <= *floor) {
+            if self
+                .floors
+                .get(&topic)
+                .is_some_and(|floor| offset <= *floor)
+            {
                 continue;
             }
             let headers: Vec<u8> = row.try_get("headers")?;

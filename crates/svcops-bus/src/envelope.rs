@@ -46,20 +46,44 @@ pub fn to_message(source: &str, event: &RecordedEvent) -> Message {
         ("ce_id".into(), event.event_id.to_string().into_bytes()),
         ("ce_type".into(), event.event_type.clone().into_bytes()),
         ("ce_source".into(), source.as_bytes().to_vec()),
-        ("ce_subject".into(), event.stream_id.to_string().into_bytes()),
-        ("ce_time".into(), format_time(metadata.occurred_at).into_bytes()),
+        (
+            "ce_subject".into(),
+            event.stream_id.to_string().into_bytes(),
+        ),
+        (
+            "ce_time".into(),
+            format_time(metadata.occurred_at).into_bytes(),
+        ),
         ("content-type".into(), CONTENT_TYPE.as_bytes().to_vec()),
-        ("ce_streamversion".into(), event.version.to_string().into_bytes()),
-        ("ce_recordedtime".into(), format_time(event.recorded_at).into_bytes()),
-        ("ce_actor".into(), metadata.actor_subject.clone().into_bytes()),
-        ("ce_actorrole".into(), metadata.actor_role.clone().into_bytes()),
-        ("ce_correlationid".into(), metadata.correlation_id.to_string().into_bytes()),
+        (
+            "ce_streamversion".into(),
+            event.version.to_string().into_bytes(),
+        ),
+        (
+            "ce_recordedtime".into(),
+            format_time(event.recorded_at).into_bytes(),
+        ),
+        (
+            "ce_actor".into(),
+            metadata.actor_subject.clone().into_bytes(),
+        ),
+        (
+            "ce_actorrole".into(),
+            metadata.actor_role.clone().into_bytes(),
+        ),
+        (
+            "ce_correlationid".into(),
+            metadata.correlation_id.to_string().into_bytes(),
+        ),
     ];
     if let Some(case_id) = metadata.case_id {
         headers.push(("ce_caseid".into(), case_id.to_string().into_bytes()));
     }
     if let Some(causation_id) = metadata.causation_id {
-        headers.push(("ce_causationid".into(), causation_id.to_string().into_bytes()));
+        headers.push((
+            "ce_causationid".into(),
+            causation_id.to_string().into_bytes(),
+        ));
     }
     if let Some(traceparent) = &metadata.traceparent {
         headers.push(("traceparent".into(), traceparent.clone().into_bytes()));
@@ -178,7 +202,10 @@ mod tests {
     #[test]
     fn keys_by_case_when_there_is_one_else_by_stream() {
         let case_id = Uuid::now_v7();
-        assert_eq!(to_message("s", &recorded(Some(case_id))).key, case_id.to_string());
+        assert_eq!(
+            to_message("s", &recorded(Some(case_id))).key,
+            case_id.to_string()
+        );
         assert_eq!(to_message("s", &recorded(None)).key, "case-1");
     }
 
@@ -190,6 +217,7 @@ mod tests {
             payload: vec![],
         };
         let error = from_message(&message).expect_err("must fail");
-        assert_eq!(error.header, "ce_source");
+        assert_eq!(error.reason, "missing", "{error}");
+        assert!(error.header.starts_with("ce_"), "{error}");
     }
 }

@@ -52,13 +52,24 @@ pub struct KafkaConfig {
     /// Upper bound on one publish (`message.timeout.ms`): a message the broker has not
     /// acknowledged by then fails the publish.
     pub delivery_timeout: Duration,
+    /// Most messages per record batch (`batch.num.messages`); `None` keeps librdkafka's
+    /// default.
+    ///
+    /// Defaults to 1 because of Tansu 0.6: its fetch returns only the record batches whose
+    /// *base* offset is at or after the requested offset, so a group resuming from an offset
+    /// inside a batch gets nothing from that batch and, once later batches arrive, silently
+    /// skips the rest of it. With one message per batch every offset starts a batch. The
+    /// messages of a publish still travel together in one produce request; set `None` for
+    /// brokers that serve mid-batch fetches (Apache Kafka, Redpanda …) to get larger batches.
+    pub batch_messages: Option<u32>,
     /// Extra librdkafka properties for every client (security settings, `client.id` …);
     /// applied last, so they override the adapter's defaults.
     pub extra: Vec<(String, String)>,
 }
 
 impl KafkaConfig {
-    /// Defaults: 3 partitions, replication factor 1, topics created, 30 s delivery timeout.
+    /// Defaults: 3 partitions, replication factor 1, topics created, 30 s delivery timeout,
+    /// one message per record batch.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
@@ -66,6 +77,7 @@ impl KafkaConfig {
             replication_factor: 1,
             create_topics: true,
             delivery_timeout: Duration::from_secs(30),
+            batch_messages: Some(1),
             extra: Vec::new(),
         }
     }
@@ -147,6 +159,9 @@ impl KafkaBus {
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().max(1).to_string(),
             );
+        if let Some(batch) = config.batch_messages {
+            producer.set("batch.num.messages", batch.max(1).to_string());
+        }
         let producer: FutureProducer = config.with_extra(producer).create()?;
         let admin = if config.create_topics {
             Some(config.with_extra(config.client()).create()?)
@@ -160,24 +175,38 @@ impl KafkaBus {
             closing: Arc::default(),
         };
         bus.ping().await?;
-        let mut all: Vec<String> = topics::ALL.iter().map(|topic| (*topic).to_owned()).collect();
+        let mut all: Vec<String> = topics::ALL
+            .iter()
+            .map(|topic| (*topic).to_owned())
+            .collect();
         all.extend(topics::ALL.iter().map(|topic| topics::dead_letter(topic)));
         bus.ensure_topics(all.iter().map(String::as_str)).await?;
         Ok(bus)
     }
 
     fn clients(&self) -> &Clients {
-        self.clients.as_ref().expect("clients live until the bus is dropped")
+        self.clients
+            .as_ref()
+            .expect("clients live until the bus is dropped")
     }
 
     /// Creates the topics not known to exist yet; an existing topic is fine.
-    async fn ensure_topics<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
+    async fn ensure_topics<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), Error> {
         let Some(admin) = &self.clients().admin else {
             return Ok(());
         };
         let missing: Vec<&str> = {
-            let known = self.known_topics.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut missing: Vec<&str> = names.into_iter().filter(|name| !known.contains(*name)).collect();
+            let known = self
+                .known_topics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut missing: Vec<&str> = names
+                .into_iter()
+                .filter(|name| !known.contains(*name))
+                .collect();
             missing.sort_unstable();
             missing.dedup();
             missing
@@ -242,7 +271,12 @@ impl Bus for KafkaBus {
         for message in &messages {
             let headers = message.headers.iter().fold(
                 OwnedHeaders::new_with_capacity(message.headers.len()),
-                |headers, (key, value)| headers.insert(Header { key, value: Some(value) }),
+                |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                },
             );
             let mut record = FutureRecord::to(topic)
                 .key(&message.key)
@@ -280,7 +314,11 @@ impl Bus for KafkaBus {
         }
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, Error> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, Error> {
         if topics.is_empty() {
             return Err(Error::Config("subscribe needs at least one topic".into()));
         }

@@ -12,10 +12,12 @@ pub mod consumer;
 mod embedded;
 pub mod envelope;
 mod kafka;
+mod namespace;
 pub mod relay;
 
 pub use embedded::EmbeddedBus;
 pub use kafka::{KafkaBus, KafkaConfig};
+pub use namespace::NamespacedBus;
 
 use async_trait::async_trait;
 
@@ -74,7 +76,8 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Joins consumer `group` on `topics`. A new group starts at the beginning of each topic;
     /// an existing one resumes after its last acknowledged message.
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, Error>;
+    async fn subscribe(&self, group: &str, topics: &[&str])
+    -> Result<Box<dyn Subscription>, Error>;
 
     /// Cheap reachability check for health reporting.
     async fn ping(&self) -> Result<(), Error>;

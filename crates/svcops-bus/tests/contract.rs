@@ -144,20 +144,32 @@ mod cases {
         bus.subscribe(group, topics).await.expect("subscribe")
     }
 
-    pub async fn publish_then_subscribe_delivers_everything_intact(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn publish_then_subscribe_delivers_everything_intact(
+        bus: Arc<dyn Bus>,
+        prefix: &str,
+    ) {
         let topic = format!("{prefix}.events");
         let sent: Vec<Message> = (0..10).map(|seq| message("case-1", seq)).collect();
-        bus.publish(&topic, sent[..4].to_vec()).await.expect("publish");
-        bus.publish(&topic, sent[4..].to_vec()).await.expect("publish");
+        bus.publish(&topic, sent[..4].to_vec())
+            .await
+            .expect("publish");
+        bus.publish(&topic, sent[4..].to_vec())
+            .await
+            .expect("publish");
 
         let mut subscription = subscribe(bus.as_ref(), &format!("{prefix}.g"), &[&topic]).await;
         let received = receive(subscription.as_mut(), sent.len()).await;
         for (delivery, message) in received.iter().zip(&sent) {
             assert_eq!(delivery.topic, topic);
-            assert_eq!(&delivery.message, message, "key, headers and payload intact, in order");
+            assert_eq!(
+                &delivery.message, message,
+                "key, headers and payload intact, in order"
+            );
         }
         assert!(
-            received.windows(2).all(|pair| pair[0].offset < pair[1].offset),
+            received
+                .windows(2)
+                .all(|pair| pair[0].offset < pair[1].offset),
             "offsets increase"
         );
         assert_nothing_more(subscription.as_mut()).await;
@@ -206,7 +218,10 @@ mod cases {
         // 4..9 were received but never acknowledged: they come again, and nothing before.
         let mut subscription = subscribe(bus.as_ref(), &group, &[&topic]).await;
         let again = receive(subscription.as_mut(), 6).await;
-        assert_eq!(again.iter().map(seq).collect::<Vec<_>>(), (4..10).collect::<Vec<_>>());
+        assert_eq!(
+            again.iter().map(seq).collect::<Vec<_>>(),
+            (4..10).collect::<Vec<_>>()
+        );
         assert_eq!(again, received[4..].to_vec(), "same offsets and content");
 
         // Acknowledging the last one leaves nothing for the next member.
@@ -288,8 +303,12 @@ mod cases {
 
     pub async fn empty_publish_is_a_no_op(bus: Arc<dyn Bus>, prefix: &str) {
         let topic = format!("{prefix}.events");
-        bus.publish(&topic, Vec::new()).await.expect("empty publish");
-        bus.publish(&topic, vec![message("k", 1)]).await.expect("publish");
+        bus.publish(&topic, Vec::new())
+            .await
+            .expect("empty publish");
+        bus.publish(&topic, vec![message("k", 1)])
+            .await
+            .expect("publish");
         let mut subscription = subscribe(bus.as_ref(), &format!("{prefix}.g"), &[&topic]).await;
         let received = receive(subscription.as_mut(), 1).await;
         assert_eq!(seq(&received[0]), 1);
@@ -301,7 +320,8 @@ mod cases {
 }
 
 /// Kafka adapter faults, on librdkafka's mock cluster (no CreateTopics there: topics are
-/// created through the mock API).
+/// created through the mock API). Tansu could be stalled with SIGSTOP instead, but it is
+/// shared by every test of the run.
 mod kafka_faults {
     use std::time::Duration;
 
@@ -319,24 +339,48 @@ mod kafka_faults {
             .collect()
     }
 
-    async fn mock_bus(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> KafkaBus {
+    async fn mock_bus(
+        cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    ) -> KafkaBus {
         let mut config = KafkaConfig::new(cluster.bootstrap_servers());
         config.create_topics = false;
         config.partitions = 1;
-        KafkaBus::connect(config).await.expect("connect to the mock cluster")
+        // The mock checks idempotent sequence numbers only for transactional producers, so
+        // with several single-message batches in flight a retried batch lands after (or, as
+        // a false "duplicate", instead of) later ones; real brokers, Tansu included, answer
+        // OUT_OF_ORDER_SEQUENCE_NUMBER and librdkafka retries in order. One batch per publish
+        // keeps the mock's answers meaningful.
+        config.batch_messages = None;
+        KafkaBus::connect(config)
+            .await
+            .expect("connect to the mock cluster")
     }
 
     async fn assert_received_once_in_order(bus: &KafkaBus, topic: &str, count: usize) {
         let mut subscription = bus.subscribe("faults", &[topic]).await.expect("subscribe");
-        for expected in 0..count {
-            let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
-                .await
-                .expect("delivery in time")
-                .expect("delivery");
-            assert_eq!(delivery.message.header("seq"), Some(expected.to_string().as_str()));
+        let mut seqs = Vec::new();
+        // Read until quiet, so duplicates would show too.
+        while let Ok(delivery) = tokio::time::timeout(
+            Duration::from_secs(if seqs.len() < count { 30 } else { 1 }),
+            subscription.next(),
+        )
+        .await
+        {
+            let delivery = delivery.expect("delivery");
+            seqs.push(
+                delivery
+                    .message
+                    .header("seq")
+                    .expect("seq")
+                    .parse::<usize>()
+                    .expect("number"),
+            );
         }
-        let extra = tokio::time::timeout(Duration::from_secs(1), subscription.next()).await;
-        assert!(extra.is_err(), "no duplicate after retries: {extra:?}");
+        assert_eq!(
+            seqs,
+            (0..count).collect::<Vec<_>>(),
+            "each message once, in order"
+        );
     }
 
     #[tokio::test]
@@ -349,7 +393,7 @@ mod kafka_faults {
             &[
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
             ],
         );
         tokio::time::timeout(Duration::from_secs(30), bus.publish("faults", messages(50)))

@@ -10,8 +10,8 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
-use time::{OffsetDateTime, UtcOffset};
 use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::{
     Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
@@ -154,11 +154,12 @@ async fn idempotent_result(
     transaction: &mut Transaction<'static, Sqlite>,
     key: &str,
 ) -> Result<Option<Appended>, Error> {
-    let row =
-        sqlx::query("SELECT stream_id, first_version, last_version FROM idempotency WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&mut **transaction)
-            .await?;
+    let row = sqlx::query(
+        "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = ?1",
+    )
+    .bind(key)
+    .fetch_optional(&mut **transaction)
+    .await?;
     row.map(|row| {
         Ok(Appended {
             stream_id: StreamId::parse(row.try_get::<String, _>(0)?)?,
@@ -189,8 +190,10 @@ impl EventStore for SqliteStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, Error> {
-        let sql = select_events!("FROM events e WHERE e.stream_id = ?1 AND e.version >= ?2 \
-             ORDER BY e.version LIMIT ?3");
+        let sql = select_events!(
+            "FROM events e WHERE e.stream_id = ?1 AND e.version >= ?2 \
+             ORDER BY e.version LIMIT ?3"
+        );
         self.fetch_events(sql, |query| {
             query
                 .bind(stream_id.as_str())
@@ -201,15 +204,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
-        let sql = select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
+        let sql =
+            select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
         self.fetch_events(sql, |query| query.bind(after).bind(db_limit(limit)))
             .await
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
-        let sql = select_events!("FROM outbox o JOIN events e ON e.position = o.position \
-             ORDER BY o.position LIMIT ?1");
-        self.fetch_events(sql, |query| query.bind(db_limit(limit))).await
+        let sql = select_events!(
+            "FROM outbox o JOIN events e ON e.position = o.position \
+             ORDER BY o.position LIMIT ?1"
+        );
+        self.fetch_events(sql, |query| query.bind(db_limit(limit)))
+            .await
     }
 
     async fn mark_published(&self, positions: &[Position]) -> Result<(), Error> {

@@ -136,7 +136,9 @@ impl Append {
 
     pub(crate) fn validate(&self) -> Result<(), crate::Error> {
         if self.events.is_empty() {
-            return Err(crate::Error::Invalid("an append needs at least one event".into()));
+            return Err(crate::Error::Invalid(
+                "an append needs at least one event".into(),
+            ));
         }
         if matches!(self.expected, ExpectedVersion::Exact(0)) {
             return Err(crate::Error::Invalid(
@@ -146,7 +148,9 @@ impl Append {
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.len() > 300)
         {
-            return Err(crate::Error::Invalid("idempotency key must be 1..=300 bytes".into()));
+            return Err(crate::Error::Invalid(
+                "idempotency key must be 1..=300 bytes".into(),
+            ));
         }
         Ok(())
     }

@@ -208,10 +208,16 @@ async fn append(store: &Store, append: Append) -> Result<AppendOutcome, Error> {
 }
 
 async fn must_append(store: &Store, stream_id: &StreamId, expected: ExpectedVersion, count: usize) {
-    let outcome = append(store, Append::new(stream_id.clone(), expected, events(count)))
-        .await
-        .expect("setup append succeeds");
-    assert!(!outcome.is_duplicate(), "setup append must not be a duplicate");
+    let outcome = append(
+        store,
+        Append::new(stream_id.clone(), expected, events(count)),
+    )
+    .await
+    .expect("setup append succeeds");
+    assert!(
+        !outcome.is_duplicate(),
+        "setup append must not be a duplicate"
+    );
 }
 
 async fn read(store: &Store, stream_id: &StreamId) -> Vec<RecordedEvent> {
@@ -280,7 +286,11 @@ mod cases {
 
         let outcome = append(
             &store,
-            Append::new(stream_id.clone(), ExpectedVersion::NoStream, new_events.clone()),
+            Append::new(
+                stream_id.clone(),
+                ExpectedVersion::NoStream,
+                new_events.clone(),
+            ),
         )
         .await
         .expect("append to a new stream");
@@ -328,7 +338,11 @@ mod cases {
         event.payload = Vec::new();
         append(
             &store,
-            Append::new(stream_id.clone(), ExpectedVersion::NoStream, vec![event.clone()]),
+            Append::new(
+                stream_id.clone(),
+                ExpectedVersion::NoStream,
+                vec![event.clone()],
+            ),
         )
         .await
         .expect("append an event with an empty payload");
@@ -396,12 +410,21 @@ mod cases {
     pub async fn no_stream_on_existing_stream_conflicts(store: Store) {
         let stream_id = stream("case");
         must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
-        let result = append(
-            &store,
-            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(2)),
-        )
-        .await;
-        assert_concurrency(result);
+        for count in [1, 2] {
+            let result = append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(count)),
+            )
+            .await;
+            assert_concurrency(result);
+            let result = append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(count))
+                    .local_only(),
+            )
+            .await;
+            assert_concurrency(result);
+        }
         assert_eq!(versions(&read(&store, &stream_id).await), vec![1]);
     }
 
@@ -433,12 +456,14 @@ mod cases {
         let stream_id = stream("case");
         must_append(&store, &stream_id, ExpectedVersion::NoStream, 3).await;
         for stale in 1..=2 {
-            let result = append(
-                &store,
-                Append::new(stream_id.clone(), ExpectedVersion::Exact(stale), events(1)),
-            )
-            .await;
-            assert_concurrency(result);
+            for count in [1, 3] {
+                let result = append(
+                    &store,
+                    Append::new(stream_id.clone(), ExpectedVersion::Exact(stale), events(count)),
+                )
+                .await;
+                assert_concurrency(result);
+            }
         }
         let recorded = read(&store, &stream_id).await;
         assert_eq!(versions(&recorded), vec![1, 2, 3]);
@@ -447,13 +472,16 @@ mod cases {
     pub async fn exact_version_ahead_conflicts_without_gap(store: Store) {
         let stream_id = stream("case");
         must_append(&store, &stream_id, ExpectedVersion::NoStream, 1).await;
+        // Single-event and multi-event appends (they may take different paths).
         for ahead in [2, 3, 100, i64::MAX as u64, u64::MAX] {
-            let result = append(
-                &store,
-                Append::new(stream_id.clone(), ExpectedVersion::Exact(ahead), events(2)),
-            )
-            .await;
-            assert_concurrency(result);
+            for count in [1, 2] {
+                let result = append(
+                    &store,
+                    Append::new(stream_id.clone(), ExpectedVersion::Exact(ahead), events(count)),
+                )
+                .await;
+                assert_concurrency(result);
+            }
         }
         // On a stream that does not exist at all.
         let missing = stream("case");
@@ -477,7 +505,10 @@ mod cases {
         .await
         .expect("Any on a new stream");
         assert_eq!(
-            (outcome.appended().first_version, outcome.appended().last_version),
+            (
+                outcome.appended().first_version,
+                outcome.appended().last_version
+            ),
             (1, 2)
         );
         let outcome = append(
@@ -487,7 +518,10 @@ mod cases {
         .await
         .expect("Any on an existing stream");
         assert_eq!(
-            (outcome.appended().first_version, outcome.appended().last_version),
+            (
+                outcome.appended().first_version,
+                outcome.appended().last_version
+            ),
             (3, 3)
         );
         assert_eq!(versions(&read(&store, &stream_id).await), vec![1, 2, 3]);
@@ -523,7 +557,10 @@ mod cases {
         .await
         .expect("a good batch");
         assert_eq!(
-            (outcome.appended().first_version, outcome.appended().last_version),
+            (
+                outcome.appended().first_version,
+                outcome.appended().last_version
+            ),
             (3, 6)
         );
         let recorded = read(&store, &stream_id).await;
@@ -660,9 +697,7 @@ mod cases {
                     tokio::spawn(async move {
                         barrier.wait().await;
                         let ids: Vec<Uuid> = batch.iter().map(|event| event.event_id).collect();
-                        let result = store
-                            .append(Append::new(stream_id, expected, batch))
-                            .await;
+                        let result = store.append(Append::new(stream_id, expected, batch)).await;
                         (ids, result)
                     })
                 })
@@ -687,7 +722,10 @@ mod cases {
             let recorded = read(&store, &stream_id).await;
             let expected_versions: Vec<u64> = (1..=base + winner_ids.len() as u64).collect();
             assert_eq!(versions(&recorded), expected_versions, "round {round}");
-            assert_eq!(&event_ids(&recorded)[base as usize..], winner_ids.as_slice());
+            assert_eq!(
+                &event_ids(&recorded)[base as usize..],
+                winner_ids.as_slice()
+            );
         }
     }
 
@@ -735,7 +773,11 @@ mod cases {
                 }
             }
             assert_eq!(appended.len(), 1, "round {round}: exactly one Appended");
-            assert_eq!(duplicates.len(), tasks - 1, "round {round}: the rest Duplicate");
+            assert_eq!(
+                duplicates.len(),
+                tasks - 1,
+                "round {round}: the rest Duplicate"
+            );
             assert!(
                 duplicates.iter().all(|duplicate| duplicate == &appended[0]),
                 "round {round}: duplicates must return the first result"
@@ -783,7 +825,10 @@ mod cases {
         let expected: Vec<(u64, u64)> = (0..tasks as u64).map(|i| (2 * i + 1, 2 * i + 2)).collect();
         assert_eq!(ranges, expected);
         let recorded = read(&store, &stream_id).await;
-        assert_eq!(versions(&recorded), (1..=2 * tasks as u64).collect::<Vec<_>>());
+        assert_eq!(
+            versions(&recorded),
+            (1..=2 * tasks as u64).collect::<Vec<_>>()
+        );
     }
 
     pub async fn read_all_in_position_order_with_limit(store: Store) {
@@ -803,7 +848,11 @@ mod cases {
                 .expect("append to the log");
         }
         let all = all_events(&store).await;
-        assert_eq!(event_ids(&all), appended_ids, "append order is position order");
+        assert_eq!(
+            event_ids(&all),
+            appended_ids,
+            "append order is position order"
+        );
         let all_positions = positions(&all);
         assert_strictly_increasing(&all_positions);
 
@@ -836,10 +885,16 @@ mod cases {
         must_append(&store, &published_a, ExpectedVersion::NoStream, 2).await;
         append(
             &store,
-            Append::new(local.clone(), ExpectedVersion::NoStream, events(2)).local_only(),
+            Append::new(local.clone(), ExpectedVersion::NoStream, events(1)).local_only(),
         )
         .await
-        .expect("local-only append");
+        .expect("local-only append of one event");
+        append(
+            &store,
+            Append::new(local.clone(), ExpectedVersion::Exact(1), events(1)).local_only(),
+        )
+        .await
+        .expect("local-only append at a version");
         must_append(&store, &published_b, ExpectedVersion::NoStream, 1).await;
         must_append(&store, &published_a, ExpectedVersion::Exact(2), 1).await;
 
@@ -863,7 +918,10 @@ mod cases {
         // The events come back whole.
         let from_log = all_events(&store).await;
         for event in &pending {
-            assert!(from_log.contains(event), "unpublished event differs from the log");
+            assert!(
+                from_log.contains(event),
+                "unpublished event differs from the log"
+            );
         }
 
         let limited = store.unpublished(2).await.expect("limited");
@@ -882,13 +940,22 @@ mod cases {
             .mark_published(&positions(&limited))
             .await
             .expect("mark twice");
-        assert_eq!(positions(&store.unpublished(100).await.expect("unpublished")), positions(&rest));
+        assert_eq!(
+            positions(&store.unpublished(100).await.expect("unpublished")),
+            positions(&rest)
+        );
 
         store
             .mark_published(&positions(&rest))
             .await
             .expect("mark the rest");
-        assert!(store.unpublished(100).await.expect("unpublished").is_empty());
+        assert!(
+            store
+                .unpublished(100)
+                .await
+                .expect("unpublished")
+                .is_empty()
+        );
         // Published events stay in the log.
         assert_eq!(all_events(&store).await.len(), 6);
     }
@@ -903,14 +970,23 @@ mod cases {
             .save_checkpoint("projector", 7)
             .await
             .expect("save another");
-        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(42));
+        assert_eq!(
+            store.load_checkpoint("relay").await.expect("load"),
+            Some(42)
+        );
         store.save_checkpoint("relay", 43).await.expect("overwrite");
-        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(43));
+        assert_eq!(
+            store.load_checkpoint("relay").await.expect("load"),
+            Some(43)
+        );
         store
             .save_checkpoint("relay", 10)
             .await
             .expect("overwrite backwards");
-        assert_eq!(store.load_checkpoint("relay").await.expect("load"), Some(10));
+        assert_eq!(
+            store.load_checkpoint("relay").await.expect("load"),
+            Some(10)
+        );
         assert_eq!(
             store.load_checkpoint("projector").await.expect("load"),
             Some(7)

@@ -22,7 +22,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub enum Error {
     #[error("token secret must be at least {MIN_SECRET_BYTES} bytes")]
     WeakSecret,
-    #[error("unknown role {0:?} (expected one of agent, technician, qa, manager, executive, service, admin)")]
+    #[error(
+        "unknown role {0:?} (expected one of agent, technician, qa, manager, executive, service, admin)"
+    )]
     UnknownRole(String),
     #[error("invalid token: {0}")]
     InvalidToken(#[from] jsonwebtoken::errors::Error),
@@ -69,7 +71,10 @@ impl Role {
 
     /// Whether this role may see personal data (phones, names, addresses) unmasked.
     pub fn sees_personal_data(self) -> bool {
-        matches!(self, Role::Agent | Role::Technician | Role::Service | Role::Admin)
+        matches!(
+            self,
+            Role::Agent | Role::Technician | Role::Service | Role::Admin
+        )
     }
 }
 
@@ -176,14 +181,21 @@ impl Authenticator {
     }
 
     /// Reads and verifies the `authorization: Bearer …` metadata.
-    pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+    pub fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, Status> {
         let header = metadata
             .get("authorization")
             .ok_or_else(|| Status::unauthenticated("missing authorization bearer token"))?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
         self.verify(token.trim())
             .map_err(|error| Status::unauthenticated(error.to_string()))
@@ -252,7 +264,10 @@ mod tests {
 
     #[test]
     fn a_short_secret_is_refused() {
-        assert!(matches!(Authenticator::new(b"short"), Err(Error::WeakSecret)));
+        assert!(matches!(
+            Authenticator::new(b"short"),
+            Err(Error::WeakSecret)
+        ));
     }
 
     #[test]
@@ -280,7 +295,9 @@ mod tests {
         assert!(authorize(&request, &[Role::Executive]).is_ok());
         let anonymous = Request::new(());
         assert_eq!(
-            authorize(&anonymous, &[Role::Agent]).expect_err("denied").code(),
+            authorize(&anonymous, &[Role::Agent])
+                .expect_err("denied")
+                .code(),
             tonic::Code::Unauthenticated
         );
     }

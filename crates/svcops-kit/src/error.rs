@@ -118,8 +118,15 @@ mod tests {
         let bad_request = details.bad_request().expect("has field violations");
         assert_eq!(bad_request.field_violations.len(), 2);
         assert_eq!(bad_request.field_violations[0].field, "customer_phone");
-        assert_eq!(details.error_info().expect("has error info").reason, "INVALID_ARGUMENT");
-        assert!(status.message().contains("customer_phone: must have 6 to 15 digits"));
+        assert_eq!(
+            details.error_info().expect("has error info").reason,
+            "INVALID_ARGUMENT"
+        );
+        assert!(
+            status
+                .message()
+                .contains("customer_phone: must have 6 to 15 digits")
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub fn parse(page_size: i32, page_token: &str) -> Result<(usize, Option<i64>), S
         size if size < 0 => {
             return Err(ApiError::invalid("page_size", "must not be negative").into());
         }
-        size => usize::try_from(size).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+        size => usize::try_from(size)
+            .unwrap_or(MAX_PAGE_SIZE)
+            .min(MAX_PAGE_SIZE),
     };
     if page_token.is_empty() {
         return Ok((size, None));
@@ -24,13 +26,19 @@ pub fn parse(page_size: i32, page_token: &str) -> Result<(usize, Option<i64>), S
     let position = page_token
         .strip_prefix("p")
         .and_then(|position| position.parse::<i64>().ok())
-        .ok_or_else(|| Status::from(ApiError::invalid("page_token", "not a token this service issued")))?;
+        .ok_or_else(|| {
+            Status::from(ApiError::invalid(
+                "page_token",
+                "not a token this service issued",
+            ))
+        })?;
     Ok((size, Some(position)))
 }
 
 /// The token for the next page, empty when there is none.
 pub fn token(next: Option<i64>) -> String {
-    next.map(|position| format!("p{position}")).unwrap_or_default()
+    next.map(|position| format!("p{position}"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub struct ClusterConfig {
     pub kafka_partitions: i32,
     /// Shared token-signing secret, at least 32 bytes (`SVCOPS_TOKEN_SECRET`).
     pub token_secret: String,
+    /// Prefix of this cluster's topics and consumer groups on a shared broker
+    /// (`SVCOPS_BUS_NAMESPACE`); none by default.
+    #[serde(default)]
+    pub bus_namespace: Option<String>,
     /// OTLP/gRPC collector (`SVCOPS_OTLP_ENDPOINT`); spans are not exported when unset.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
@@ -116,13 +120,15 @@ pub async fn run<O: Office>(
     let authenticator = Authenticator::new(config.token_secret.as_bytes())?;
     let store: Arc<dyn EventStore> =
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
-    let bus: Arc<dyn Bus> = Arc::new(
-        KafkaBus::connect(KafkaConfig {
-            partitions: config.kafka_partitions,
-            ..KafkaConfig::new(config.kafka_bootstrap.clone())
-        })
-        .await?,
-    );
+    let kafka = KafkaBus::connect(KafkaConfig {
+        partitions: config.kafka_partitions,
+        ..KafkaConfig::new(config.kafka_bootstrap.clone())
+    })
+    .await?;
+    let bus: Arc<dyn Bus> = match config.bus_namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        Some(namespace) => Arc::new(svcops_bus::NamespacedBus::new(kafka, namespace)),
+        None => Arc::new(kafka),
+    };
     let office = O::start(
         Ports {
             store: store.clone(),
@@ -133,8 +139,10 @@ pub async fn run<O: Office>(
     .await?;
     let mut routes = RoutesBuilder::default();
     office.add_routes(&mut routes, &authenticator);
-    let dependencies: Vec<Arc<dyn Dependency>> =
-        vec![Arc::new(StoreDependency(store)), Arc::new(BusDependency(bus))];
+    let dependencies: Vec<Arc<dyn Dependency>> = vec![
+        Arc::new(StoreDependency(store)),
+        Arc::new(BusDependency(bus)),
+    ];
     tracing::info!(service = O::NAME, address = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "serving");
     let served = crate::server::serve(
         routes.routes(),

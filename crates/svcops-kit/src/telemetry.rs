@@ -113,7 +113,10 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
 
 /// Makes `span` a child of the trace context in HTTP/2 (gRPC metadata) headers, if any.
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
-    if let Some(traceparent) = headers.get("traceparent").and_then(|value| value.to_str().ok()) {
+    if let Some(traceparent) = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+    {
         set_remote_parent(span, traceparent);
     }
 }

@@ -31,7 +31,8 @@ pub mod listenin {
 }
 
 /// Encoded `FileDescriptorSet` of every svcops proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/svcops_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/svcops_descriptor.bin"));
 
 /// Fully qualified protobuf name of a generated message, e.g. `svcops.frontoffice.v1.CaseOpened`.
 pub fn type_name<M: prost::Name>() -> String {

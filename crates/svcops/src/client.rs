@@ -69,7 +69,12 @@ pub struct OpenCase {
     request_id: String,
 }
 
-fn parse_enum(field: &str, value: &str, prefix: &str, lookup: impl Fn(&str) -> Option<i32>) -> anyhow::Result<i32> {
+fn parse_enum(
+    field: &str,
+    value: &str,
+    prefix: &str,
+    lookup: impl Fn(&str) -> Option<i32>,
+) -> anyhow::Result<i32> {
     lookup(&format!("{prefix}{}", value.trim().to_uppercase()))
         .filter(|value| *value != 0)
         .ok_or_else(|| anyhow!("--{field}: unknown value {value:?}"))
@@ -98,13 +103,20 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .with_context(|| format!("cannot reach svcops at {} (is `svcops up` running?)", global.addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach svcops at {} (is `svcops up` running?)",
+                    global.addr
+                )
+            })?;
         Ok(Self { channel, token })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", self.token.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.token.clone());
         request
     }
 
@@ -129,7 +141,9 @@ impl Client {
             .open_case(self.request(request))
             .await?
             .into_inner();
-        let case = response.case.ok_or_else(|| anyhow!("the server returned no case"))?;
+        let case = response
+            .case
+            .ok_or_else(|| anyhow!("the server returned no case"))?;
         match output {
             Output::Table => println!("{}", case.case_id),
             Output::Json => println!("{}", case_json(&case)),
@@ -144,14 +158,18 @@ impl Client {
             }))
             .await?
             .into_inner();
-        let case = response.case.ok_or_else(|| anyhow!("the server returned no case"))?;
+        let case = response
+            .case
+            .ok_or_else(|| anyhow!("the server returned no case"))?;
         match output {
             Output::Json => println!("{}", case_json(&case)),
             Output::Table => {
                 let json = case_json(&case);
                 if let Some(object) = json.as_object() {
                     for (key, value) in object {
-                        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                        let value = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned);
                         println!("{key:<15} {value}");
                     }
                 }
@@ -160,7 +178,12 @@ impl Client {
         Ok(())
     }
 
-    pub async fn list_cases(&mut self, page_size: i32, page_token: String, output: Output) -> anyhow::Result<()> {
+    pub async fn list_cases(
+        &mut self,
+        page_size: i32,
+        page_token: String,
+        output: Output,
+    ) -> anyhow::Result<()> {
         let response = CaseServiceClient::new(self.channel.clone())
             .list_cases(self.request(front::ListCasesRequest {
                 page_size,
@@ -177,13 +200,21 @@ impl Client {
                 })
             ),
             Output::Table => {
-                println!("{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  SUMMARY", "CASE", "OPENED", "CATEGORY", "PRIORITY", "STATE");
+                println!(
+                    "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  SUMMARY",
+                    "CASE", "OPENED", "CATEGORY", "PRIORITY", "STATE"
+                );
                 for case in &response.cases {
                     let json = case_json(case);
                     println!(
                         "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  {}",
                         case.case_id,
-                        json["opened_at"].as_str().unwrap_or("").chars().take(20).collect::<String>(),
+                        json["opened_at"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(20)
+                            .collect::<String>(),
                         json["category"].as_str().unwrap_or(""),
                         json["priority"].as_str().unwrap_or(""),
                         json["state"].as_str().unwrap_or(""),
@@ -198,7 +229,12 @@ impl Client {
         Ok(())
     }
 
-    pub async fn listen(&mut self, case_id: &str, follow: bool, output: Output) -> anyhow::Result<()> {
+    pub async fn listen(
+        &mut self,
+        case_id: &str,
+        follow: bool,
+        output: Output,
+    ) -> anyhow::Result<()> {
         let mut stream = ListenInServiceClient::new(self.channel.clone())
             .watch_case(self.request(listen::WatchCaseRequest {
                 case_id: case_id.to_owned(),
@@ -212,10 +248,24 @@ impl Client {
             match message.kind {
                 Some(listen::watch_case_response::Kind::Entry(entry)) => {
                     let office = common::Office::try_from(entry.office)
-                        .map(|office| office.as_str_name().trim_start_matches("OFFICE_").to_lowercase())
+                        .map(|office| {
+                            office
+                                .as_str_name()
+                                .trim_start_matches("OFFICE_")
+                                .to_lowercase()
+                        })
                         .unwrap_or_default();
-                    let at = entry.occurred_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default();
-                    let actor = entry.actor.as_ref().map(|a| format!("{} ({})", a.subject, a.role)).unwrap_or_default();
+                    let at = entry
+                        .occurred_at
+                        .as_ref()
+                        .and_then(from_timestamp)
+                        .and_then(|t| t.format(&Rfc3339).ok())
+                        .unwrap_or_default();
+                    let actor = entry
+                        .actor
+                        .as_ref()
+                        .map(|a| format!("{} ({})", a.subject, a.role))
+                        .unwrap_or_default();
                     match output {
                         Output::Json => println!(
                             "{}",
@@ -228,14 +278,18 @@ impl Client {
                                 "description": entry.description,
                             })
                         ),
-                        Output::Table => println!("{:>4}  {at}  {office:<9} {actor:<28} {}", entry.sequence, entry.description),
+                        Output::Table => println!(
+                            "{:>4}  {at}  {office:<9} {actor:<28} {}",
+                            entry.sequence, entry.description
+                        ),
                     }
                 }
-                Some(listen::watch_case_response::Kind::CaughtUp(_)) => {
-                    if follow && output == Output::Table {
-                        println!("---- live ----");
-                    }
+                Some(listen::watch_case_response::Kind::CaughtUp(_))
+                    if follow && output == Output::Table =>
+                {
+                    println!("---- live ----");
                 }
+                Some(listen::watch_case_response::Kind::CaughtUp(_)) => {}
                 None => {}
             }
         }
@@ -245,7 +299,8 @@ impl Client {
 
 fn case_json(case: &front::Case) -> serde_json::Value {
     let name = |name: Option<&str>, prefix: &str| {
-        name.map(|name| name.trim_start_matches(prefix).to_lowercase()).unwrap_or_default()
+        name.map(|name| name.trim_start_matches(prefix).to_lowercase())
+            .unwrap_or_default()
     };
     serde_json::json!({
         "case_id": case.case_id,

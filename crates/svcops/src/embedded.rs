@@ -97,10 +97,14 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let mut stores = Vec::new();
-    let front: front_office::FrontOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
-    let middle: middle_office::MiddleOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
-    let back: back_office::BackOfficeOffice = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
-    let listen_in: listen_in::ListenIn = start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let front: front_office::FrontOffice =
+        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let middle: middle_office::MiddleOffice =
+        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let back: back_office::BackOfficeOffice =
+        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+    let listen_in: listen_in::ListenIn =
+        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
     let mut routes = RoutesBuilder::default();
     front.add_routes(&mut routes, &authenticator);
     middle.add_routes(&mut routes, &authenticator);
@@ -119,8 +123,13 @@ pub async fn run(
         .collect();
     dependencies.push(Arc::new(BusDependency(bus)));
     let address = listener.local_addr()?;
-    println!("svcops is running on http://{address} (data in {})", data_dir.display());
-    println!("try: svcops case open --phone +8613800001234 --category repair --summary \"lamp flickers\"");
+    println!(
+        "svcops is running on http://{address} (data in {})",
+        data_dir.display()
+    );
+    println!(
+        "try: svcops case open --phone +8613800001234 --category repair --summary \"lamp flickers\""
+    );
     let served = svcops_kit::server::serve(
         routes.routes(),
         services,

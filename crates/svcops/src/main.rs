@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "svcops", version, about = "Service operations: cases, field work, QA, and executives listening in")]
+#[command(
+    name = "svcops",
+    version,
+    about = "Service operations: cases, field work, QA, and executives listening in"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -21,13 +25,23 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Address of a running svcops (embedded or a front door of the cluster).
-    #[arg(long, global = true, env = "SVCOPS_ADDR", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        env = "SVCOPS_ADDR",
+        default_value = "http://127.0.0.1:7400"
+    )]
     addr: String,
     /// Bearer token; without one, an admin token is minted from the data directory's secret.
     #[arg(long, global = true, env = "SVCOPS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Data directory of the embedded cluster.
-    #[arg(long, global = true, env = "SVCOPS_DATA_DIR", default_value = "./svcops-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SVCOPS_DATA_DIR",
+        default_value = "./svcops-data"
+    )]
     data_dir: PathBuf,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
@@ -136,7 +150,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CaseCommand::List {
                     page_size,
                     page_token,
-                } => client.list_cases(page_size, page_token, global.output).await,
+                } => {
+                    client
+                        .list_cases(page_size, page_token, global.output)
+                        .await
+                }
             }
         }
         Command::Listen { case_id, no_follow } => {

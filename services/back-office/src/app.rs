@@ -70,7 +70,11 @@ pub struct BackOffice {
 
 impl BackOffice {
     pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, stats: Arc<Stats>) -> Self {
-        Self { store, relay, stats }
+        Self {
+            store,
+            relay,
+            stats,
+        }
     }
 
     async fn load_sla(&self, case_id: Uuid) -> Result<(SlaClock, u64), Error> {
@@ -175,12 +179,15 @@ impl BackOffice {
     ) -> Result<(), HandlerError> {
         let key = format!("back-office/{}/{}", reaction.name(), cause.event_id);
         for _ in 0..CONFLICT_RETRIES {
-            let (stream, events, version) =
-                self.decide(&reaction, context).await.map_err(handler_error)?;
+            let (stream, events, version) = self
+                .decide(&reaction, context)
+                .await
+                .map_err(handler_error)?;
             if events.is_empty() {
                 return Ok(());
             }
-            let append = Append::new(stream, expected(version), events).idempotency_key(key.clone());
+            let append =
+                Append::new(stream, expected(version), events).idempotency_key(key.clone());
             match self.store.append(append).await {
                 Ok(_) => {
                     self.relay.notify_one();
@@ -190,7 +197,9 @@ impl BackOffice {
                 Err(error) => return Err(handler_error(error.into())),
             }
         }
-        Err(HandlerError::Unavailable(format!("{key}: too many concurrent writers")))
+        Err(HandlerError::Unavailable(format!(
+            "{key}: too many concurrent writers"
+        )))
     }
 
     pub async fn on_upstream(&self, cause: &BusEvent) -> Result<(), HandlerError> {
@@ -201,8 +210,16 @@ impl BackOffice {
         match upstream {
             None => Ok(()),
             Some(Upstream::CaseOpened { case_id, priority }) => {
-                self.react(cause, Reaction::StartSla { case_id, priority, at }, &context)
-                    .await?;
+                self.react(
+                    cause,
+                    Reaction::StartSla {
+                        case_id,
+                        priority,
+                        at,
+                    },
+                    &context,
+                )
+                .await?;
                 self.react(cause, Reaction::OpenClosedLoop { case_id }, &context)
                     .await
             }
@@ -295,7 +312,10 @@ pub struct StatsSnapshot {
 
 impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
-        let inner = self.inner.lock().unwrap_or_else(|poison| poison.into_inner());
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         StatsSnapshot {
             cases_tracked: inner.cases_tracked,
             closed_loop_open: inner.closed_loop_open,
@@ -306,7 +326,10 @@ impl Stats {
 
 impl Tap for Stats {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self.inner.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
             if !inner
                 .seen

@@ -28,7 +28,10 @@ fn uuid(event_type: &str, raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw).map_err(|e| error(event_type, e))
 }
 
-fn time(event_type: &str, timestamp: Option<&prost_types::Timestamp>) -> Result<OffsetDateTime, Error> {
+fn time(
+    event_type: &str,
+    timestamp: Option<&prost_types::Timestamp>,
+) -> Result<OffsetDateTime, Error> {
     timestamp
         .and_then(from_timestamp)
         .ok_or_else(|| error(event_type, "missing or bad timestamp"))
@@ -88,8 +91,8 @@ pub fn decode_sla(event_type: &str, payload: &[u8]) -> Result<Option<SlaEvent>, 
             resolution_due: time(event_type, started.resolution_due.as_ref())?,
         }));
     }
-    if let Some(on_site) =
-        decode::<proto::SlaOnSiteTargetSet>(event_type, payload).map_err(|e| error(event_type, e))?
+    if let Some(on_site) = decode::<proto::SlaOnSiteTargetSet>(event_type, payload)
+        .map_err(|e| error(event_type, e))?
     {
         return Ok(Some(SlaEvent::OnSiteTargetSet {
             case_id: uuid(event_type, &on_site.case_id)?,
@@ -101,13 +104,11 @@ pub fn decode_sla(event_type: &str, payload: &[u8]) -> Result<Option<SlaEvent>, 
 }
 
 pub fn decode_loop(event_type: &str, payload: &[u8]) -> Result<Option<LoopEvent>, Error> {
-    Ok(
-        decode::<proto::ClosedLoopItemOpened>(event_type, payload)
-            .map_err(|e| error(event_type, e))?
-            .map(|opened| uuid(event_type, &opened.case_id))
-            .transpose()?
-            .map(|case_id| LoopEvent::Opened { case_id }),
-    )
+    Ok(decode::<proto::ClosedLoopItemOpened>(event_type, payload)
+        .map_err(|e| error(event_type, e))?
+        .map(|opened| uuid(event_type, &opened.case_id))
+        .transpose()?
+        .map(|case_id| LoopEvent::Opened { case_id }))
 }
 
 /// What the back office reacts to from the other offices.

@@ -25,10 +25,18 @@ pub const DEFAULT_POLICY: &str = "default/v1";
 
 pub fn default_targets(priority: Priority) -> Targets {
     let (first_response, on_site, resolution) = match priority {
-        Priority::Urgent => (Duration::minutes(15), Duration::hours(4), Duration::hours(24)),
+        Priority::Urgent => (
+            Duration::minutes(15),
+            Duration::hours(4),
+            Duration::hours(24),
+        ),
         Priority::High => (Duration::hours(1), Duration::hours(8), Duration::hours(48)),
         Priority::Normal => (Duration::hours(4), Duration::hours(24), Duration::hours(72)),
-        Priority::Low => (Duration::hours(8), Duration::hours(72), Duration::hours(168)),
+        Priority::Low => (
+            Duration::hours(8),
+            Duration::hours(72),
+            Duration::hours(168),
+        ),
     };
     Targets {
         first_response,
@@ -114,7 +122,10 @@ impl SlaClock {
                     return vec![];
                 }
                 // Measured from when the case was opened when known, else from the work order.
-                let from = self.started.as_ref().map_or(at, |started| started.started_at);
+                let from = self
+                    .started
+                    .as_ref()
+                    .map_or(at, |started| started.started_at);
                 let on_site = self
                     .started
                     .as_ref()
@@ -141,10 +152,15 @@ impl SlaClock {
             } => {
                 // Infer the priority's targets back from the dues for later on-site targets.
                 let first_response = first_response_due - started_at;
-                let priority_targets = [Priority::Urgent, Priority::High, Priority::Normal, Priority::Low]
-                    .into_iter()
-                    .map(default_targets)
-                    .find(|targets| targets.first_response == first_response);
+                let priority_targets = [
+                    Priority::Urgent,
+                    Priority::High,
+                    Priority::Normal,
+                    Priority::Low,
+                ]
+                .into_iter()
+                .map(default_targets)
+                .find(|targets| targets.first_response == first_response);
                 self.started = Some(Started {
                     policy,
                     started_at,

@@ -23,7 +23,13 @@ impl BackOfficeGrpc {
     }
 }
 
-const READERS: &[Role] = &[Role::Qa, Role::Manager, Role::Executive, Role::Service, Role::Agent];
+const READERS: &[Role] = &[
+    Role::Qa,
+    Role::Manager,
+    Role::Executive,
+    Role::Service,
+    Role::Agent,
+];
 
 /// The one mapping of this service's errors to gRPC statuses.
 fn to_status(error: Error) -> Status {
@@ -62,7 +68,12 @@ impl BackOfficeService for BackOfficeGrpc {
                     ClosedLoop::Open => proto::ClosedLoopState::Open,
                 }
                 .into(),
-                work_order_ids: tracking.sla.work_orders.iter().map(Uuid::to_string).collect(),
+                work_order_ids: tracking
+                    .sla
+                    .work_orders
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect(),
             }),
         }))
     }

@@ -15,7 +15,7 @@ use svcops_bus::{consumer, topics};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::backoffice::v1::back_office_service_server::{
-    SERVICE_NAME, BackOfficeServiceServer,
+    BackOfficeServiceServer, SERVICE_NAME,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,11 @@ impl Office for BackOfficeOffice {
             "svcops/back-office",
         )
         .with_tap(stats.clone());
-        let office = Arc::new(app::BackOffice::new(ports.store.clone(), relay.waker(), stats));
+        let office = Arc::new(app::BackOffice::new(
+            ports.store.clone(),
+            relay.waker(),
+            stats,
+        ));
         let handler = Arc::new(app::UpstreamEvents(office.clone()));
         let bus = ports.bus.clone();
         let consumer_shutdown = shutdown.clone();

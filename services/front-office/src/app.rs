@@ -116,10 +116,12 @@ impl Cases {
     }
 
     pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {
-        self.load(&case_stream(case_id)).await.map_err(|error| match error {
-            Error::NotFound(_) => Error::NotFound(case_id),
-            other => other,
-        })
+        self.load(&case_stream(case_id))
+            .await
+            .map_err(|error| match error {
+                Error::NotFound(_) => Error::NotFound(case_id),
+                other => other,
+            })
     }
 
     async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
@@ -145,7 +147,10 @@ pub struct CaseList {
 
 impl CaseList {
     fn page(&self, page_size: usize, before: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
-        let cases = self.cases.read().unwrap_or_else(|poison| poison.into_inner());
+        let cases = self
+            .cases
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let range = match before {
             Some(position) => cases.range(..position),
             None => cases.range(..),
@@ -157,7 +162,10 @@ impl CaseList {
             .collect();
         let next = (page.len() > page_size).then(|| page[page_size - 1].0);
         (
-            page.into_iter().take(page_size).map(|(_, view)| view).collect(),
+            page.into_iter()
+                .take(page_size)
+                .map(|(_, view)| view)
+                .collect(),
             next,
         )
     }
@@ -173,8 +181,14 @@ impl CaseList {
 
 impl Tap for CaseList {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut cases = self.cases.write().unwrap_or_else(|poison| poison.into_inner());
-        let mut positions = self.positions.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut cases = self
+            .cases
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut positions = self
+            .positions
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
             let event = match codec::decode(&recorded.event_type, &recorded.payload) {
                 Ok(Some(event)) => event,

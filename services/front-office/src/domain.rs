@@ -33,7 +33,10 @@ impl PhoneNumber {
             .chars()
             .any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-'))
         {
-            return Err(invalid(field, "may contain only digits, spaces, dashes and a leading +"));
+            return Err(invalid(
+                field,
+                "may contain only digits, spaces, dashes and a leading +",
+            ));
         }
         let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
         if !(6..=15).contains(&digits.len()) {
@@ -59,9 +62,15 @@ fn bounded_text(
         return Err(invalid(field, "must not be empty"));
     }
     if text.chars().count() > max_chars {
-        return Err(invalid(field, format!("must be at most {max_chars} characters")));
+        return Err(invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(invalid(field, "must not contain control characters"));
     }
     Ok(text.to_owned())
@@ -138,15 +147,12 @@ impl CaseDetails {
                 product,
                 serial_number,
             }),
-            (phone, summary, product, serial) => Err([
-                phone.err(),
-                summary.err(),
-                product.err(),
-                serial.err(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect()),
+            (phone, summary, product, serial) => {
+                Err([phone.err(), summary.err(), product.err(), serial.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect())
+            }
         }
     }
 }

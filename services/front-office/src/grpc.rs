@@ -51,15 +51,17 @@ fn to_status(error: Error) -> Status {
 }
 
 pub fn parse_case_id(field: &str, raw: &str) -> Result<Uuid, Status> {
-    Uuid::parse_str(raw.trim())
-        .map_err(|_| ApiError::invalid(field, "must be a UUID").into())
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID").into())
 }
 
 fn mask_phone(phone: &str) -> String {
     let keep = 4.min(phone.len());
     let (hidden, shown) = phone.split_at(phone.len() - keep);
     let prefix: String = hidden.chars().take(3).collect();
-    format!("{prefix}{}{shown}", "*".repeat(hidden.len().saturating_sub(3)))
+    format!(
+        "{prefix}{}{shown}",
+        "*".repeat(hidden.len().saturating_sub(3))
+    )
 }
 
 fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
@@ -94,7 +96,10 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
     let mut violations = Vec::new();
     let request_id = request.request_id.trim();
     if request_id.len() > 128 {
-        violations.push(FieldViolation::new("request_id", "must be at most 128 characters"));
+        violations.push(FieldViolation::new(
+            "request_id",
+            "must be at most 128 characters",
+        ));
     }
     let category = codec::category_from_proto(request.category);
     if category.is_none() {
@@ -128,7 +133,9 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
         Ok(_) => Err(ApiError::InvalidArgument(violations).into()),
         Err(errors) => {
             violations.extend(errors.into_iter().filter_map(|error| match error {
-                domain::Error::Invalid { field, reason } => Some(FieldViolation::new(field, reason)),
+                domain::Error::Invalid { field, reason } => {
+                    Some(FieldViolation::new(field, reason))
+                }
                 domain::Error::AlreadyOpened(_) => None,
             }));
             Err(ApiError::InvalidArgument(violations).into())
@@ -162,7 +169,14 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::GetCaseResponse>, Status> {
         let principal = authorize(
             &request,
-            &[Role::Agent, Role::Service, Role::Manager, Role::Qa, Role::Executive, Role::Technician],
+            &[
+                Role::Agent,
+                Role::Service,
+                Role::Manager,
+                Role::Qa,
+                Role::Executive,
+                Role::Technician,
+            ],
         )?;
         let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
         let view = self.cases.get(case_id).await.map_err(to_status)?;
@@ -177,12 +191,22 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
         let principal = authorize(
             &request,
-            &[Role::Agent, Role::Service, Role::Manager, Role::Qa, Role::Executive],
+            &[
+                Role::Agent,
+                Role::Service,
+                Role::Manager,
+                Role::Qa,
+                Role::Executive,
+            ],
         )?;
-        let (size, after) = paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
+        let (size, after) =
+            paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
         let (views, next) = self.cases.list(size, after);
         Ok(Response::new(proto::ListCasesResponse {
-            cases: views.into_iter().map(|view| to_proto(view, &principal)).collect(),
+            cases: views
+                .into_iter()
+                .map(|view| to_proto(view, &principal))
+                .collect(),
             next_page_token: paging::token(next),
         }))
     }

@@ -35,8 +35,12 @@ fn short(id: &str) -> &str {
 }
 
 fn enum_name(name: Option<&str>, prefix: &str) -> String {
-    name.map(|name| name.trim_start_matches(prefix).to_lowercase().replace('_', " "))
-        .unwrap_or_else(|| "unknown".into())
+    name.map(|name| {
+        name.trim_start_matches(prefix)
+            .to_lowercase()
+            .replace('_', " ")
+    })
+    .unwrap_or_else(|| "unknown".into())
 }
 
 /// Describes an event; `unmasked` when the listener's role may see personal data.
@@ -49,15 +53,21 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
                 mask_phone(&e.customer_phone)
             };
             let category = enum_name(
-                common::CaseCategory::try_from(e.category).ok().map(|c| c.as_str_name()),
+                common::CaseCategory::try_from(e.category)
+                    .ok()
+                    .map(|c| c.as_str_name()),
                 "CASE_CATEGORY_",
             );
             let priority = enum_name(
-                common::Priority::try_from(e.priority).ok().map(|p| p.as_str_name()),
+                common::Priority::try_from(e.priority)
+                    .ok()
+                    .map(|p| p.as_str_name()),
                 "PRIORITY_",
             );
             let channel = enum_name(
-                front::Channel::try_from(e.channel).ok().map(|c| c.as_str_name()),
+                front::Channel::try_from(e.channel)
+                    .ok()
+                    .map(|c| c.as_str_name()),
                 "CHANNEL_",
             );
             return Ok(Some(format!(
@@ -67,10 +77,15 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
         }
         if let Some(e) = decode::<middle::WorkOrderOpened>(event_type, payload)? {
             let kind = enum_name(
-                middle::WorkOrderKind::try_from(e.kind).ok().map(|k| k.as_str_name()),
+                middle::WorkOrderKind::try_from(e.kind)
+                    .ok()
+                    .map(|k| k.as_str_name()),
                 "WORK_ORDER_KIND_",
             );
-            return Ok(Some(format!("work order {} opened ({kind})", short(&e.work_order_id))));
+            return Ok(Some(format!(
+                "work order {} opened ({kind})",
+                short(&e.work_order_id)
+            )));
         }
         if let Some(e) = decode::<back::SlaClockStarted>(event_type, payload)? {
             return Ok(Some(format!(
@@ -88,11 +103,15 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
             )));
         }
         if decode::<back::ClosedLoopItemOpened>(event_type, payload)?.is_some() {
-            return Ok(Some("closed-loop tracking opened: open until the customer confirms".into()));
+            return Ok(Some(
+                "closed-loop tracking opened: open until the customer confirms".into(),
+            ));
         }
         if let Some(e) = decode::<listen::ListenSessionStarted>(event_type, payload)? {
             let mode = enum_name(
-                listen::ListenMode::try_from(e.mode).ok().map(|m| m.as_str_name()),
+                listen::ListenMode::try_from(e.mode)
+                    .ok()
+                    .map(|m| m.as_str_name()),
                 "LISTEN_MODE_",
             );
             return Ok(Some(format!("{actor} started listening ({mode})")));
@@ -104,7 +123,11 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
     })();
     match described {
         Ok(Some(text)) => text,
-        Ok(None) => event_type.rsplit('.').next().unwrap_or(event_type).to_owned(),
+        Ok(None) => event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or(event_type)
+            .to_owned(),
         Err(_) => format!("{event_type} (undecodable)"),
     }
 }
@@ -138,6 +161,9 @@ mod tests {
 
     #[test]
     fn unknown_types_fall_back_to_their_name() {
-        assert_eq!(describe("svcops.x.v1.SomethingNew", &[], "a", false), "SomethingNew");
+        assert_eq!(
+            describe("svcops.x.v1.SomethingNew", &[], "a", false),
+            "SomethingNew"
+        );
     }
 }

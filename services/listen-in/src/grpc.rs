@@ -61,20 +61,22 @@ fn to_proto(entry: Entry, listener: &Principal) -> proto::WatchCaseResponse {
         listener.role.sees_personal_data(),
     );
     proto::WatchCaseResponse {
-        kind: Some(proto::watch_case_response::Kind::Entry(proto::TimelineEntry {
-            sequence: entry.sequence,
-            event_id: entry.event_id,
-            office: office(&entry.source).into(),
-            event_type: entry.event_type,
-            occurred_at: Some(to_timestamp(entry.occurred_at)),
-            actor: Some(common::Actor {
-                subject: entry.actor_subject,
-                role: entry.actor_role,
-            }),
-            description,
-            stream_id: entry.stream_id,
-            stream_version: entry.stream_version,
-        })),
+        kind: Some(proto::watch_case_response::Kind::Entry(
+            proto::TimelineEntry {
+                sequence: entry.sequence,
+                event_id: entry.event_id,
+                office: office(&entry.source).into(),
+                event_type: entry.event_type,
+                occurred_at: Some(to_timestamp(entry.occurred_at)),
+                actor: Some(common::Actor {
+                    subject: entry.actor_subject,
+                    role: entry.actor_role,
+                }),
+                description,
+                stream_id: entry.stream_id,
+                stream_version: entry.stream_version,
+            },
+        )),
     }
 }
 
@@ -119,13 +121,16 @@ async fn follow(
 ) {
     // Subscribe before the catch-up read, so nothing appended in between is missed.
     let mut live = timelines.subscribe();
-    let Some(mut last) = send_from_store(&timelines, case_id, after, &listener, &sender).await else {
+    let Some(mut last) = send_from_store(&timelines, case_id, after, &listener, &sender).await
+    else {
         return;
     };
     let caught_up = proto::WatchCaseResponse {
-        kind: Some(proto::watch_case_response::Kind::CaughtUp(proto::CaughtUp {
-            last_sequence: last,
-        })),
+        kind: Some(proto::watch_case_response::Kind::CaughtUp(
+            proto::CaughtUp {
+                last_sequence: last,
+            },
+        )),
     };
     if sender.send(Ok(caught_up)).await.is_err() || catch_up_only {
         return;

@@ -70,7 +70,8 @@ impl WorkOrders {
     }
 
     pub async fn get(&self, work_order_id: Uuid) -> Result<WorkOrderView, Error> {
-        let events = read_whole_stream(self.store.as_ref(), &work_order_stream(work_order_id)).await?;
+        let events =
+            read_whole_stream(self.store.as_ref(), &work_order_stream(work_order_id)).await?;
         fold(&events)?.ok_or(Error::NotFound(work_order_id))
     }
 
@@ -162,7 +163,10 @@ impl WorkOrderList {
         page_size: usize,
         before: Option<i64>,
     ) -> (Vec<WorkOrderView>, Option<i64>) {
-        let inner = self.inner.read().unwrap_or_else(|poison| poison.into_inner());
+        let inner = self
+            .inner
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let limit = before.unwrap_or(i64::MAX);
         let positions: Vec<i64> = match case_id {
             Some(case_id) => inner
@@ -206,7 +210,10 @@ impl WorkOrderList {
 
 impl Tap for WorkOrderList {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self.inner.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut inner = self
+            .inner
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
             let details = match codec::decode(&recorded.event_type, &recorded.payload) {
                 Ok(Some(crate::domain::Event::Opened(details))) => details,

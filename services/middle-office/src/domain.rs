@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn only_repairs_and_installations_need_field_work() {
         assert_eq!(work_needed(CaseCategory::Repair), Some(Kind::Repair));
-        assert_eq!(work_needed(CaseCategory::Installation), Some(Kind::Installation));
+        assert_eq!(
+            work_needed(CaseCategory::Installation),
+            Some(Kind::Installation)
+        );
         assert_eq!(work_needed(CaseCategory::Other), None);
     }
 

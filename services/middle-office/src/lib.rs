@@ -44,7 +44,11 @@ impl Office for MiddleOffice {
             "svcops/middle-office",
         )
         .with_tap(list.clone());
-        let orders = Arc::new(app::WorkOrders::new(ports.store.clone(), relay.waker(), list));
+        let orders = Arc::new(app::WorkOrders::new(
+            ports.store.clone(),
+            relay.waker(),
+            list,
+        ));
         let handler = Arc::new(app::FrontOfficeEvents(orders.clone()));
         let bus = ports.bus.clone();
         let consumer_shutdown = shutdown.clone();

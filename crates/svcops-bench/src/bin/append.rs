@@ -91,7 +91,8 @@ impl Workload {
 
 impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so that width and alignment in format strings apply.
+        f.pad(match self {
             Workload::Raw => "raw INSERT",
             Workload::Store => "svcops store",
             Workload::Peer => "cqrs-es/postgres-es",
@@ -460,7 +461,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "?".to_owned())
 }
 

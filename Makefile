@@ -1,0 +1,30 @@
+# svcops — run `make help` for the targets.
+CARGO ?= cargo
+
+.PHONY: help run test lint fmt bench proto-lint deploy-check
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+run: ## Run svcops embedded on 127.0.0.1:7400 (data in ./svcops-data)
+	$(CARGO) run --release -p svcops -- up
+
+test: ## Build the service binaries, then run every test (needs PostgreSQL and a Kafka broker; see .ci/run)
+	$(CARGO) build --bins
+	$(CARGO) test --workspace
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: ## Event store append benchmark against raw INSERT and cqrs-es/postgres-es (PostgreSQL)
+	$(CARGO) run --release -p svcops-bench --bin append
+
+proto-lint: ## buf lint on proto/ (buf from npm, runs offline)
+	cd proto && npx --yes @bufbuild/buf lint
+
+deploy-check: ## Render the Kubernetes manifests (none yet: next issue)
+	@test -d deploy/k8s && kubectl kustomize deploy/k8s/overlays/dev >/dev/null || echo "deploy/k8s: not written yet"

@@ -1,0 +1,154 @@
+//! The consumer runner: poison messages go to `<topic>.dlq` and the consumer keeps going.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use svcops_bus::consumer::{self, FAILURE_ATTEMPTS, Handler, HandlerError};
+use svcops_bus::envelope::{self, BusEvent};
+use svcops_bus::{Bus, EmbeddedBus, Message, topics};
+use svcops_eventstore::{EventMetadata, RecordedEvent, StreamId};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const TOPIC: &str = topics::FRONT_OFFICE;
+const GROUP: &str = "svcops.backoffice.sla";
+
+fn recorded(position: i64) -> RecordedEvent {
+    RecordedEvent {
+        position,
+        stream_id: StreamId::parse(format!("case-{position}")).expect("stream id"),
+        version: 1,
+        event_id: Uuid::now_v7(),
+        event_type: "svcops.frontoffice.v1.CaseOpened".into(),
+        payload: vec![position as u8],
+        metadata: EventMetadata {
+            case_id: Some(Uuid::now_v7()),
+            actor_subject: "alice".into(),
+            actor_role: "agent".into(),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: OffsetDateTime::now_utc(),
+        },
+        recorded_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// Records what it handled; always fails on one event.
+struct Recorder {
+    poison: Uuid,
+    handled: Mutex<Vec<Uuid>>,
+    poison_attempts: Mutex<u32>,
+    progress: Notify,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
+        if event.event_id == self.poison {
+            *self.poison_attempts.lock().expect("lock") += 1;
+            return Err(HandlerError::Failed("price list missing".into()));
+        }
+        self.handled.lock().expect("lock").push(event.event_id);
+        self.progress.notify_one();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus: Arc<dyn Bus> = Arc::new(
+        EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("embedded bus"),
+    );
+    let events: Vec<RecordedEvent> = (1..=3).map(recorded).collect();
+    let undecodable = Message {
+        key: "case-x".into(),
+        headers: vec![("content-type".into(), b"text/plain".to_vec())],
+        payload: b"not an event".to_vec(),
+    };
+    let mut messages: Vec<Message> = events
+        .iter()
+        .map(|event| envelope::to_message("svcops/front-office", event))
+        .collect();
+    messages.insert(1, undecodable.clone());
+    bus.publish(TOPIC, messages).await.expect("publish");
+
+    let handler = Arc::new(Recorder {
+        poison: events[1].event_id,
+        handled: Mutex::default(),
+        poison_attempts: Mutex::default(),
+        progress: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer::run(
+        bus.clone(),
+        GROUP,
+        &[TOPIC],
+        handler.clone(),
+        shutdown.clone(),
+    ));
+
+    // The event after both poison messages gets handled.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !handler.handled.lock().expect("lock").contains(&events[2].event_id) {
+            handler.progress.notified().await;
+        }
+    })
+    .await
+    .expect("consumer reaches the last event");
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec![events[0].event_id, events[2].event_id]
+    );
+    assert_eq!(*handler.poison_attempts.lock().expect("lock"), FAILURE_ATTEMPTS);
+
+    // Both poison messages are on the dead-letter topic, in order, with origin and error.
+    let mut dead_letters = bus
+        .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
+        .await
+        .expect("subscribe dlq");
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), dead_letters.next())
+            .await
+            .expect("dead letter in time")
+            .expect("dead letter")
+            .message
+    };
+    let first = next().await;
+    assert_eq!(first.payload, undecodable.payload);
+    assert_eq!(first.key, undecodable.key);
+    assert!(
+        first
+            .header("dlq_error")
+            .is_some_and(|error| error.contains("undecodable")),
+        "{first:?}"
+    );
+    assert_eq!(first.header("dlq_topic"), Some(TOPIC));
+    assert_eq!(first.header("dlq_group"), Some(GROUP));
+    assert_eq!(first.header("content-type"), Some("text/plain"), "original headers kept");
+
+    let second = next().await;
+    assert_eq!(second.header("dlq_error"), Some("price list missing"));
+    assert_eq!(second.header("dlq_topic"), Some(TOPIC));
+    assert_eq!(second.header("dlq_partition"), Some("0"));
+    assert!(second.header("dlq_offset").is_some());
+    let original = envelope::from_message(&second).expect("the original event is intact");
+    assert_eq!(original.event_id, events[1].event_id);
+
+    shutdown.cancel();
+    running
+        .await
+        .expect("consumer task")
+        .expect("consumer stops cleanly");
+
+    // Everything was acknowledged, poison included: a restart does not see it again.
+    let mut restarted = bus.subscribe(GROUP, &[TOPIC]).await.expect("subscribe");
+    let again = tokio::time::timeout(Duration::from_millis(500), restarted.next()).await;
+    assert!(again.is_err(), "nothing left for the group: {again:?}");
+}

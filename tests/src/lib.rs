@@ -1,0 +1,217 @@
+//! Harness for system tests: boots svcops services as real processes on port 0 against the
+//! local PostgreSQL and Kafka-protocol broker, and waits on gRPC health (never on sleep).
+//!
+//! The service binaries must be built first (`make test` does `cargo build --bins`).
+//! Environment: `SVCOPS_TEST_DATABASE_URL` (server URL, default
+//! `postgres://postgres@127.0.0.1:5432`), `SVCOPS_TEST_KAFKA` (default `127.0.0.1:9092`).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use svcops_kit::auth::{Authenticator, Role};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+pub const OFFICES: [&str; 4] = ["front-office", "middle-office", "back-office", "listen-in"];
+
+/// How long a service may take to start and report SERVING.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the service binaries first (`cargo build --bins`, or `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// One running service process.
+pub struct Service {
+    pub name: &'static str,
+    pub address: String,
+    env: HashMap<String, String>,
+    child: Child,
+}
+
+impl Service {
+    async fn spawn(name: &'static str, env: HashMap<String, String>) -> Service {
+        let mut child = Command::new(binary(name))
+            .envs(&env)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(address) = line.strip_prefix("listening on ") {
+                    return address.trim().to_owned();
+                }
+            }
+            panic!("{name} exited before listening");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not start listening in time"));
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let service = Service {
+            name,
+            address: format!("http://{address}"),
+            env,
+            child,
+        };
+        service.wait_serving().await;
+        service
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone())
+            .expect("valid address")
+            .connect()
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name))
+    }
+
+    async fn wait_serving(&self) {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(channel) = Channel::from_shared(self.address.clone())
+                .expect("address")
+                .connect()
+                .await
+            {
+                let status = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await;
+                if let Ok(response) = status
+                    && response.get_ref().status == ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never became SERVING",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no drain, no flush, no goodbye.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// Starts the same service again (same database, same bus namespace, new port).
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill().await;
+        *self = Service::spawn(self.name, self.env.clone()).await;
+    }
+}
+
+/// The four offices as separate processes, isolated from other clusters on the same
+/// PostgreSQL (own databases) and broker (own topic namespace).
+pub struct Cluster {
+    pub services: Vec<Service>,
+    authenticator: Authenticator,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let database = std::env::var("SVCOPS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let kafka = std::env::var("SVCOPS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let mut services = Vec::new();
+        for name in OFFICES {
+            let env = HashMap::from([
+                ("SVCOPS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+                (
+                    "SVCOPS_DATABASE_URL".to_owned(),
+                    format!("{database}/svcops_{}_{id}", name.replace('-', "_")),
+                ),
+                ("SVCOPS_DATABASE_POOL".to_owned(), "4".to_owned()),
+                ("SVCOPS_KAFKA_BOOTSTRAP".to_owned(), kafka.clone()),
+                ("SVCOPS_BUS_NAMESPACE".to_owned(), format!("test{id}")),
+                ("SVCOPS_TOKEN_SECRET".to_owned(), secret.clone()),
+            ]);
+            services.push(Service::spawn(name, env).await);
+        }
+        Cluster {
+            services,
+            authenticator: Authenticator::new(secret.as_bytes()).expect("secret"),
+        }
+    }
+
+    pub fn service(&mut self, name: &str) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|service| service.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// A bearer token for `role`.
+    pub fn token(&self, role: Role) -> String {
+        self.authenticator
+            .issue(&format!("test-{role}"), role, Duration::from_secs(3600))
+            .expect("token")
+    }
+
+    /// A request carrying a token for `role`.
+    pub fn request<T>(&self, role: Role, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token(role))
+                .parse()
+                .expect("ascii"),
+        );
+        request
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
