@@ -11,7 +11,8 @@
 //!   client) run on tokio's blocking pool, never on a runtime worker.
 //!
 //! Tested against Tansu 0.6 (DESIGN §4). No Kafka transactions are used (Tansu's abort
-//! handling is incomplete).
+//! handling is incomplete). Tansu cannot serve a fetch that starts inside a record batch, so
+//! by default every message is its own batch: see [`KafkaConfig::batch_messages`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -96,7 +96,12 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
 
     // The event after both poison messages gets handled.
     tokio::time::timeout(Duration::from_secs(20), async {
-        while !handler.handled.lock().expect("lock").contains(&events[2].event_id) {
+        while !handler
+            .handled
+            .lock()
+            .expect("lock")
+            .contains(&events[2].event_id)
+        {
             handler.progress.notified().await;
         }
     })
@@ -106,7 +111,10 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
         *handler.handled.lock().expect("lock"),
         vec![events[0].event_id, events[2].event_id]
     );
-    assert_eq!(*handler.poison_attempts.lock().expect("lock"), FAILURE_ATTEMPTS);
+    assert_eq!(
+        *handler.poison_attempts.lock().expect("lock"),
+        FAILURE_ATTEMPTS
+    );
 
     // Both poison messages are on the dead-letter topic, in order, with origin and error.
     let mut dead_letters = bus
@@ -131,7 +139,11 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
     );
     assert_eq!(first.header("dlq_topic"), Some(TOPIC));
     assert_eq!(first.header("dlq_group"), Some(GROUP));
-    assert_eq!(first.header("content-type"), Some("text/plain"), "original headers kept");
+    assert_eq!(
+        first.header("content-type"),
+        Some("text/plain"),
+        "original headers kept"
+    );
 
     let second = next().await;
     assert_eq!(second.header("dlq_error"), Some("price list missing"));

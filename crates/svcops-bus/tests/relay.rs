@@ -53,7 +53,9 @@ async fn next_event_id(subscription: &mut dyn Subscription) -> Uuid {
 }
 
 async fn assert_nothing_more(subscription: &mut dyn Subscription) {
-    if let Ok(delivery) = tokio::time::timeout(Duration::from_millis(500), subscription.next()).await {
+    if let Ok(delivery) =
+        tokio::time::timeout(Duration::from_millis(500), subscription.next()).await
+    {
         panic!("unexpected delivery: {delivery:?}");
     }
 }
@@ -71,7 +73,10 @@ async fn relay_publishes_an_event_that_commits_after_a_higher_position() {
             .expect("embedded bus"),
     );
     let relay = Relay::new(Arc::new(store.clone()), bus.clone(), TOPIC, SOURCE);
-    let mut subscription = bus.subscribe("observer", &[TOPIC]).await.expect("subscribe");
+    let mut subscription = bus
+        .subscribe("observer", &[TOPIC])
+        .await
+        .expect("subscribe");
 
     // A slow append: inserts its event and outbox row exactly as `PostgresStore::append` does
     // (one transaction), but stays uncommitted while another append goes through.
@@ -116,19 +121,28 @@ async fn relay_publishes_an_event_that_commits_after_a_higher_position() {
     let visible = store.read_all(0, 100).await.expect("read_all");
     assert_eq!(visible.len(), 1);
     assert_eq!(visible[0].event_id, fast.event_id);
-    assert!(visible[0].position > held_position, "committed out of position order");
+    assert!(
+        visible[0].position > held_position,
+        "committed out of position order"
+    );
     let naive_cursor = visible[0].position;
 
     assert_eq!(relay.publish_once().await.expect("relay"), 1);
     assert_eq!(next_event_id(subscription.as_mut()).await, fast.event_id);
-    assert_eq!(relay.publish_once().await.expect("relay"), 0, "nothing else committed");
+    assert_eq!(
+        relay.publish_once().await.expect("relay"),
+        0,
+        "nothing else committed"
+    );
 
     transaction.commit().await.expect("commit the slow append");
 
     // A tailing reader that remembers the highest position it saw would never see it ...
     let after_cursor = store.read_all(naive_cursor, 100).await.expect("read_all");
     assert!(
-        after_cursor.iter().all(|event| event.event_id != held.event_id),
+        after_cursor
+            .iter()
+            .all(|event| event.event_id != held.event_id),
         "a position cursor skips the late commit"
     );
     // ... though it is committed, below the cursor.
@@ -164,16 +178,27 @@ async fn relay_publishes_in_position_order_and_keeps_metadata() {
     let stream = StreamId::parse("case-ordered").expect("stream id");
     let events: Vec<NewEvent> = (0..5).map(|_| new_event("svcops.test.v1.Step")).collect();
     store
-        .append(Append::new(stream.clone(), ExpectedVersion::NoStream, events[..2].to_vec()))
+        .append(Append::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            events[..2].to_vec(),
+        ))
         .await
         .expect("append");
     store
-        .append(Append::new(stream.clone(), ExpectedVersion::Exact(2), events[2..].to_vec()))
+        .append(Append::new(
+            stream.clone(),
+            ExpectedVersion::Exact(2),
+            events[2..].to_vec(),
+        ))
         .await
         .expect("append");
     assert_eq!(relay.publish_once().await.expect("relay"), 5);
 
-    let mut subscription = bus.subscribe("observer", &[TOPIC]).await.expect("subscribe");
+    let mut subscription = bus
+        .subscribe("observer", &[TOPIC])
+        .await
+        .expect("subscribe");
     for (index, sent) in events.iter().enumerate() {
         let delivery = tokio::time::timeout(Duration::from_secs(10), subscription.next())
             .await
