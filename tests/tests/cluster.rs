@@ -108,8 +108,6 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
         assert!(!entry.actor.as_ref().expect("actor").subject.is_empty());
         assert!(!entry.description.is_empty());
     }
-    // Entries are in the order listen-in received them; across topics that is not always
-    // causal order yet (see ARCHITECTURE.md, "Listen-in ordering").
     let first = entries
         .iter()
         .find(|entry| entry.event_type == "svcops.frontoffice.v1.CaseOpened")
@@ -140,6 +138,29 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
     assert_eq!(
         office_of("svcops.listenin.v1.ListenSessionStarted"),
         common::Office::ListenIn as i32
+    );
+    // Causes come before their effects, whichever office's topic was consumed first.
+    let position = |kind: &str| {
+        entries
+            .iter()
+            .position(|entry| entry.event_type == kind)
+            .expect(kind)
+    };
+    let case_opened = position("svcops.frontoffice.v1.CaseOpened");
+    for effect in [
+        "svcops.middleoffice.v1.WorkOrderOpened",
+        "svcops.backoffice.v1.SlaClockStarted",
+        "svcops.backoffice.v1.ClosedLoopItemOpened",
+    ] {
+        assert!(
+            case_opened < position(effect),
+            "CaseOpened before {effect}: {entries:#?}"
+        );
+    }
+    assert!(
+        position("svcops.middleoffice.v1.WorkOrderOpened")
+            < position("svcops.backoffice.v1.SlaOnSiteTargetSet"),
+        "{entries:#?}"
     );
     // Every stream's events appear in the stream's own order.
     let mut last_version = std::collections::HashMap::new();

@@ -80,6 +80,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores a named checkpoint.
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), Error>;
 
+    /// The first result of the append that used `key`, if any did.
+    async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error>;
+
     /// Cheap reachability check for health reporting.
     async fn ping(&self) -> Result<(), Error>;
 }

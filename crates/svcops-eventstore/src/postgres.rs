@@ -207,14 +207,14 @@ impl PostgresStore {
             return Ok(appended());
         }
         if let Some(key) = &append.idempotency_key
-            && let Some(first) = self.idempotent_result(key).await?
+            && let Some(first) = self.lookup_idempotency(key).await?
         {
             return Ok(AppendOutcome::Duplicate(first));
         }
         Err(concurrency(append))
     }
 
-    async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
+    async fn lookup_idempotency(&self, key: &str) -> Result<Option<Appended>, Error> {
         let row = sqlx::query(
             "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = $1",
         )
@@ -333,6 +333,10 @@ impl EventStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
+        self.lookup_idempotency(key).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

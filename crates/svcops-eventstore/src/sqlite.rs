@@ -65,7 +65,7 @@ impl SqliteStore {
         append: &Append,
     ) -> Result<AppendOutcome, Error> {
         if let Some(key) = &append.idempotency_key
-            && let Some(first) = idempotent_result(transaction, key).await?
+            && let Some(first) = idempotent_result(&mut *transaction, key).await?
         {
             return Ok(AppendOutcome::Duplicate(first));
         }
@@ -151,14 +151,14 @@ impl SqliteStore {
 }
 
 async fn idempotent_result(
-    transaction: &mut Transaction<'static, Sqlite>,
+    connection: &mut sqlx::SqliteConnection,
     key: &str,
 ) -> Result<Option<Appended>, Error> {
     let row = sqlx::query(
         "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = ?1",
     )
     .bind(key)
-    .fetch_optional(&mut **transaction)
+    .fetch_optional(&mut *connection)
     .await?;
     row.map(|row| {
         Ok(Appended {
@@ -252,6 +252,11 @@ impl EventStore for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
+        let mut connection = self.readers.acquire().await?;
+        idempotent_result(&mut connection, key).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

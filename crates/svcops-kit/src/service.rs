@@ -79,6 +79,11 @@ pub struct ClusterConfig {
     pub kafka_bootstrap: String,
     #[serde(default = "default_partitions")]
     pub kafka_partitions: i32,
+    /// Messages per record batch (`SVCOPS_KAFKA_BATCH_MESSAGES`); 0 lets librdkafka batch
+    /// freely. Defaults to 1 because Tansu cannot resume a consumer group inside a batch;
+    /// set 0 on Apache Kafka or Redpanda for far higher publish throughput.
+    #[serde(default = "default_batch_messages")]
+    pub kafka_batch_messages: u32,
     /// Shared token-signing secret, at least 32 bytes (`SVCOPS_TOKEN_SECRET`).
     pub token_secret: String,
     /// Prefix of this cluster's topics and consumer groups on a shared broker
@@ -96,6 +101,10 @@ fn default_pool() -> u32 {
 
 fn default_partitions() -> i32 {
     3
+}
+
+fn default_batch_messages() -> u32 {
+    1
 }
 
 impl std::fmt::Display for ClusterConfig {
@@ -122,6 +131,7 @@ pub async fn run<O: Office>(
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
     let kafka = KafkaBus::connect(KafkaConfig {
         partitions: config.kafka_partitions,
+        batch_messages: (config.kafka_batch_messages > 0).then_some(config.kafka_batch_messages),
         ..KafkaConfig::new(config.kafka_bootstrap.clone())
     })
     .await?;

@@ -16,6 +16,12 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+/// How long an event waits for its cause to reach the timeline before it is recorded
+/// anyway (the cause may never come: it may belong to no case, or be dead-lettered).
+const CAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a waiting event checks for its cause.
+const CAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Capacity of the live feed; a listener further behind is told it lagged and re-reads
 /// from the store, so a slow listener never holds anything up.
 const LIVE_CAPACITY: usize = 4096;
@@ -83,11 +89,39 @@ impl Timelines {
         events.iter().map(decode_entry).collect()
     }
 
-    /// Records a received event on its case's timeline (once, whatever the redeliveries).
+    fn observed_key(event_id: Uuid) -> String {
+        format!("listen-in/observed/{event_id}")
+    }
+
+    /// Waits until the event that caused `event` is on the timeline, so an effect never
+    /// precedes its cause even when another office's topic is consumed with a lag. Each
+    /// topic has its own consumer, so waiting here never blocks the cause's own delivery.
+    async fn wait_for_cause(&self, event: &BusEvent) -> Result<(), HandlerError> {
+        let Some(cause) = event.metadata.causation_id else {
+            return Ok(());
+        };
+        let key = Self::observed_key(cause);
+        let deadline = tokio::time::Instant::now() + CAUSE_WAIT;
+        loop {
+            match self.store.idempotent_result(&key).await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(event_id = %event.event_id, %cause, "cause never reached the timeline; recording the effect anyway");
+                    return Ok(());
+                }
+                Ok(None) => tokio::time::sleep(CAUSE_POLL).await,
+                Err(error) => return Err(HandlerError::Unavailable(error.to_string())),
+            }
+        }
+    }
+
+    /// Records a received event on its case's timeline (once, whatever the redeliveries),
+    /// after its cause.
     pub async fn observe(&self, event: &BusEvent) -> Result<(), HandlerError> {
         let Some(case_id) = event.metadata.case_id else {
             return Ok(());
         };
+        self.wait_for_cause(event).await?;
         let observed = proto::ObservedEvent {
             source: event.source.clone(),
             stream_id: event.stream_id.clone(),
@@ -108,7 +142,7 @@ impl Timelines {
             },
         };
         let append = Append::new(timeline_stream(case_id), ExpectedVersion::Any, vec![record])
-            .idempotency_key(format!("listen-in/observed/{}", event.event_id))
+            .idempotency_key(Self::observed_key(event.event_id))
             .local_only();
         match self.store.append(append).await {
             Ok(outcome) => {
@@ -172,5 +206,85 @@ pub struct AllOffices(pub Arc<Timelines>);
 impl Handler for AllOffices {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         self.0.observe(event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use svcops_eventstore::SqliteStore;
+
+    use super::*;
+
+    fn bus_event(case_id: Uuid, causation_id: Option<Uuid>, source: &str) -> BusEvent {
+        BusEvent {
+            source: source.into(),
+            stream_id: format!("x-{}", Uuid::now_v7()),
+            version: 1,
+            event_id: Uuid::now_v7(),
+            event_type: "svcops.test.v1.Something".into(),
+            payload: vec![],
+            metadata: EventMetadata {
+                case_id: Some(case_id),
+                actor_subject: "a".into(),
+                actor_role: "agent".into(),
+                correlation_id: Uuid::now_v7(),
+                causation_id,
+                traceparent: None,
+                occurred_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            recorded_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    async fn timelines() -> (tempfile::TempDir, Arc<Timelines>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("listen.db"))
+            .await
+            .expect("store");
+        let timelines = Timelines::new(Arc::new(store), Arc::new(tokio::sync::Notify::new()));
+        (dir, Arc::new(timelines))
+    }
+
+    #[tokio::test]
+    async fn an_effect_that_arrives_first_waits_for_its_cause() {
+        let (_dir, timelines) = timelines().await;
+        let case_id = Uuid::now_v7();
+        let cause = bus_event(case_id, None, "svcops/front-office");
+        let effect = bus_event(case_id, Some(cause.event_id), "svcops/middle-office");
+        let waiting = tokio::spawn({
+            let timelines = timelines.clone();
+            async move { timelines.observe(&effect).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            timelines
+                .read(case_id, 0, 10)
+                .await
+                .expect("read")
+                .is_empty(),
+            "effect held back"
+        );
+        timelines.observe(&cause).await.expect("cause");
+        waiting.await.expect("join").expect("effect");
+        let sources: Vec<String> = timelines
+            .read(case_id, 0, 10)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|entry| entry.source)
+            .collect();
+        assert_eq!(sources, ["svcops/front-office", "svcops/middle-office"]);
+    }
+
+    #[tokio::test]
+    async fn redelivery_records_an_event_once() {
+        let (_dir, timelines) = timelines().await;
+        let case_id = Uuid::now_v7();
+        let event = bus_event(case_id, None, "svcops/front-office");
+        timelines.observe(&event).await.expect("first");
+        timelines.observe(&event).await.expect("again");
+        assert_eq!(timelines.read(case_id, 0, 10).await.expect("read").len(), 1);
     }
 }

@@ -39,19 +39,21 @@ impl Office for ListenIn {
             "svcops/listen-in",
         );
         let timelines = Arc::new(app::Timelines::new(ports.store.clone(), relay.waker()));
-        let handler = Arc::new(app::AllOffices(timelines.clone()));
-        let bus = ports.bus.clone();
-        let consumer_shutdown = shutdown.clone();
-        let tasks = vec![
-            tokio::spawn(relay.run(shutdown.clone())),
-            tokio::spawn(async move {
-                if let Err(error) =
-                    consumer::run(bus, SERVICE, &topics::ALL, handler, consumer_shutdown).await
-                {
-                    tracing::error!(%error, "consumer stopped");
+        let handler: Arc<dyn consumer::Handler> = Arc::new(app::AllOffices(timelines.clone()));
+        let mut tasks = vec![tokio::spawn(relay.run(shutdown.clone()))];
+        // One consumer per topic: an effect waiting for its cause from another office's
+        // topic must not hold up the delivery of that cause.
+        for topic in topics::ALL {
+            let bus = ports.bus.clone();
+            let handler = handler.clone();
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let group = format!("{SERVICE}.{topic}");
+                if let Err(error) = consumer::run(bus, &group, &[topic], handler, shutdown).await {
+                    tracing::error!(%error, topic, "consumer stopped");
                 }
-            }),
-        ];
+            }));
+        }
         Ok(Self {
             timelines,
             shutdown,
