@@ -21,10 +21,14 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench: ## Event store append benchmark against raw INSERT and cqrs-es/postgres-es (PostgreSQL)
-	$(CARGO) run --release -p svcops-bench --bin append
+	$(CARGO) run --release --manifest-path crates/svcops-bench/Cargo.toml --bin append
+
+# Pinned so a new buf release cannot add STANDARD rules behind our back; --prefer-offline makes
+# npx use its cache instead of asking the registry first (offline, that query retries for minutes).
+BUF := npx --yes --prefer-offline @bufbuild/buf@1.75.0
 
 proto-lint: ## buf lint on proto/ (buf from npm, runs offline)
-	cd proto && npx --yes @bufbuild/buf lint
+	cd proto && $(BUF) lint
 
 deploy-check: ## Render the Kubernetes manifests (none yet: next issue)
 	@test -d deploy/k8s && kubectl kustomize deploy/k8s/overlays/dev >/dev/null || echo "deploy/k8s: not written yet"

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{self, BusEvent};
-use crate::{Bus, Delivery, Message, topics};
+use crate::{Bus, Delivery, Message, metrics, topics};
 
 /// Tries for a handler failure before the message is dead-lettered.
 pub const FAILURE_ATTEMPTS: u32 = 3;
@@ -96,21 +96,42 @@ async fn process(
         Ok(event) => event,
         Err(error) => return Some(dead_letter(bus, group, delivery, &error.to_string()).await),
     };
+    let handled = || {
+        let labels = [
+            ("group", group.to_owned()),
+            ("topic", delivery.topic.clone()),
+        ];
+        ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
+            .set(metrics::age_seconds(event.recorded_at));
+    };
     let mut failures = 0;
     let mut backoff = Duration::from_millis(50);
     loop {
         let error = match handler.handle(&event).await {
-            Ok(()) => return Some(Ok(())),
+            Ok(()) => {
+                let labels = [
+                    ("group", group.to_owned()),
+                    ("topic", delivery.topic.clone()),
+                ];
+                ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
+                handled();
+                return Some(Ok(()));
+            }
             Err(HandlerError::Failed(reason)) => {
                 failures += 1;
                 if failures >= FAILURE_ATTEMPTS {
                     tracing::error!(group, event_id = %event.event_id, %reason, "dead-lettering event");
-                    return Some(dead_letter(bus, group, delivery, &reason).await);
+                    let outcome = dead_letter(bus, group, delivery, &reason).await;
+                    if outcome.is_ok() {
+                        handled();
+                    }
+                    return Some(outcome);
                 }
                 reason
             }
             Err(HandlerError::Unavailable(reason)) => reason,
         };
+        ::metrics::counter!(metrics::CONSUMER_RETRIES, "group" => group.to_owned()).increment(1);
         tracing::warn!(group, event_id = %event.event_id, %error, ?backoff, "handler failed; retrying");
         tokio::select! {
             () = shutdown.cancelled() => return None,
@@ -144,5 +165,11 @@ async fn dead_letter(
         payload: delivery.message.payload.clone(),
     };
     bus.publish(&topics::dead_letter(&delivery.topic), vec![message])
-        .await
+        .await?;
+    let labels = [
+        ("group", group.to_owned()),
+        ("topic", delivery.topic.clone()),
+    ];
+    ::metrics::counter!(metrics::CONSUMER_DEAD_LETTERED, &labels).increment(1);
+    Ok(())
 }

@@ -7,11 +7,14 @@
 //! - [`relay`] drains a store's outbox to the bus: at-least-once, never skipping an event.
 //! - [`consumer`] runs a handler over a subscription: bounded retries, dead letters,
 //!   offsets acknowledged only after the handler (and its database transaction) succeeded.
+//! - [`metrics`] names what the relay and the consumer record through the `metrics` facade
+//!   (relay and consumer lag, throughput, dead letters, retries).
 
 pub mod consumer;
 mod embedded;
 pub mod envelope;
 mod kafka;
+pub mod metrics;
 mod namespace;
 pub mod relay;
 

@@ -12,7 +12,7 @@ use svcops_eventstore::{EventStore, RecordedEvent};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, envelope};
+use crate::{Bus, envelope, metrics};
 
 /// Largest batch read from the outbox and published at once.
 const BATCH: usize = 500;
@@ -66,9 +66,15 @@ impl Relay {
     /// Publishes one batch; returns how many events it published.
     pub async fn publish_once(&self) -> Result<usize, RelayError> {
         let batch = self.store.unpublished(BATCH).await?;
-        if batch.is_empty() {
+        ::metrics::gauge!(metrics::RELAY_OUTBOX_BATCH, "topic" => self.topic.clone())
+            .set(batch.len() as f64);
+        let lag = ::metrics::gauge!(metrics::RELAY_LAG, "topic" => self.topic.clone());
+        let Some(oldest) = batch.iter().map(|event| event.recorded_at).min() else {
+            lag.set(0.0);
             return Ok(0);
-        }
+        };
+        // Set before publishing, so the lag keeps growing while the broker is down.
+        lag.set(metrics::age_seconds(oldest));
         for tap in &self.taps {
             tap.observe(&batch);
         }
@@ -77,6 +83,8 @@ impl Relay {
             .map(|event| envelope::to_message(&self.source, event))
             .collect();
         self.bus.publish(&self.topic, messages).await?;
+        ::metrics::counter!(metrics::RELAY_PUBLISHED, "topic" => self.topic.clone())
+            .increment(batch.len() as u64);
         let positions: Vec<_> = batch.iter().map(|event| event.position).collect();
         self.store.mark_published(&positions).await?;
         tracing::debug!(topic = %self.topic, count = batch.len(), "relayed events");

@@ -13,6 +13,7 @@
 //!   [`EventStore::unpublished`] returns every committed, not yet published event whatever
 //!   the order transactions committed in, so the relay can never skip one.
 
+mod group_commit;
 mod postgres;
 mod sqlite;
 mod types;

@@ -6,6 +6,7 @@ use sqlx::{Row, migrate::MigrateDatabase};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::group_commit::{GroupCommit, Pending};
 use crate::types::ANY_VERSION_ATTEMPTS;
 use crate::{
     Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
@@ -16,7 +17,11 @@ use crate::{
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    group: GroupCommit,
 }
+
+/// Writer tasks of the group commit (each holds at most one connection at a time).
+const GROUP_COMMIT_WRITERS: u32 = 4;
 
 // Idempotency row, version guard, events, outbox: all in one statement, hence one implicit
 // transaction. `$3` is the first version to write; the guard checks that the version before
@@ -112,7 +117,9 @@ impl PostgresStore {
     /// Wraps an existing pool and applies migrations.
     pub async fn from_pool(pool: PgPool) -> Result<Self, Error> {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let writers = GROUP_COMMIT_WRITERS.min(pool.options().get_max_connections()) as usize;
+        let group = GroupCommit::start(pool.clone(), writers, write_one);
+        Ok(Self { pool, group })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -136,30 +143,23 @@ impl PostgresStore {
             })
         };
         if let ([event], None) = (append.events.as_slice(), &append.idempotency_key) {
-            let sql = if append.publish {
-                APPEND_ONE_PUBLISHED
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.group
+                .append(Pending {
+                    stream_id: append.stream_id.as_str().to_owned(),
+                    version: to_db_version(first_version),
+                    event: event.clone(),
+                    publish: append.publish,
+                    reply,
+                })
+                .await?;
+            let appended_now = answer
+                .await
+                .map_err(|_| Error::Invalid("the event store is shutting down".into()))??;
+            return if appended_now {
+                Ok(appended())
             } else {
-                APPEND_ONE_LOCAL
-            };
-            let result = sqlx::query(sql)
-                .bind(append.stream_id.as_str())
-                .bind(to_db_version(first_version))
-                .bind(event.event_id)
-                .bind(event.event_type.as_str())
-                .bind(event.metadata.case_id)
-                .bind(event.metadata.actor_subject.as_str())
-                .bind(event.metadata.actor_role.as_str())
-                .bind(event.metadata.correlation_id)
-                .bind(event.metadata.causation_id)
-                .bind(event.metadata.traceparent.as_deref())
-                .bind(event.metadata.occurred_at)
-                .bind(event.payload.as_slice())
-                .execute(&self.pool)
-                .await;
-            return match result {
-                Ok(done) if done.rows_affected() == 1 => Ok(appended()),
-                Ok(_) => Err(concurrency(append)),
-                Err(error) => Err(map_append_error(append, error)),
+                Err(concurrency(append))
             };
         }
         let mut event_ids = Vec::with_capacity(count);
@@ -353,6 +353,43 @@ fn concurrency(append: &Append) -> Error {
 }
 
 /// A collision on (stream_id, version) means another append got there first.
+/// Writes one queued append with the single-row statement and answers its caller.
+fn write_one(pool: PgPool, pending: Pending) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let event = &pending.event;
+        let sql = if pending.publish {
+            APPEND_ONE_PUBLISHED
+        } else {
+            APPEND_ONE_LOCAL
+        };
+        let result = sqlx::query(sql)
+            .bind(pending.stream_id.as_str())
+            .bind(pending.version)
+            .bind(event.event_id)
+            .bind(event.event_type.as_str())
+            .bind(event.metadata.case_id)
+            .bind(event.metadata.actor_subject.as_str())
+            .bind(event.metadata.actor_role.as_str())
+            .bind(event.metadata.correlation_id)
+            .bind(event.metadata.causation_id)
+            .bind(event.metadata.traceparent.as_deref())
+            .bind(event.metadata.occurred_at)
+            .bind(event.payload.as_slice())
+            .execute(&pool)
+            .await;
+        let answer = match result {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            Err(sqlx::Error::Database(database))
+                if database.constraint() == Some("events_stream_version") =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        };
+        let _ = pending.reply.send(answer);
+    })
+}
+
 fn map_append_error(append: &Append, error: sqlx::Error) -> Error {
     match &error {
         sqlx::Error::Database(database)

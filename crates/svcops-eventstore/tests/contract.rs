@@ -132,6 +132,7 @@ contract_suite!(
     idempotency_key_returns_first_result,
     idempotency_key_is_not_used_up_by_a_failed_append,
     concurrent_appends_at_same_version_exactly_one_wins,
+    a_burst_of_single_appends_each_lands_once_with_its_outbox_row,
     concurrent_appends_with_same_key_exactly_one_appended,
     concurrent_any_appends_all_land_without_gaps,
     read_all_in_position_order_with_limit,
@@ -459,7 +460,11 @@ mod cases {
             for count in [1, 3] {
                 let result = append(
                     &store,
-                    Append::new(stream_id.clone(), ExpectedVersion::Exact(stale), events(count)),
+                    Append::new(
+                        stream_id.clone(),
+                        ExpectedVersion::Exact(stale),
+                        events(count),
+                    ),
                 )
                 .await;
                 assert_concurrency(result);
@@ -477,7 +482,11 @@ mod cases {
             for count in [1, 2] {
                 let result = append(
                     &store,
-                    Append::new(stream_id.clone(), ExpectedVersion::Exact(ahead), events(count)),
+                    Append::new(
+                        stream_id.clone(),
+                        ExpectedVersion::Exact(ahead),
+                        events(count),
+                    ),
                 )
                 .await;
                 assert_concurrency(result);
@@ -586,6 +595,20 @@ mod cases {
             last_version: 2,
         };
         assert_eq!(first, AppendOutcome::Appended(expected.clone()));
+        assert_eq!(
+            store
+                .idempotent_result(&key)
+                .await
+                .expect("look up the key"),
+            Some(expected.clone())
+        );
+        assert_eq!(
+            store
+                .idempotent_result("request-never-used")
+                .await
+                .expect("look up an unknown key"),
+            None
+        );
 
         // The same request again, the same key with another expected version (stale, right
         // and ahead), and the same key on another stream: all return the first result.
@@ -654,6 +677,14 @@ mod cases {
         )
         .await;
         assert_concurrency(result);
+        assert_eq!(
+            store
+                .idempotent_result(&key)
+                .await
+                .expect("look up the key"),
+            None,
+            "a rejected append must not record its key"
+        );
 
         let outcome = append(
             &store,
@@ -672,6 +703,69 @@ mod cases {
         );
         assert_eq!(versions(&read(&store, &stream_id).await), vec![1, 2]);
         assert!(read(&store, &missing).await.is_empty());
+    }
+
+    /// Hundreds of concurrent one-event appends (the PostgreSQL adapter commits them in
+    /// groups): each independent append lands, exactly one of those racing for the same
+    /// stream does, and only published ones reach the outbox.
+    pub async fn a_burst_of_single_appends_each_lands_once_with_its_outbox_row(store: Store) {
+        const INDEPENDENT: usize = 300;
+        const RACERS: usize = 40;
+        let contested = stream("contested");
+        let mut tasks = Vec::new();
+        for index in 0..INDEPENDENT + RACERS {
+            let store = store.clone();
+            let contested = contested.clone();
+            tasks.push(tokio::spawn(async move {
+                let (stream_id, publish) = if index < INDEPENDENT {
+                    (stream("burst"), index % 3 != 0)
+                } else {
+                    (contested, true)
+                };
+                let mut request =
+                    Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1));
+                if !publish {
+                    request = request.local_only();
+                }
+                (index, stream_id, publish, store.append(request).await)
+            }));
+        }
+        let mut contested_wins = 0;
+        let mut published_streams = std::collections::HashSet::new();
+        for task in tasks {
+            let (index, stream_id, publish, result) = task.await.expect("task");
+            if index < INDEPENDENT {
+                let outcome = result.expect("an independent append lands");
+                assert_eq!(outcome.appended().first_version, 1);
+                if publish {
+                    published_streams.insert(stream_id.to_string());
+                }
+            } else {
+                match result {
+                    Ok(_) => contested_wins += 1,
+                    Err(Error::Concurrency { .. }) => {}
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+            }
+        }
+        assert_eq!(
+            contested_wins, 1,
+            "exactly one racer wins the contested stream"
+        );
+        assert_eq!(versions(&read(&store, &contested).await), [1]);
+        let unpublished = store.unpublished(10_000).await.expect("unpublished");
+        let outbox_streams: std::collections::HashSet<String> = unpublished
+            .iter()
+            .map(|event| event.stream_id.to_string())
+            .filter(|stream_id| stream_id.starts_with("burst-"))
+            .collect();
+        assert_eq!(
+            outbox_streams, published_streams,
+            "published appends, and only those, are in the outbox"
+        );
+        let positions: std::collections::HashSet<_> =
+            unpublished.iter().map(|event| event.position).collect();
+        assert_eq!(positions.len(), unpublished.len(), "positions are unique");
     }
 
     pub async fn concurrent_appends_at_same_version_exactly_one_wins(store: Store) {
@@ -797,15 +891,20 @@ mod cases {
         let stream_id = stream("race");
         let tasks = 8;
         let barrier = Arc::new(Barrier::new(tasks));
+        // Batches of one and of two events (they may take different paths).
         let handles: Vec<_> = (0..tasks)
-            .map(|_| {
+            .map(|task| {
                 let store = store.clone();
                 let stream_id = stream_id.clone();
                 let barrier = barrier.clone();
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .append(Append::new(stream_id, ExpectedVersion::Any, events(2)))
+                        .append(Append::new(
+                            stream_id,
+                            ExpectedVersion::Any,
+                            events(1 + task % 2),
+                        ))
                         .await
                 })
             })
@@ -821,14 +920,18 @@ mod cases {
                 outcome.appended().last_version,
             ));
         }
+        // The ranges tile 1..=total without overlap or gap.
         ranges.sort_unstable();
-        let expected: Vec<(u64, u64)> = (0..tasks as u64).map(|i| (2 * i + 1, 2 * i + 2)).collect();
-        assert_eq!(ranges, expected);
+        let total: u64 = (0..tasks as u64).map(|task| 1 + task % 2).sum();
+        let mut next = 1;
+        for (first, last) in &ranges {
+            assert_eq!(*first, next, "ranges {ranges:?}");
+            assert!(last >= first);
+            next = last + 1;
+        }
+        assert_eq!(next, total + 1, "ranges {ranges:?}");
         let recorded = read(&store, &stream_id).await;
-        assert_eq!(
-            versions(&recorded),
-            (1..=2 * tasks as u64).collect::<Vec<_>>()
-        );
+        assert_eq!(versions(&recorded), (1..=total).collect::<Vec<_>>());
     }
 
     pub async fn read_all_in_position_order_with_limit(store: Store) {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod paging;
 pub mod server;
 pub mod service;

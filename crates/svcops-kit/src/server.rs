@@ -8,6 +8,7 @@ use svcops_eventstore::EventStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
 /// How often dependencies are probed for the health status.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -119,17 +120,20 @@ pub fn reflection() -> Result<
     Ok((v1, v1alpha))
 }
 
-/// A tonic server builder with request spans joined to the caller's trace.
-pub fn builder() -> tonic::transport::Server {
-    tonic::transport::Server::builder().trace_fn(|request: &http::Request<()>| {
-        let span = tracing::info_span!(
-            "grpc",
-            otel.kind = "server",
-            rpc.method = %request.uri().path(),
-        );
-        crate::telemetry::set_parent_from_headers(&span, request.headers());
-        span
-    })
+/// A tonic server builder with request spans joined to the caller's trace and RED metrics
+/// for every call ([`crate::metrics::GrpcMetricsLayer`]).
+pub fn builder() -> tonic::transport::Server<Stack<crate::metrics::GrpcMetricsLayer, Identity>> {
+    tonic::transport::Server::builder()
+        .trace_fn(|request: &http::Request<()>| {
+            let span = tracing::info_span!(
+                "grpc",
+                otel.kind = "server",
+                rpc.method = %request.uri().path(),
+            );
+            crate::telemetry::set_parent_from_headers(&span, request.headers());
+            span
+        })
+        .layer(crate::metrics::GrpcMetricsLayer)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,8 @@ pub enum Error {
     Auth(#[from] crate::auth::Error),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -93,6 +95,10 @@ pub struct ClusterConfig {
     /// OTLP/gRPC collector (`SVCOPS_OTLP_ENDPOINT`); spans are not exported when unset.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Address of the Prometheus `GET /metrics` listener (`SVCOPS_METRICS_LISTEN`), a port
+    /// of its own; no metrics are recorded or served when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_pool() -> u32 {
@@ -112,10 +118,12 @@ impl std::fmt::Display for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "listen={} kafka={} otlp={}",
+            "listen={} kafka={} otlp={} metrics={}",
             self.listen,
             self.kafka_bootstrap,
-            self.otlp_endpoint.as_deref().unwrap_or("-")
+            self.otlp_endpoint.as_deref().unwrap_or("-"),
+            self.metrics_listen
+                .map_or_else(|| "-".to_owned(), |address| address.to_string())
         )
     }
 }
@@ -127,6 +135,11 @@ pub async fn run<O: Office>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let authenticator = Authenticator::new(config.token_secret.as_bytes())?;
+    // First, so the offices' relays and consumers record from their first event on.
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(crate::metrics::spawn(address, shutdown.clone()).await?),
+        None => None,
+    };
     let store: Arc<dyn EventStore> =
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
     let kafka = KafkaBus::connect(KafkaConfig {
@@ -165,6 +178,9 @@ pub async fn run<O: Office>(
     .await;
     shutdown.cancel();
     office.stopped().await;
+    if let Some(metrics) = metrics {
+        metrics.stopped().await;
+    }
     Ok(served?)
 }
 

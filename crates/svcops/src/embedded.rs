@@ -79,14 +79,21 @@ async fn start<O: Office>(
         .with_context(|| format!("cannot start {}", O::NAME))
 }
 
-/// Runs the embedded cluster until `shutdown`.
+/// Runs the embedded cluster until `shutdown`, with Prometheus metrics on `metrics_listen`
+/// if given.
 pub async fn run(
     data_dir: &Path,
     listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let secret = secret(data_dir, true)?;
     let authenticator = Authenticator::new(secret.as_bytes())?;
+    // First, so the offices' relays and consumers record from their first event on.
+    let metrics = match metrics_listen {
+        Some(address) => Some(svcops_kit::metrics::spawn(address, shutdown.clone()).await?),
+        None => None,
+    };
     let bus_path = data_dir.join("bus.db");
     let bus: Arc<dyn Bus> = Arc::new(
         EmbeddedBus::open(&bus_path)
@@ -127,6 +134,9 @@ pub async fn run(
         "svcops is running on http://{address} (data in {})",
         data_dir.display()
     );
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.address);
+    }
     println!(
         "try: svcops case open --phone +8613800001234 --category repair --summary \"lamp flickers\""
     );
@@ -144,6 +154,9 @@ pub async fn run(
     middle.stopped().await;
     back.stopped().await;
     listen_in.stopped().await;
+    if let Some(metrics) = metrics {
+        metrics.stopped().await;
+    }
     served?;
     Ok(())
 }

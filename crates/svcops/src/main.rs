@@ -61,6 +61,9 @@ enum Command {
         /// Address to serve gRPC on.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
+        /// Also serve Prometheus metrics (`GET /metrics`) on this address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Print a signed bearer token.
     Token {
@@ -117,13 +120,22 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
-        Command::Up { listen } => {
+        Command::Up {
+            listen,
+            metrics_listen,
+        } => {
             let _telemetry = svcops_kit::telemetry::init(
                 "svcops",
                 None,
                 svcops_kit::telemetry::LogFormat::Text,
             )?;
-            embedded::run(&global.data_dir, listen, svcops_kit::shutdown::on_signal()).await
+            embedded::run(
+                &global.data_dir,
+                listen,
+                metrics_listen,
+                svcops_kit::shutdown::on_signal(),
+            )
+            .await
         }
         Command::Token {
             role,

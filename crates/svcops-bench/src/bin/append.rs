@@ -270,7 +270,7 @@ impl Fixture {
 enum Target {
     Raw(sqlx::PgPool),
     Store(PostgresStore),
-    Peer(PostgresCqrs<Case>, sqlx08::PgPool),
+    Peer(Box<PostgresCqrs<Case>>, sqlx08::PgPool),
 }
 
 impl Target {
@@ -303,7 +303,7 @@ impl Target {
                     .connect_with(options.options([("search_path", "peer")]))
                     .await
                     .context("peer pool")?;
-                Target::Peer(postgres_cqrs(pool.clone(), Vec::new(), ()), pool)
+                Target::Peer(Box::new(postgres_cqrs(pool.clone(), Vec::new(), ())), pool)
             }
         })
     }
@@ -583,7 +583,15 @@ async fn run(url: &str, plan: &Plan, fixture: &Arc<Fixture>) -> anyhow::Result<R
     Ok(results)
 }
 
-fn report(plan: &Plan, results: &Results) -> Vec<(usize, f64, f64)> {
+struct Ratios {
+    concurrency: usize,
+    store_to_raw: f64,
+    store_to_peer: f64,
+    store_to_raw_per_round: f64,
+    store_to_peer_per_round: f64,
+}
+
+fn report(plan: &Plan, results: &Results) -> Vec<Ratios> {
     let figure = |workload: Workload, concurrency: usize, pick: fn(&Sample) -> f64| {
         median(
             results
@@ -616,13 +624,47 @@ fn report(plan: &Plan, results: &Results) -> Vec<(usize, f64, f64)> {
         let store = figure(Workload::Store, concurrency, |s| s.events_per_sec);
         let raw = figure(Workload::Raw, concurrency, |s| s.events_per_sec);
         let peer = figure(Workload::Peer, concurrency, |s| s.events_per_sec);
-        ratios.push((concurrency, store / raw, store / peer));
+        // Also the median of the ratios within each round: the three workloads of a round
+        // ran back to back, so they shared that moment's machine noise.
+        let per_round = |other: Workload| {
+            let (Some(stores), Some(others)) = (
+                results.get(&(Workload::Store, concurrency)),
+                results.get(&(other, concurrency)),
+            ) else {
+                return f64::NAN;
+            };
+            median(
+                stores
+                    .iter()
+                    .zip(others)
+                    .map(|(store, other)| store.events_per_sec / other.events_per_sec)
+                    .collect(),
+            )
+        };
+        ratios.push(Ratios {
+            concurrency,
+            store_to_raw: store / raw,
+            store_to_peer: store / peer,
+            store_to_raw_per_round: per_round(Workload::Raw),
+            store_to_peer_per_round: per_round(Workload::Peer),
+        });
     }
     println!();
-    println!("{:>5} {:>10} {:>11}", "conc", "store/raw", "store/peer");
-    for (concurrency, to_raw, to_peer) in &ratios {
-        println!("{concurrency:>5} {to_raw:>9.2}x {to_peer:>10.2}x");
+    println!(
+        "{:>5} {:>10} {:>11}   {:>22} {:>23}",
+        "conc", "store/raw", "store/peer", "store/raw (per round)", "store/peer (per round)"
+    );
+    for ratio in &ratios {
+        println!(
+            "{:>5} {:>9.2}x {:>10.2}x   {:>21.2}x {:>22.2}x",
+            ratio.concurrency,
+            ratio.store_to_raw,
+            ratio.store_to_peer,
+            ratio.store_to_raw_per_round,
+            ratio.store_to_peer_per_round
+        );
     }
+    println!("(ratios of the medians above; then medians of the ratios within each round)");
     ratios
 }
 
@@ -680,11 +722,10 @@ async fn main() -> anyhow::Result<()> {
     let ratios = report(&plan, &results);
 
     if args.check {
-        let Some(&(concurrency, to_raw, to_peer)) =
-            ratios.iter().max_by_key(|(concurrency, ..)| *concurrency)
-        else {
+        let Some(top) = ratios.iter().max_by_key(|ratio| ratio.concurrency) else {
             bail!("no results");
         };
+        let (concurrency, to_raw, to_peer) = (top.concurrency, top.store_to_raw, top.store_to_peer);
         if to_raw < 0.8 || to_peer < 2.0 {
             bail!(
                 "target missed at c={concurrency}: store/raw {to_raw:.2} (>= 0.8), \
