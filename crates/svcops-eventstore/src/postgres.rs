@@ -21,7 +21,7 @@ pub struct PostgresStore {
 }
 
 /// Writer tasks of the group commit (each holds at most one connection at a time).
-const GROUP_COMMIT_WRITERS: u32 = 4;
+const GROUP_COMMIT_WRITERS: u32 = 8;
 
 // Idempotency row, version guard, events, outbox: all in one statement, hence one implicit
 // transaction. `$3` is the first version to write; the guard checks that the version before
