@@ -24,7 +24,7 @@ pub const OFFICES: [&str; 4] = ["front-office", "middle-office", "back-office", 
 /// How long a service may take to start and report SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test binary> -> target/<profile>/<name>
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
@@ -135,6 +135,9 @@ impl Service {
 /// PostgreSQL (own databases) and broker (own topic namespace).
 pub struct Cluster {
     pub services: Vec<Service>,
+    /// Kafka bootstrap servers and this cluster's topic namespace on them.
+    pub kafka: String,
+    pub namespace: String,
     authenticator: Authenticator,
 }
 
@@ -149,6 +152,7 @@ impl Cluster {
         let database = std::env::var("SVCOPS_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let kafka = std::env::var("SVCOPS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let namespace = format!("test{id}");
         let mut services = Vec::new();
         for name in OFFICES {
             let env = HashMap::from([
@@ -159,13 +163,15 @@ impl Cluster {
                 ),
                 ("SVCOPS_DATABASE_POOL".to_owned(), "4".to_owned()),
                 ("SVCOPS_KAFKA_BOOTSTRAP".to_owned(), kafka.clone()),
-                ("SVCOPS_BUS_NAMESPACE".to_owned(), format!("test{id}")),
+                ("SVCOPS_BUS_NAMESPACE".to_owned(), namespace.clone()),
                 ("SVCOPS_TOKEN_SECRET".to_owned(), secret.clone()),
             ]);
             services.push(Service::spawn(name, env).await);
         }
         Cluster {
             services,
+            kafka,
+            namespace,
             authenticator: Authenticator::new(secret.as_bytes()).expect("secret"),
         }
     }

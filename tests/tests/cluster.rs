@@ -382,3 +382,113 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
         .into_inner();
     assert_eq!(again, stats);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_is_dead_lettered_and_its_case_flagged() {
+    use svcops_bus::{Bus, KafkaBus, KafkaConfig, NamespacedBus, topics};
+    use svcops_eventstore::{EventMetadata, RecordedEvent, StreamId};
+
+    let mut cluster = Cluster::start().await;
+    let mut cases = CaseServiceClient::new(cluster.service("front-office").channel().await);
+    let case = cases
+        .open_case(cluster.request(Role::Agent, repair_case("+8613800001234", "")))
+        .await
+        .expect("open case")
+        .into_inner()
+        .case
+        .expect("case");
+    let case_id = uuid::Uuid::parse_str(&case.case_id).expect("uuid");
+
+    // A well-addressed CaseOpened whose payload is garbage: the offices that decode it give
+    // up after their retries and dead-letter it.
+    let poison = RecordedEvent {
+        position: 1,
+        stream_id: StreamId::for_aggregate("case", case_id),
+        version: 99,
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "svcops.frontoffice.v1.CaseOpened".into(),
+        payload: vec![0xff, 0xff, 0xff],
+        metadata: EventMetadata {
+            case_id: Some(case_id),
+            actor_subject: "mallory".into(),
+            actor_role: "service".into(),
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: time::OffsetDateTime::now_utc(),
+        },
+        recorded_at: time::OffsetDateTime::now_utc(),
+    };
+    let bus = NamespacedBus::new(
+        KafkaBus::connect(KafkaConfig::new(cluster.kafka.clone()))
+            .await
+            .expect("kafka"),
+        &cluster.namespace,
+    );
+    bus.publish(
+        topics::FRONT_OFFICE,
+        vec![svcops_bus::envelope::to_message(
+            "svcops/front-office",
+            &poison,
+        )],
+    )
+    .await
+    .expect("publish poison");
+
+    let flagged = eventually("the case to be flagged", FLOW_TIMEOUT, || {
+        let mut cases = cases.clone();
+        let request = cluster.request(
+            Role::Agent,
+            front::GetCaseRequest {
+                case_id: case.case_id.clone(),
+            },
+        );
+        async move {
+            let case = cases.get_case(request).await.ok()?.into_inner().case?;
+            (case.flags.len() >= 2).then_some(case)
+        }
+    })
+    .await;
+    let groups: HashSet<&str> = flagged
+        .flags
+        .iter()
+        .map(|note| {
+            assert_eq!(note.flag, front::CaseFlag::ProcessingFailed as i32);
+            assert!(
+                note.detail.contains(&poison.event_id.to_string()),
+                "{}",
+                note.detail
+            );
+            note.detail.split(' ').next().unwrap_or_default()
+        })
+        .collect();
+    assert!(groups.contains("middle-office"), "{groups:?}");
+    assert!(groups.contains("back-office"), "{groups:?}");
+
+    // The offices kept going: a new case still flows.
+    let next = cases
+        .open_case(cluster.request(Role::Agent, repair_case("+8613800001234", "")))
+        .await
+        .expect("open case")
+        .into_inner()
+        .case
+        .expect("case");
+    let back_office = BackOfficeServiceClient::new(cluster.service("back-office").channel().await);
+    eventually("the next case to be tracked", FLOW_TIMEOUT, || {
+        let mut back_office = back_office.clone();
+        let request = cluster.request(
+            Role::Qa,
+            back::GetCaseTrackingRequest {
+                case_id: next.case_id.clone(),
+            },
+        );
+        async move {
+            back_office
+                .get_case_tracking(request)
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
+}

@@ -38,6 +38,55 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError>;
 }
 
+/// A message that was dead-lettered, as its `<topic>.dlq` carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Topic, partition and offset the message was consumed from.
+    pub origin_topic: String,
+    pub origin_partition: String,
+    pub origin_offset: String,
+    /// Consumer group that gave up on it, and why.
+    pub group: String,
+    pub error: String,
+    /// What the message claimed to be, where it could still be read.
+    pub case_id: Option<uuid::Uuid>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+}
+
+impl DeadLetter {
+    fn from_message(message: &Message) -> Self {
+        let header = |name: &str| message.header(name).map(str::to_owned);
+        Self {
+            origin_topic: header("dlq_topic").unwrap_or_default(),
+            origin_partition: header("dlq_partition").unwrap_or_default(),
+            origin_offset: header("dlq_offset").unwrap_or_default(),
+            group: header("dlq_group").unwrap_or_default(),
+            error: header("dlq_error").unwrap_or_default(),
+            case_id: message
+                .header("ce_caseid")
+                .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+            event_id: header("ce_id"),
+            event_type: header("ce_type"),
+        }
+    }
+
+    /// Identifies the dead letter: the group that gave up and the origin it gave up on.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.group, self.origin_topic, self.origin_partition, self.origin_offset
+        )
+    }
+}
+
+/// Reacts to dead letters (e.g. flags their case). A failure other than `Unavailable` is
+/// logged and the dead letter skipped: there is no dead-letter topic for dead letters.
+#[async_trait]
+pub trait DeadLetterHandler: Send + Sync + 'static {
+    async fn handle(&self, dead_letter: &DeadLetter) -> Result<(), HandlerError>;
+}
+
 /// Consumes `topics` as `group` until `shutdown`. Returns an error only if the subscription
 /// cannot be created or breaks for good.
 pub async fn run(
@@ -45,6 +94,100 @@ pub async fn run(
     group: &str,
     topics: &[&str],
     handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<(), crate::Error> {
+    consume(bus, group, topics, &EventProcess(handler), shutdown).await
+}
+
+/// Consumes dead-letter topics (`topics` are the originals; their `.dlq` topics are read).
+pub async fn run_dead_letters(
+    bus: Arc<dyn Bus>,
+    group: &str,
+    topics: &[&str],
+    handler: Arc<dyn DeadLetterHandler>,
+    shutdown: CancellationToken,
+) -> Result<(), crate::Error> {
+    let dead_letter_topics: Vec<String> = topics
+        .iter()
+        .map(|topic| topics::dead_letter(topic))
+        .collect();
+    let dead_letter_topics: Vec<&str> = dead_letter_topics.iter().map(String::as_str).collect();
+    consume(
+        bus,
+        group,
+        &dead_letter_topics,
+        &DeadLetterProcess(handler),
+        shutdown,
+    )
+    .await
+}
+
+/// What to do with one delivery. `None` when shut down midway (nothing acknowledged);
+/// `Some(Err)` when it could not be finished (not acknowledged, comes again after restart).
+#[async_trait]
+trait Process: Send + Sync {
+    async fn process(
+        &self,
+        bus: &dyn Bus,
+        group: &str,
+        delivery: &Delivery,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), crate::Error>>;
+}
+
+struct EventProcess(Arc<dyn Handler>);
+
+#[async_trait]
+impl Process for EventProcess {
+    async fn process(
+        &self,
+        bus: &dyn Bus,
+        group: &str,
+        delivery: &Delivery,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), crate::Error>> {
+        process(bus, group, self.0.as_ref(), delivery, shutdown).await
+    }
+}
+
+struct DeadLetterProcess(Arc<dyn DeadLetterHandler>);
+
+#[async_trait]
+impl Process for DeadLetterProcess {
+    async fn process(
+        &self,
+        _bus: &dyn Bus,
+        group: &str,
+        delivery: &Delivery,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), crate::Error>> {
+        let dead_letter = DeadLetter::from_message(&delivery.message);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.0.handle(&dead_letter).await {
+                Ok(()) => return Some(Ok(())),
+                Err(HandlerError::Failed(reason)) => {
+                    tracing::error!(group, key = %dead_letter.key(), %reason, "dead letter not handled; skipped");
+                    return Some(Ok(()));
+                }
+                Err(HandlerError::Unavailable(reason)) => {
+                    tracing::warn!(group, %reason, ?backoff, "dead-letter handler unavailable; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+async fn consume(
+    bus: Arc<dyn Bus>,
+    group: &str,
+    topics: &[&str],
+    process: &dyn Process,
     shutdown: CancellationToken,
 ) -> Result<(), crate::Error> {
     let mut subscription = bus.subscribe(group, topics).await?;
@@ -64,8 +207,9 @@ pub async fn run(
                 }
             }
         };
-        let Some(outcome) =
-            process(bus.as_ref(), group, handler.as_ref(), &delivery, &shutdown).await
+        let Some(outcome) = process
+            .process(bus.as_ref(), group, &delivery, &shutdown)
+            .await
         else {
             return Ok(());
         };

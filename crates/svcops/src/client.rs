@@ -315,5 +315,10 @@ fn case_json(case: &front::Case) -> serde_json::Value {
         "opened_at": case.opened_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
         "opened_by": case.opened_by.as_ref().map(|a| a.subject.clone()).unwrap_or_default(),
         "version": case.version,
+        "flags": case.flags.iter().map(|note| serde_json::json!({
+            "flag": name(front::CaseFlag::try_from(note.flag).ok().map(|f| f.as_str_name()), "CASE_FLAG_"),
+            "detail": note.detail,
+            "flagged_at": note.flagged_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
 use svcops_bus::relay::Tap;
 use svcops_eventstore::{
     Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
@@ -13,7 +14,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::codec;
-use crate::domain::{self, Case, CaseDetails, Command, Lifecycle};
+use crate::domain::{self, Case, CaseDetails, Command, Flag, FlagNote, Lifecycle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +39,7 @@ pub struct CaseView {
     pub opened_at: OffsetDateTime,
     pub opened_by: String,
     pub opened_by_role: String,
+    pub flags: Vec<FlagNote>,
     pub version: u64,
 }
 
@@ -70,6 +72,7 @@ fn view(case: Case, version: u64) -> Option<CaseView> {
         opened_at: opened.opened_at,
         opened_by: opened.opened_by,
         opened_by_role: opened.opened_by_role,
+        flags: opened.flags,
         version,
     })
 }
@@ -99,7 +102,7 @@ impl Cases {
             .map_err(Error::Rejected)?;
         let events = events
             .iter()
-            .map(|event| context.event(Some(case_id), &codec::encode(event)))
+            .map(|event| codec::to_new_event(context, event))
             .collect();
         let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
         if let Some(request_id) = request_id {
@@ -122,6 +125,82 @@ impl Cases {
                 Error::NotFound(_) => Error::NotFound(case_id),
                 other => other,
             })
+    }
+
+    /// Flags the case of a dead-lettered event, once per dead letter. Dead letters of no
+    /// case, or of a case this office does not know, are only logged.
+    pub async fn flag_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), HandlerError> {
+        let Some(case_id) = dead_letter.case_id else {
+            tracing::warn!(key = %dead_letter.key(), error = %dead_letter.error, "dead letter without a case");
+            return Ok(());
+        };
+        let detail = format!(
+            "{} could not process {} ({} at {}/{}/{}): {}",
+            dead_letter.group,
+            dead_letter.event_type.as_deref().unwrap_or("a message"),
+            dead_letter.event_id.as_deref().unwrap_or("no id"),
+            dead_letter.origin_topic,
+            dead_letter.origin_partition,
+            dead_letter.origin_offset,
+            dead_letter.error,
+        );
+        let context = CommandContext {
+            actor: svcops_kit::Principal {
+                subject: crate::SERVICE.to_owned(),
+                role: svcops_kit::Role::Service,
+            },
+            correlation_id: Uuid::now_v7(),
+            causation_id: dead_letter
+                .event_id
+                .as_deref()
+                .and_then(|id| Uuid::parse_str(id).ok()),
+        };
+        let stream = case_stream(case_id);
+        let unavailable = |error: Error| match error {
+            Error::Store(svcops_eventstore::Error::Unavailable(error)) => {
+                HandlerError::Unavailable(error.to_string())
+            }
+            other => HandlerError::Failed(other.to_string()),
+        };
+        for _ in 0..5 {
+            let events = read_whole_stream(self.store.as_ref(), &stream)
+                .await
+                .map_err(|error| unavailable(error.into()))?;
+            let (case, version) = fold(&events).map_err(unavailable)?;
+            let decided = case.decide(Command::Flag {
+                flag: Flag::ProcessingFailed,
+                detail: detail.clone(),
+            });
+            let events = match decided {
+                Ok(events) => events,
+                Err(domain::Error::NotOpened) => {
+                    tracing::warn!(%case_id, "dead letter of an unknown case");
+                    return Ok(());
+                }
+                Err(error) => return Err(HandlerError::Failed(error.to_string())),
+            };
+            let append = Append::new(
+                stream.clone(),
+                ExpectedVersion::Exact(version),
+                events
+                    .iter()
+                    .map(|event| codec::to_new_event(&context, event))
+                    .collect(),
+            )
+            .idempotency_key(format!("front-office/dead-letter/{}", dead_letter.key()));
+            match self.store.append(append).await {
+                Ok(_) => {
+                    self.relay.notify_one();
+                    tracing::warn!(%case_id, %detail, "case flagged: processing failed");
+                    return Ok(());
+                }
+                Err(svcops_eventstore::Error::Concurrency { .. }) => continue,
+                Err(error) => return Err(unavailable(error.into())),
+            }
+        }
+        Err(HandlerError::Unavailable(format!(
+            "{stream}: too many concurrent writers"
+        )))
     }
 
     async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
@@ -198,22 +277,56 @@ impl Tap for CaseList {
                     continue;
                 }
             };
-            let domain::Event::Opened { case_id, .. } = &event;
-            if positions.contains_key(case_id) {
-                continue; // seen already (rebuild and tap overlap, or a re-published batch)
-            }
-            let mut case = Case::default();
-            let case_id = *case_id;
-            case.apply(
-                event,
-                recorded.metadata.occurred_at,
-                &recorded.metadata.actor_subject,
-                &recorded.metadata.actor_role,
-            );
-            if let Some(view) = view(case, recorded.version) {
-                positions.insert(case_id, recorded.position);
-                cases.insert(recorded.position, view);
+            match event {
+                domain::Event::Opened { case_id, .. } => {
+                    if positions.contains_key(&case_id) {
+                        continue; // seen already (rebuild and tap overlap, or a re-published batch)
+                    }
+                    let mut case = Case::default();
+                    case.apply(
+                        event,
+                        recorded.metadata.occurred_at,
+                        &recorded.metadata.actor_subject,
+                        &recorded.metadata.actor_role,
+                    );
+                    if let Some(view) = view(case, recorded.version) {
+                        positions.insert(case_id, recorded.position);
+                        cases.insert(recorded.position, view);
+                    }
+                }
+                domain::Event::Flagged {
+                    case_id,
+                    flag,
+                    detail,
+                    ..
+                } => {
+                    let Some(view) = positions
+                        .get(&case_id)
+                        .and_then(|position| cases.get_mut(position))
+                    else {
+                        continue;
+                    };
+                    if recorded.version <= view.version {
+                        continue;
+                    }
+                    view.version = recorded.version;
+                    view.flags.push(FlagNote {
+                        flag,
+                        detail,
+                        flagged_at: recorded.metadata.occurred_at,
+                    });
+                }
             }
         }
+    }
+}
+
+/// Flags the cases of dead-lettered events, from every office's dead-letter topic.
+pub struct DeadLetters(pub Arc<Cases>);
+
+#[async_trait::async_trait]
+impl DeadLetterHandler for DeadLetters {
+    async fn handle(&self, dead_letter: &DeadLetter) -> Result<(), HandlerError> {
+        self.0.flag_dead_letter(dead_letter).await
     }
 }

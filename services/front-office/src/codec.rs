@@ -4,7 +4,10 @@
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
 
-use crate::domain::{CaseDetails, Category, Channel, Event, PhoneNumber, Priority};
+use svcops_eventstore::NewEvent;
+use svcops_kit::events::CommandContext;
+
+use crate::domain::{CaseDetails, Category, Channel, Event, Flag, PhoneNumber, Priority};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -77,19 +80,51 @@ pub fn channel_to_proto(channel: Channel) -> proto::Channel {
     }
 }
 
-/// The stored form of a domain event.
-pub fn encode(event: &Event) -> proto::CaseOpened {
+fn flag_to_proto(flag: Flag) -> proto::CaseFlag {
+    match flag {
+        Flag::ProcessingFailed => proto::CaseFlag::ProcessingFailed,
+    }
+}
+
+pub fn flag_from_proto(value: i32) -> Option<Flag> {
+    match proto::CaseFlag::try_from(value).ok()? {
+        proto::CaseFlag::ProcessingFailed => Some(Flag::ProcessingFailed),
+        proto::CaseFlag::Unspecified => None,
+    }
+}
+
+pub fn flag_to_proto_i32(flag: Flag) -> i32 {
+    flag_to_proto(flag).into()
+}
+
+/// The stored form of a domain event, with the context's metadata.
+pub fn to_new_event(context: &CommandContext, event: &Event) -> NewEvent {
     match event {
-        Event::Opened { case_id, details } => proto::CaseOpened {
-            case_id: case_id.to_string(),
-            customer_phone: details.customer_phone.as_str().to_owned(),
-            category: category_to_proto(details.category).into(),
-            priority: priority_to_proto(details.priority).into(),
-            channel: channel_to_proto(details.channel).into(),
-            summary: details.summary.clone(),
-            product: details.product.clone(),
-            serial_number: details.serial_number.clone(),
-        },
+        Event::Opened { case_id, details } => context.event(
+            Some(*case_id),
+            &proto::CaseOpened {
+                case_id: case_id.to_string(),
+                customer_phone: details.customer_phone.as_str().to_owned(),
+                category: category_to_proto(details.category).into(),
+                priority: priority_to_proto(details.priority).into(),
+                channel: channel_to_proto(details.channel).into(),
+                summary: details.summary.clone(),
+                product: details.product.clone(),
+                serial_number: details.serial_number.clone(),
+            },
+        ),
+        Event::Flagged {
+            case_id,
+            flag,
+            detail,
+        } => context.event(
+            Some(*case_id),
+            &proto::CaseFlagged {
+                case_id: case_id.to_string(),
+                flag: flag_to_proto(*flag).into(),
+                detail: detail.clone(),
+            },
+        ),
     }
 }
 
@@ -99,6 +134,17 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> 
         event_type: event_type.to_owned(),
         reason,
     };
+    if let Some(flagged) = svcops_kit::events::decode::<proto::CaseFlagged>(event_type, payload)
+        .map_err(|error| undecodable(error.to_string()))?
+    {
+        return Ok(Some(Event::Flagged {
+            case_id: uuid::Uuid::parse_str(&flagged.case_id)
+                .map_err(|e| undecodable(e.to_string()))?,
+            flag: flag_from_proto(flagged.flag)
+                .ok_or_else(|| undecodable("unknown flag".into()))?,
+            detail: flagged.detail,
+        }));
+    }
     let Some(opened) = svcops_kit::events::decode::<proto::CaseOpened>(event_type, payload)
         .map_err(|error| undecodable(error.to_string()))?
     else {

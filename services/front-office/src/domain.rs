@@ -9,6 +9,8 @@ pub enum Error {
     Invalid { field: &'static str, reason: String },
     #[error("case {0} already exists")]
     AlreadyOpened(Uuid),
+    #[error("the case is not open")]
+    NotOpened,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
@@ -157,14 +159,37 @@ impl CaseDetails {
     }
 }
 
+/// Why a case needs a person's attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Some office could not process one of the case's events (it was dead-lettered).
+    ProcessingFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagNote {
+    pub flag: Flag,
+    pub detail: String,
+    pub flagged_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Open { case_id: Uuid, details: CaseDetails },
+    Flag { flag: Flag, detail: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Opened { case_id: Uuid, details: CaseDetails },
+    Opened {
+        case_id: Uuid,
+        details: CaseDetails,
+    },
+    Flagged {
+        case_id: Uuid,
+        flag: Flag,
+        detail: String,
+    },
 }
 
 /// State of one case, folded from its events.
@@ -181,6 +206,7 @@ pub struct OpenedCase {
     pub opened_at: OffsetDateTime,
     pub opened_by: String,
     pub opened_by_role: String,
+    pub flags: Vec<FlagNote>,
 }
 
 impl Case {
@@ -191,6 +217,14 @@ impl Case {
                     return Err(Error::AlreadyOpened(case_id));
                 }
                 Ok(vec![Event::Opened { case_id, details }])
+            }
+            Command::Flag { flag, detail } => {
+                let opened = self.opened.as_ref().ok_or(Error::NotOpened)?;
+                Ok(vec![Event::Flagged {
+                    case_id: opened.case_id,
+                    flag,
+                    detail,
+                }])
             }
         }
     }
@@ -206,7 +240,17 @@ impl Case {
                     opened_at: at,
                     opened_by: by.to_owned(),
                     opened_by_role: role.to_owned(),
+                    flags: Vec::new(),
                 });
+            }
+            Event::Flagged { flag, detail, .. } => {
+                if let Some(opened) = &mut self.opened {
+                    opened.flags.push(FlagNote {
+                        flag,
+                        detail,
+                        flagged_at: at,
+                    });
+                }
             }
         }
     }
@@ -251,7 +295,7 @@ mod tests {
             .iter()
             .map(|error| match error {
                 Error::Invalid { field, .. } => *field,
-                Error::AlreadyOpened(_) => "",
+                Error::AlreadyOpened(_) | Error::NotOpened => "",
             })
             .collect();
         assert_eq!(fields, ["customer_phone", "summary"]);
@@ -281,6 +325,52 @@ mod tests {
                 details: details()
             }]
         );
+    }
+
+    #[test]
+    fn given_no_case_when_flagged_then_rejected() {
+        assert_eq!(
+            Case::default().decide(Command::Flag {
+                flag: Flag::ProcessingFailed,
+                detail: "x".into()
+            }),
+            Err(Error::NotOpened)
+        );
+    }
+
+    #[test]
+    fn given_an_open_case_when_flagged_then_the_flag_is_kept() {
+        let case_id = Uuid::now_v7();
+        let mut case = Case::default();
+        case.apply(
+            Event::Opened {
+                case_id,
+                details: details(),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+            "alice",
+            "agent",
+        );
+        let events = case
+            .decide(Command::Flag {
+                flag: Flag::ProcessingFailed,
+                detail: "middle-office gave up".into(),
+            })
+            .expect("decides");
+        assert_eq!(
+            events,
+            vec![Event::Flagged {
+                case_id,
+                flag: Flag::ProcessingFailed,
+                detail: "middle-office gave up".into()
+            }]
+        );
+        for event in events {
+            case.apply(event, OffsetDateTime::UNIX_EPOCH, "front-office", "service");
+        }
+        let flags = case.opened.expect("opened").flags;
+        assert_eq!(flags.len(), 1);
+        assert_eq!(flags[0].flag, Flag::ProcessingFailed);
     }
 
     #[test]

@@ -89,6 +89,15 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
             role: view.opened_by_role,
         }),
         version: view.version,
+        flags: view
+            .flags
+            .into_iter()
+            .map(|note| proto::CaseFlagNote {
+                flag: codec::flag_to_proto_i32(note.flag),
+                detail: note.detail,
+                flagged_at: Some(to_timestamp(note.flagged_at)),
+            })
+            .collect(),
     }
 }
 
@@ -136,7 +145,7 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
                 domain::Error::Invalid { field, reason } => {
                     Some(FieldViolation::new(field, reason))
                 }
-                domain::Error::AlreadyOpened(_) => None,
+                domain::Error::AlreadyOpened(_) | domain::Error::NotOpened => None,
             }));
             Err(ApiError::InvalidArgument(violations).into())
         }

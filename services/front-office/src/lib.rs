@@ -13,13 +13,16 @@ pub mod grpc;
 use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
-use svcops_bus::topics;
+use svcops_bus::{consumer, topics};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::frontoffice::v1::case_service_server::{CaseServiceServer, SERVICE_NAME};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
+
+/// Service name: consumer group, actor of the events it writes in reaction to others.
+pub const SERVICE: &str = "front-office";
 
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
@@ -28,7 +31,7 @@ pub struct FrontOffice {
 
 #[async_trait::async_trait]
 impl Office for FrontOffice {
-    const NAME: &'static str = "front-office";
+    const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
         let list = Arc::new(app::CaseList::default());
@@ -42,7 +45,26 @@ impl Office for FrontOffice {
         )
         .with_tap(list.clone());
         let cases = Arc::new(app::Cases::new(ports.store.clone(), relay.waker(), list));
-        let tasks = vec![tokio::spawn(relay.run(shutdown))];
+        let dead_letters = Arc::new(app::DeadLetters(cases.clone()));
+        let bus = ports.bus.clone();
+        let consumer_shutdown = shutdown.clone();
+        let tasks = vec![
+            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(async move {
+                let group = format!("{SERVICE}.dead-letters");
+                if let Err(error) = consumer::run_dead_letters(
+                    bus,
+                    &group,
+                    &topics::ALL,
+                    dead_letters,
+                    consumer_shutdown,
+                )
+                .await
+                {
+                    tracing::error!(%error, "dead-letter consumer stopped");
+                }
+            }),
+        ];
         Ok(Self { cases, tasks })
     }
 

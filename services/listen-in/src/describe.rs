@@ -75,6 +75,15 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
                 e.summary
             )));
         }
+        if let Some(e) = decode::<front::CaseFlagged>(event_type, payload)? {
+            let flag = enum_name(
+                front::CaseFlag::try_from(e.flag)
+                    .ok()
+                    .map(|f| f.as_str_name()),
+                "CASE_FLAG_",
+            );
+            return Ok(Some(format!("case flagged ({flag}): {}", e.detail)));
+        }
         if let Some(e) = decode::<middle::WorkOrderOpened>(event_type, payload)? {
             let kind = enum_name(
                 middle::WorkOrderKind::try_from(e.kind)

@@ -1,0 +1,236 @@
+//! `svcops up` and the CLI, as a person uses them: one process, SQLite and the embedded bus
+//! under a data directory, restarts that lose nothing.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tests::{binary, eventually};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts `svcops up` on port 0 and returns it with its address.
+async fn up(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(binary("svcops"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start svcops up");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let address = tokio::time::timeout(TIMEOUT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(rest) = line.strip_prefix("svcops is running on ") {
+                return rest.split_whitespace().next().expect("address").to_owned();
+            }
+        }
+        panic!("svcops up exited before serving");
+    })
+    .await
+    .expect("svcops up did not start in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn cli(address: &str, data_dir: &Path, args: &[&str]) -> Output {
+    let output = Command::new(binary("svcops"))
+        .args(args)
+        .arg("--addr")
+        .arg(address)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SVCOPS_TOKEN")
+        .output()
+        .await
+        .expect("run svcops");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn timeline(address: &str, data_dir: &Path, case_id: &str) -> Vec<serde_json::Value> {
+    let output = cli(
+        address,
+        data_dir,
+        &["listen", case_id, "--no-follow", "--output", "json"],
+    )
+    .await;
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    output
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect()
+}
+
+fn types(entries: &[serde_json::Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|entry| {
+            entry["type"]
+                .as_str()
+                .unwrap_or_default()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path();
+    let (mut server, address) = up(data_dir).await;
+
+    let opened = cli(
+        &address,
+        data_dir,
+        &[
+            "case",
+            "open",
+            "--phone",
+            "+86 138 0000 1234",
+            "--category",
+            "repair",
+            "--summary",
+            "lamp flickers",
+        ],
+    )
+    .await;
+    assert_eq!(opened.code, 0, "{}", opened.stderr);
+    let case_id = opened.stdout.trim().to_owned();
+    uuid::Uuid::parse_str(&case_id).expect("prints the case id");
+
+    let wanted = [
+        "CaseOpened",
+        "WorkOrderOpened",
+        "SlaClockStarted",
+        "ClosedLoopItemOpened",
+        "SlaOnSiteTargetSet",
+    ];
+    eventually("the case to reach every office", TIMEOUT, || {
+        let (address, case_id) = (address.clone(), case_id.clone());
+        async move {
+            let seen = types(&timeline(&address, data_dir, &case_id).await);
+            wanted
+                .iter()
+                .all(|kind| seen.iter().any(|seen| seen == kind))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Bad input: one line, non-zero exit, nothing opened.
+    let bad = cli(
+        &address,
+        data_dir,
+        &[
+            "case",
+            "open",
+            "--phone",
+            "12",
+            "--category",
+            "repair",
+            "--summary",
+            " ",
+        ],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("customer_phone") && bad.stderr.contains("summary"),
+        "{}",
+        bad.stderr
+    );
+    let unknown = cli(&address, data_dir, &["case", "show", "not-a-uuid"]).await;
+    assert_ne!(unknown.code, 0);
+    assert!(unknown.stderr.contains("case_id"), "{}", unknown.stderr);
+
+    // A token for an executive sees the phone masked.
+    let token = cli(
+        &address,
+        data_dir,
+        &["token", "--role", "executive", "--name", "GM Zhang"],
+    )
+    .await;
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let shown = Command::new(binary("svcops"))
+        .args([
+            "case",
+            "show",
+            &case_id,
+            "--output",
+            "json",
+            "--addr",
+            &address,
+            "--token",
+            token.stdout.trim(),
+        ])
+        .output()
+        .await
+        .expect("show");
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown["customer_phone"], "+86*******1234");
+    assert_eq!(shown["opened_by"], "svcops-cli");
+
+    // A crash (SIGKILL), then a restart on the same data directory: nothing lost.
+    let before = timeline(&address, data_dir, &case_id).await;
+    server.kill().await.expect("kill");
+    let (mut server, address) = up(data_dir).await;
+    let after = timeline(&address, data_dir, &case_id).await;
+    assert!(
+        after.len() >= before.len(),
+        "before {before:#?} after {after:#?}"
+    );
+    assert_eq!(types(&after)[..before.len()], types(&before)[..]);
+    let listed = cli(&address, data_dir, &["case", "list", "--output", "json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(listed["cases"][0]["case_id"], case_id.as_str());
+
+    // A second case after the restart still flows through every office.
+    let second = cli(
+        &address,
+        data_dir,
+        &[
+            "case",
+            "open",
+            "--phone",
+            "+8613900002222",
+            "--category",
+            "installation",
+            "--summary",
+            "new fittings",
+        ],
+    )
+    .await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second_id = second.stdout.trim().to_owned();
+    eventually("the second case to get its work order", TIMEOUT, || {
+        let (address, second_id) = (address.clone(), second_id.clone());
+        async move {
+            types(&timeline(&address, data_dir, &second_id).await)
+                .iter()
+                .any(|kind| kind == "WorkOrderOpened")
+                .then_some(())
+        }
+    })
+    .await;
+    server.kill().await.expect("kill");
+}
