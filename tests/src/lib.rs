@@ -119,6 +119,26 @@ impl Service {
         }
     }
 
+    /// This service's own database.
+    pub fn database_url(&self) -> &str {
+        &self.env["SVCOPS_DATABASE_URL"]
+    }
+
+    /// SIGTERM: the graceful way down. Returns the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(sent.success(), "could not signal {}", self.name);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not stop within 30 s of SIGTERM", self.name))
+            .expect("wait")
+    }
+
     /// SIGKILL: no drain, no flush, no goodbye.
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill");

@@ -40,8 +40,18 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
     let back_channel = cluster.service("back-office").channel().await;
     let mut cases = CaseServiceClient::new(front_channel);
 
+    // The caller's trace: carried in gRPC metadata into the event, then in Kafka headers
+    // to every office that reacts.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut open_request = cluster.request(Role::Agent, repair_case("+86 138 0000 1234", "req-1"));
+    open_request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("ascii"),
+    );
     let opened = cases
-        .open_case(cluster.request(Role::Agent, repair_case("+86 138 0000 1234", "req-1")))
+        .open_case(open_request)
         .await
         .expect("open case")
         .into_inner()
@@ -170,6 +180,28 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
             previous.is_none_or(|previous| previous < entry.stream_version),
             "{entry:?}"
         );
+    }
+
+    // One trace from the agent's call through every office's reaction.
+    for office in ["front-office", "middle-office", "back-office"] {
+        let url = cluster.service(office).database_url().to_owned();
+        let store = svcops_eventstore::PostgresStore::connect(&url, 1)
+            .await
+            .expect("connect");
+        let events = svcops_eventstore::EventStore::read_all(&store, 0, 100)
+            .await
+            .expect("read");
+        assert!(!events.is_empty(), "{office} wrote events");
+        for event in events.iter().filter(|event| {
+            event.metadata.case_id.map(|id| id.to_string()) == Some(opened.case_id.clone())
+        }) {
+            let traceparent = event.metadata.traceparent.as_deref().unwrap_or_default();
+            assert!(
+                traceparent.contains(&trace_id),
+                "{office} {} carries trace {traceparent:?}, expected {trace_id}",
+                event.event_type
+            );
+        }
     }
 
     // Reads at the front office.
@@ -488,6 +520,134 @@ async fn a_poison_event_is_dead_lettered_and_its_case_flagged() {
                 .await
                 .ok()
                 .map(|_| ())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_lets_a_generic_client_find_every_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut cluster = Cluster::start().await;
+    let expected = [
+        ("front-office", "svcops.frontoffice.v1.CaseService"),
+        ("middle-office", "svcops.middleoffice.v1.WorkOrderService"),
+        ("back-office", "svcops.backoffice.v1.BackOfficeService"),
+        ("listen-in", "svcops.listenin.v1.ListenInService"),
+    ];
+    for (office, service) in expected {
+        let mut client = ServerReflectionClient::new(cluster.service(office).channel().await);
+        let ask = |request: MessageRequest| {
+            tokio_stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(request),
+            }])
+        };
+        // No token, no reflection.
+        let anonymous = client
+            .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
+            .await;
+        assert_eq!(
+            anonymous.expect_err("needs a token").code(),
+            tonic::Code::Unauthenticated
+        );
+
+        let mut request = tonic::Request::new(ask(MessageRequest::ListServices(String::new())));
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", cluster.token(Role::Service))
+                .parse()
+                .expect("ascii"),
+        );
+        let mut responses = client
+            .server_reflection_info(request)
+            .await
+            .expect("reflection")
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = responses
+            .next()
+            .await
+            .expect("a response")
+            .expect("ok")
+            .message_response
+        else {
+            panic!("not a service list");
+        };
+        let names: HashSet<String> = list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect();
+        assert!(names.contains(service), "{office} lists {names:?}");
+        assert!(names.contains("grpc.health.v1.Health"), "{names:?}");
+
+        // And the descriptors to call it.
+        let mut request = tonic::Request::new(ask(MessageRequest::FileContainingSymbol(
+            service.to_owned(),
+        )));
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", cluster.token(Role::Service))
+                .parse()
+                .expect("ascii"),
+        );
+        let mut responses = client
+            .server_reflection_info(request)
+            .await
+            .expect("reflection")
+            .into_inner();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = responses
+            .next()
+            .await
+            .expect("a response")
+            .expect("ok")
+            .message_response
+        else {
+            panic!("no descriptors for {service}");
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_the_outbox_before_the_process_exits() {
+    const CASES: usize = 30;
+    let mut cluster = Cluster::start().await;
+    let mut cases = CaseServiceClient::new(cluster.service("front-office").channel().await);
+    let mut case_ids = Vec::new();
+    for index in 0..CASES {
+        let case = cases
+            .open_case(cluster.request(
+                Role::Agent,
+                repair_case("+8613800001234", &format!("drain-{index}")),
+            ))
+            .await
+            .expect("open")
+            .into_inner()
+            .case
+            .expect("case");
+        case_ids.push(case.case_id);
+    }
+    // Straight after the last commit: whatever the relay has not published yet must go out
+    // before the process ends.
+    let status = cluster.service("front-office").terminate().await;
+    assert!(status.success(), "front office exited with {status}");
+
+    let back_office = BackOfficeServiceClient::new(cluster.service("back-office").channel().await);
+    eventually("the back office to see every case", FLOW_TIMEOUT, || {
+        let mut back_office = back_office.clone();
+        let request = cluster.request(Role::Manager, back::GetServiceStatsRequest {});
+        async move {
+            let stats = back_office
+                .get_service_stats(request)
+                .await
+                .ok()?
+                .into_inner();
+            (stats.cases_tracked == CASES as u64).then_some(())
         }
     })
     .await;

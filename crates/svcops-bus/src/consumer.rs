@@ -248,10 +248,25 @@ async fn process(
         ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
             .set(metrics::age_seconds(event.recorded_at));
     };
+    // The handler runs in a span continuing the trace of the event's cause, so what it
+    // appends carries that trace on.
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        messaging.destination = %delivery.topic,
+        messaging.consumer_group = group,
+        event_type = %event.event_type,
+        event_id = %event.event_id,
+    );
+    if let Some(traceparent) = &event.metadata.traceparent {
+        envelope::set_remote_parent(&span, traceparent);
+    }
     let mut failures = 0;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let error = match handler.handle(&event).await {
+        let error = match tracing::Instrument::instrument(handler.handle(&event), span.clone())
+            .await
+        {
             Ok(()) => {
                 let labels = [
                     ("group", group.to_owned()),

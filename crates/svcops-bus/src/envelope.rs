@@ -153,6 +153,17 @@ pub fn from_message(message: &Message) -> Result<BusEvent, Error> {
     })
 }
 
+/// Makes `span` a child of the remote span named by a W3C `traceparent` (as carried by an
+/// event and its Kafka headers), so a reaction continues the trace of its cause.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
+}
+
 fn format_time(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }

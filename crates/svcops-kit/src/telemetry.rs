@@ -87,10 +87,15 @@ pub fn init(
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    // `RUST_LOG` filters what is logged, not what is traced: trace context must flow
+    // through every service whatever its log level.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(fmt_layer.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|error| Error::AlreadyInitialised(error.to_string()))?;
     Ok(Guard { provider })
@@ -106,9 +111,7 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Makes `span` a child of the remote span named by `traceparent`.
 pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
-    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(context);
+    svcops_bus::envelope::set_remote_parent(span, traceparent);
 }
 
 /// Makes `span` a child of the trace context in HTTP/2 (gRPC metadata) headers, if any.
