@@ -1,0 +1,66 @@
+//! Bad configuration fails fast, with a message that says what to fix.
+#![allow(clippy::unwrap_used)]
+
+use tests::binary;
+use tokio::process::Command;
+
+async fn start(env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(binary("front-office"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SVCOPS_") {
+            command.env_remove(key);
+        }
+    }
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        command.envs(env.iter().copied()).output(),
+    )
+    .await
+    .expect("exits promptly")
+    .expect("runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn missing_settings_are_named() {
+    let (code, stderr) = start(&[("SVCOPS_LISTEN", "127.0.0.1:0")]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("database_url"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_missing_config_file_is_named() {
+    let (code, stderr) = start(&[("SVCOPS_CONFIG", "/nonexistent/front-office.toml")]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/front-office.toml"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_weak_token_secret_is_refused() {
+    let (code, stderr) = start(&[
+        ("SVCOPS_LISTEN", "127.0.0.1:0"),
+        (
+            "SVCOPS_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/unused",
+        ),
+        ("SVCOPS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        ("SVCOPS_TOKEN_SECRET", "short"),
+    ])
+    .await;
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|line| line.starts_with("front-office:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
