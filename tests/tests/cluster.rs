@@ -124,12 +124,13 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
         .expect("case opened");
     assert_eq!(first.office, common::Office::Front as i32);
     assert_eq!(first.actor.as_ref().expect("actor").subject, "test-agent");
-    // The executive does not need the customer's phone: it is masked.
+    // Listen-in never sees the customer's phone: it travels sealed with the customer's key.
     assert!(
-        first.description.contains("+86*******1234"),
+        first.description.contains("personal data sealed"),
         "{}",
         first.description
     );
+    assert!(!first.description.contains("1234"), "{}", first.description);
     let office_of = |kind: &str| {
         entries
             .iter()
@@ -651,4 +652,121 @@ async fn sigterm_drains_the_outbox_before_the_process_exits() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
+    let mut cluster = Cluster::start().await;
+    let mut cases = CaseServiceClient::new(cluster.service("front-office").channel().await);
+    let phone = "+86 139 1234 5678";
+    let mut case_ids = Vec::new();
+    for _ in 0..2 {
+        let case = cases
+            .open_case(cluster.request(Role::Agent, repair_case(phone, "")))
+            .await
+            .expect("open")
+            .into_inner()
+            .case
+            .expect("case");
+        assert_eq!(case.customer_phone, "+8613912345678");
+        case_ids.push(case.case_id);
+    }
+    // The phone is in no event of any office, in any form a reader could use.
+    for office in ["front-office", "middle-office", "back-office", "listen-in"] {
+        let url = cluster.service(office).database_url().to_owned();
+        let store = svcops_eventstore::PostgresStore::connect(&url, 1)
+            .await
+            .expect("connect");
+        let events = svcops_eventstore::EventStore::read_all(&store, 0, 1000)
+            .await
+            .expect("read");
+        for event in events {
+            assert!(
+                !event.payload.windows(8).any(|window| window == b"13912345"),
+                "{office} stores the phone in plain text in {}",
+                event.event_type
+            );
+        }
+    }
+
+    let denied = cases
+        .erase_customer_data(cluster.request(
+            Role::Agent,
+            front::EraseCustomerDataRequest {
+                customer_phone: phone.into(),
+            },
+        ))
+        .await
+        .expect_err("agents may not erase");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let erased = cases
+        .erase_customer_data(cluster.request(
+            Role::Manager,
+            front::EraseCustomerDataRequest {
+                customer_phone: phone.into(),
+            },
+        ))
+        .await
+        .expect("erase")
+        .into_inner();
+    assert!(erased.erased);
+
+    for case_id in &case_ids {
+        let case = cases
+            .get_case(cluster.request(
+                Role::Agent,
+                front::GetCaseRequest {
+                    case_id: case_id.clone(),
+                },
+            ))
+            .await
+            .expect("the case is still there")
+            .into_inner()
+            .case
+            .expect("case");
+        assert!(case.customer_data_erased);
+        assert_eq!(case.customer_phone, "");
+        assert_eq!(
+            case.summary, "ceiling lamp flickers",
+            "the rest of the case stays"
+        );
+    }
+    let listed = cases
+        .list_cases(cluster.request(
+            Role::Agent,
+            front::ListCasesRequest {
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(
+        listed
+            .cases
+            .iter()
+            .all(|case| case.customer_data_erased && case.customer_phone.is_empty())
+    );
+
+    // Nothing left to erase; a returning customer starts afresh with a new key.
+    let again = cases
+        .erase_customer_data(cluster.request(
+            Role::Manager,
+            front::EraseCustomerDataRequest {
+                customer_phone: phone.into(),
+            },
+        ))
+        .await
+        .expect("erase again")
+        .into_inner();
+    assert!(!again.erased);
+    let returning = cases
+        .open_case(cluster.request(Role::Agent, repair_case(phone, "")))
+        .await
+        .expect("open")
+        .into_inner()
+        .case
+        .expect("case");
+    assert_eq!(returning.customer_phone, "+8613912345678");
 }

@@ -190,6 +190,29 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     assert_eq!(shown["customer_phone"], "+86*******1234");
     assert_eq!(shown["opened_by"], "svcops-cli");
 
+    // Erasure: the case stays, the phone is gone.
+    let erased = cli(
+        &address,
+        data_dir,
+        &["customer", "erase", "--phone", "+86 138 0000 1234"],
+    )
+    .await;
+    assert_eq!(
+        (erased.code, erased.stdout.trim()),
+        (0, "erased"),
+        "{}",
+        erased.stderr
+    );
+    let shown = cli(
+        &address,
+        data_dir,
+        &["case", "show", &case_id, "--output", "json"],
+    )
+    .await;
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("json");
+    assert_eq!(shown["customer_data_erased"], true);
+    assert_eq!(shown["customer_phone"], "");
+
     // A crash (SIGKILL), then a restart on the same data directory: nothing lost.
     let before = timeline(&address, data_dir, &case_id).await;
     server.kill().await.expect("kill");

@@ -88,6 +88,32 @@ pub trait EventStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), Error>;
 }
 
+/// What is known of a data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    Active(Vec<u8>),
+    /// The subject was erased: the key is gone for good.
+    Erased,
+    Unknown,
+}
+
+/// Data keys for personal data (crypto-shredding): kept beside the log, mutable, erasable.
+#[async_trait]
+pub trait PersonalDataKeys: Send + Sync + 'static {
+    /// The key of `subject`, created with `new_key` on first use (the first caller's key
+    /// wins a race). A subject erased before gets a new key.
+    async fn key_for_subject(
+        &self,
+        subject: &str,
+        new_key: &[u8],
+    ) -> Result<(uuid::Uuid, Vec<u8>), Error>;
+
+    async fn key(&self, key_id: uuid::Uuid) -> Result<KeyState, Error>;
+
+    /// Destroys the subject's key; returns its id, or `None` if the subject had none.
+    async fn erase_subject(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error>;
+}
+
 /// Reads a whole stream (helper over [`EventStore::read_stream`]).
 pub async fn read_whole_stream(
     store: &dyn EventStore,

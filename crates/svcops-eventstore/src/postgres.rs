@@ -242,6 +242,54 @@ impl PostgresStore {
 }
 
 #[async_trait]
+impl crate::PersonalDataKeys for PostgresStore {
+    async fn key_for_subject(
+        &self,
+        subject: &str,
+        new_key: &[u8],
+    ) -> Result<(Uuid, Vec<u8>), Error> {
+        sqlx::query(
+            "INSERT INTO personal_data_keys (key_id, subject, key) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(subject)
+        .bind(new_key)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT key_id, key FROM personal_data_keys WHERE subject = $1")
+            .bind(subject)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    async fn key(&self, key_id: Uuid) -> Result<crate::KeyState, Error> {
+        let row = sqlx::query("SELECT key FROM personal_data_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            None => crate::KeyState::Unknown,
+            Some(row) => match row.try_get::<Option<Vec<u8>>, _>(0)? {
+                Some(key) => crate::KeyState::Active(key),
+                None => crate::KeyState::Erased,
+            },
+        })
+    }
+
+    async fn erase_subject(&self, subject: &str) -> Result<Option<Uuid>, Error> {
+        Ok(sqlx::query_scalar(
+            "UPDATE personal_data_keys SET subject = NULL, key = NULL, erased_at = now() \
+             WHERE subject = $1 RETURNING key_id",
+        )
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, append: Append) -> Result<AppendOutcome, Error> {
         append.validate()?;

@@ -22,6 +22,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 type Store = Arc<dyn EventStore>;
+type Keys = Arc<dyn svcops_eventstore::PersonalDataKeys>;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -58,6 +59,10 @@ impl PostgresFixture {
         Arc::new(self.store.clone())
     }
 
+    fn keys(&self) -> Keys {
+        Arc::new(self.store.clone())
+    }
+
     /// Drops the test database (only reached when the case passed; a failed case leaves its
     /// database behind for inspection).
     async fn teardown(self) {
@@ -85,6 +90,10 @@ impl SqliteFixture {
     }
 
     fn store(&self) -> Store {
+        Arc::new(self.store.clone())
+    }
+
+    fn keys(&self) -> Keys {
         Arc::new(self.store.clone())
     }
 
@@ -1141,5 +1150,104 @@ mod cases {
 
     pub async fn ping_succeeds(store: Store) {
         store.ping().await.expect("ping");
+    }
+}
+
+/// The same for the personal-data key port.
+macro_rules! keys_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres_keys {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::PostgresFixture::new().await;
+                    super::key_cases::$case(fixture.keys()).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+
+        mod sqlite_keys {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::SqliteFixture::new().await;
+                    super::key_cases::$case(fixture.keys()).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+    };
+}
+
+keys_suite!(
+    a_subject_keeps_its_first_key,
+    concurrent_first_uses_agree_on_one_key,
+    erasure_destroys_the_key_for_good,
+);
+
+mod key_cases {
+    use svcops_eventstore::KeyState;
+
+    use super::*;
+
+    pub async fn a_subject_keeps_its_first_key(keys: Keys) {
+        let (id, key) = keys
+            .key_for_subject("+8613800001234", &[1; 32])
+            .await
+            .expect("key");
+        assert_eq!(key, vec![1; 32]);
+        let (again, key) = keys
+            .key_for_subject("+8613800001234", &[2; 32])
+            .await
+            .expect("key");
+        assert_eq!((again, key), (id, vec![1; 32]), "the first key stays");
+        assert_eq!(
+            keys.key(id).await.expect("lookup"),
+            KeyState::Active(vec![1; 32])
+        );
+        assert_eq!(
+            keys.key(Uuid::new_v4()).await.expect("lookup"),
+            KeyState::Unknown
+        );
+        let (other, _) = keys
+            .key_for_subject("+8613900000000", &[3; 32])
+            .await
+            .expect("key");
+        assert_ne!(other, id);
+    }
+
+    pub async fn concurrent_first_uses_agree_on_one_key(keys: Keys) {
+        let tasks: Vec<_> = (0..8u8)
+            .map(|n| {
+                let keys = keys.clone();
+                tokio::spawn(async move { keys.key_for_subject("subject", &[n; 32]).await })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for task in tasks {
+            seen.insert(task.await.expect("join").expect("key"));
+        }
+        assert_eq!(seen.len(), 1, "one key for one subject: {seen:?}");
+    }
+
+    pub async fn erasure_destroys_the_key_for_good(keys: Keys) {
+        let (id, _) = keys
+            .key_for_subject("erase-me", &[7; 32])
+            .await
+            .expect("key");
+        assert_eq!(
+            keys.erase_subject("erase-me").await.expect("erase"),
+            Some(id)
+        );
+        assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
+        assert_eq!(keys.erase_subject("erase-me").await.expect("erase"), None);
+        let (new_id, key) = keys
+            .key_for_subject("erase-me", &[8; 32])
+            .await
+            .expect("key");
+        assert_ne!(new_id, id, "a returning subject gets a new key");
+        assert_eq!(key, vec![8; 32]);
+        assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod paging;
+pub mod personal_data;
 pub mod server;
 pub mod service;
 pub mod shutdown;

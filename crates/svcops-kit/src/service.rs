@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use svcops_bus::{Bus, KafkaBus, KafkaConfig};
-use svcops_eventstore::{EventStore, PostgresStore};
+use svcops_eventstore::{EventStore, PersonalDataKeys, PostgresStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -46,6 +46,8 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Ports {
     pub store: Arc<dyn EventStore>,
+    /// Data keys for personal data, kept in the same database as the store.
+    pub keys: Arc<dyn PersonalDataKeys>,
     pub bus: Arc<dyn Bus>,
 }
 
@@ -140,8 +142,10 @@ pub async fn run<O: Office>(
         Some(address) => Some(crate::metrics::spawn(address, shutdown.clone()).await?),
         None => None,
     };
-    let store: Arc<dyn EventStore> =
+    let postgres =
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
+    let store: Arc<dyn EventStore> = postgres.clone();
+    let keys: Arc<dyn PersonalDataKeys> = postgres;
     let kafka = KafkaBus::connect(KafkaConfig {
         partitions: config.kafka_partitions,
         batch_messages: (config.kafka_batch_messages > 0).then_some(config.kafka_batch_messages),
@@ -155,6 +159,7 @@ pub async fn run<O: Office>(
     let office = O::start(
         Ports {
             store: store.clone(),
+            keys,
             bus: bus.clone(),
         },
         shutdown.clone(),

@@ -229,6 +229,21 @@ impl Client {
         Ok(())
     }
 
+    pub async fn erase_customer(&mut self, phone: &str, output: Output) -> anyhow::Result<()> {
+        let response = CaseServiceClient::new(self.channel.clone())
+            .erase_customer_data(self.request(front::EraseCustomerDataRequest {
+                customer_phone: phone.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        match output {
+            Output::Json => println!("{}", serde_json::json!({ "erased": response.erased })),
+            Output::Table if response.erased => println!("erased"),
+            Output::Table => println!("nothing to erase"),
+        }
+        Ok(())
+    }
+
     pub async fn listen(
         &mut self,
         case_id: &str,
@@ -309,6 +324,7 @@ fn case_json(case: &front::Case) -> serde_json::Value {
         "priority": name(common::Priority::try_from(case.priority).ok().map(|p| p.as_str_name()), "PRIORITY_"),
         "channel": name(front::Channel::try_from(case.channel).ok().map(|c| c.as_str_name()), "CHANNEL_"),
         "customer_phone": case.customer_phone,
+        "customer_data_erased": case.customer_data_erased,
         "summary": case.summary,
         "product": case.product,
         "serial_number": case.serial_number,

@@ -68,15 +68,23 @@ async fn start<O: Office>(
     stores: &mut Vec<Arc<dyn EventStore>>,
 ) -> anyhow::Result<O> {
     let path: PathBuf = data_dir.join(format!("{}.db", O::NAME));
-    let store: Arc<dyn EventStore> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&path)
             .await
             .with_context(|| format!("cannot open {}", path.display()))?,
     );
+    let store: Arc<dyn EventStore> = sqlite.clone();
     stores.push(store.clone());
-    O::start(Ports { store, bus }, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot start {}", O::NAME))
+    O::start(
+        Ports {
+            store,
+            keys: sqlite,
+            bus,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot start {}", O::NAME))
 }
 
 /// Runs the embedded cluster until `shutdown`, with Prometheus metrics on `metrics_listen`

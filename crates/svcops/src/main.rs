@@ -81,6 +81,9 @@ enum Command {
     /// Cases at the front office.
     #[command(subcommand)]
     Case(CaseCommand),
+    /// Customers' personal data.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
     /// Print a case's timeline across all offices, then follow it live.
     Listen {
         case_id: String,
@@ -102,6 +105,15 @@ enum CaseCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomerCommand {
+    /// Erase a customer's personal data (destroys their data key; cannot be undone).
+    Erase {
+        #[arg(long)]
+        phone: String,
     },
 }
 
@@ -168,6 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                 }
             }
+        }
+        Command::Customer(CustomerCommand::Erase { phone }) => {
+            let mut client = client::Client::connect(&global).await?;
+            client.erase_customer(&phone, global.output).await
         }
         Command::Listen { case_id, no_follow } => {
             let mut client = client::Client::connect(&global).await?;

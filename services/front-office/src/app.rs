@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
 use svcops_bus::relay::Tap;
 use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
+    Append, EventStore, ExpectedVersion, KeyState, PersonalDataKeys, RecordedEvent, StreamId,
+    read_whole_stream,
 };
 use svcops_kit::events::CommandContext;
 use time::OffsetDateTime;
@@ -14,7 +15,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::codec;
-use crate::domain::{self, Case, CaseDetails, Command, Flag, FlagNote, Lifecycle};
+use crate::domain::{
+    self, Case, CaseDetails, Command, CustomerPhone, Flag, FlagNote, Lifecycle, PhoneNumber,
+};
+use svcops_kit::personal_data;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +32,8 @@ pub enum Error {
     Store(#[from] svcops_eventstore::Error),
     #[error(transparent)]
     Corrupt(#[from] codec::Error),
+    #[error("personal data: {0}")]
+    Sealing(String),
 }
 
 /// A case as callers see it.
@@ -80,13 +86,87 @@ fn view(case: Case, version: u64) -> Option<CaseView> {
 /// Handles case commands and queries.
 pub struct Cases {
     store: Arc<dyn EventStore>,
+    keys: Arc<dyn PersonalDataKeys>,
     relay: Arc<Notify>,
     list: Arc<CaseList>,
 }
 
 impl Cases {
-    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: Arc<CaseList>) -> Self {
-        Self { store, relay, list }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        keys: Arc<dyn PersonalDataKeys>,
+        relay: Arc<Notify>,
+        list: Arc<CaseList>,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            relay,
+            list,
+        }
+    }
+
+    /// Seals a known phone with its customer's data key (created on first use).
+    async fn seal(&self, phone: CustomerPhone) -> Result<CustomerPhone, Error> {
+        let CustomerPhone::Known(phone) = phone else {
+            return Ok(phone);
+        };
+        let (key_id, key) = self
+            .keys
+            .key_for_subject(phone.as_str(), &personal_data::new_key())
+            .await?;
+        let sealed = personal_data::seal(&key, phone.as_str())
+            .map_err(|error| Error::Sealing(error.to_string()))?;
+        Ok(CustomerPhone::Sealed { key_id, sealed })
+    }
+
+    /// Opens a sealed phone, or says it was erased.
+    async fn unseal(&self, phone: CustomerPhone) -> Result<CustomerPhone, Error> {
+        let CustomerPhone::Sealed { key_id, sealed } = phone else {
+            return Ok(phone);
+        };
+        match self.keys.key(key_id).await? {
+            KeyState::Active(key) => {
+                let text = personal_data::open(&key, &sealed)
+                    .map_err(|error| Error::Sealing(error.to_string()))?;
+                let phone = PhoneNumber::parse("customer_phone", &text)
+                    .map_err(|error| Error::Sealing(error.to_string()))?;
+                Ok(CustomerPhone::Known(phone))
+            }
+            KeyState::Erased | KeyState::Unknown => Ok(CustomerPhone::Erased),
+        }
+    }
+
+    async fn unseal_view(&self, mut view: CaseView) -> Result<CaseView, Error> {
+        view.details.customer_phone = self.unseal(view.details.customer_phone).await?;
+        Ok(view)
+    }
+
+    /// Erases a customer's personal data: destroys their data key and records that it
+    /// happened (without the data). Returns false when there was nothing to erase.
+    pub async fn erase_customer(
+        &self,
+        context: &CommandContext,
+        phone: &PhoneNumber,
+    ) -> Result<bool, Error> {
+        let Some(key_id) = self.keys.erase_subject(phone.as_str()).await? else {
+            return Ok(false);
+        };
+        let event = context.event(
+            None,
+            &svcops_proto::frontoffice::v1::CustomerDataErased {
+                key_id: key_id.to_string(),
+            },
+        );
+        self.store
+            .append(Append::new(
+                StreamId::for_aggregate("customer", key_id),
+                ExpectedVersion::Any,
+                vec![event],
+            ))
+            .await?;
+        self.relay.notify_one();
+        Ok(true)
     }
 
     /// Opens a case. With a request id, a retry returns the case the first call opened.
@@ -97,13 +177,15 @@ impl Cases {
         details: CaseDetails,
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
+        let mut details = details;
+        details.customer_phone = self.seal(details.customer_phone).await?;
         let events = Case::default()
             .decide(Command::Open { case_id, details })
             .map_err(Error::Rejected)?;
         let events = events
             .iter()
             .map(|event| codec::to_new_event(context, event))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
         if let Some(request_id) = request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
@@ -185,7 +267,8 @@ impl Cases {
                 events
                     .iter()
                     .map(|event| codec::to_new_event(&context, event))
-                    .collect(),
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| HandlerError::Failed(error.to_string()))?,
             )
             .idempotency_key(format!("front-office/dead-letter/{}", dead_letter.key()));
             match self.store.append(append).await {
@@ -206,12 +289,22 @@ impl Cases {
     async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
         let events = read_whole_stream(self.store.as_ref(), stream).await?;
         let (case, version) = fold(&events)?;
-        view(case, version).ok_or(Error::NotFound(Uuid::nil()))
+        let view = view(case, version).ok_or(Error::NotFound(Uuid::nil()))?;
+        self.unseal_view(view).await
     }
 
     /// Newest first, `page_size` at a time, after the page token's position.
-    pub fn list(&self, page_size: usize, after: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
-        self.list.page(page_size, after)
+    pub async fn list(
+        &self,
+        page_size: usize,
+        after: Option<i64>,
+    ) -> Result<(Vec<CaseView>, Option<i64>), Error> {
+        let (views, next) = self.list.page(page_size, after);
+        let mut unsealed = Vec::with_capacity(views.len());
+        for view in views {
+            unsealed.push(self.unseal_view(view).await?);
+        }
+        Ok((unsealed, next))
     }
 }
 

@@ -7,12 +7,17 @@ use svcops_proto::frontoffice::v1 as proto;
 use svcops_eventstore::NewEvent;
 use svcops_kit::events::CommandContext;
 
-use crate::domain::{CaseDetails, Category, Channel, Event, Flag, PhoneNumber, Priority};
+use crate::domain::{
+    CaseDetails, Category, Channel, CustomerPhone, Event, Flag, PhoneNumber, Priority,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot decode {event_type}: {reason}")]
     Undecodable { event_type: String, reason: String },
+    /// A bug: personal data must be sealed before it is written.
+    #[error("refusing to write an unsealed customer phone")]
+    Unsealed,
 }
 
 pub fn category_from_proto(value: i32) -> Option<Category> {
@@ -98,21 +103,28 @@ pub fn flag_to_proto_i32(flag: Flag) -> i32 {
 }
 
 /// The stored form of a domain event, with the context's metadata.
-pub fn to_new_event(context: &CommandContext, event: &Event) -> NewEvent {
-    match event {
-        Event::Opened { case_id, details } => context.event(
-            Some(*case_id),
-            &proto::CaseOpened {
-                case_id: case_id.to_string(),
-                customer_phone: details.customer_phone.as_str().to_owned(),
-                category: category_to_proto(details.category).into(),
-                priority: priority_to_proto(details.priority).into(),
-                channel: channel_to_proto(details.channel).into(),
-                summary: details.summary.clone(),
-                product: details.product.clone(),
-                serial_number: details.serial_number.clone(),
-            },
-        ),
+pub fn to_new_event(context: &CommandContext, event: &Event) -> Result<NewEvent, Error> {
+    Ok(match event {
+        Event::Opened { case_id, details } => {
+            let CustomerPhone::Sealed { key_id, sealed } = &details.customer_phone else {
+                return Err(Error::Unsealed);
+            };
+            context.event(
+                Some(*case_id),
+                &proto::CaseOpened {
+                    case_id: case_id.to_string(),
+                    customer_phone: String::new(),
+                    customer_key_id: key_id.to_string(),
+                    customer_phone_sealed: sealed.clone(),
+                    category: category_to_proto(details.category).into(),
+                    priority: priority_to_proto(details.priority).into(),
+                    channel: channel_to_proto(details.channel).into(),
+                    summary: details.summary.clone(),
+                    product: details.product.clone(),
+                    serial_number: details.serial_number.clone(),
+                },
+            )
+        }
         Event::Flagged {
             case_id,
             flag,
@@ -125,7 +137,7 @@ pub fn to_new_event(context: &CommandContext, event: &Event) -> NewEvent {
                 detail: detail.clone(),
             },
         ),
-    }
+    })
 }
 
 /// The domain event of a stored event; `Ok(None)` for types this version does not know.
@@ -152,8 +164,20 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> 
     };
     let case_id = uuid::Uuid::parse_str(&opened.case_id).map_err(|e| undecodable(e.to_string()))?;
     let details = CaseDetails {
-        customer_phone: PhoneNumber::parse("customer_phone", &opened.customer_phone)
-            .map_err(|e| undecodable(e.to_string()))?,
+        customer_phone: if !opened.customer_key_id.is_empty() {
+            CustomerPhone::Sealed {
+                key_id: uuid::Uuid::parse_str(&opened.customer_key_id)
+                    .map_err(|e| undecodable(e.to_string()))?,
+                sealed: opened.customer_phone_sealed,
+            }
+        } else if opened.customer_phone.is_empty() {
+            CustomerPhone::Erased
+        } else {
+            CustomerPhone::Known(
+                PhoneNumber::parse("customer_phone", &opened.customer_phone)
+                    .map_err(|e| undecodable(e.to_string()))?,
+            )
+        },
         category: category_from_proto(opened.category)
             .ok_or_else(|| undecodable("unknown category".into()))?,
         priority: priority_from_proto(opened.priority)

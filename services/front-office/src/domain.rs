@@ -52,6 +52,24 @@ impl PhoneNumber {
     }
 }
 
+/// A customer's phone as a case holds it: personal data, so it is sealed with the customer's
+/// data key before it is written, and reads as erased once that key is destroyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerPhone {
+    Known(PhoneNumber),
+    Sealed { key_id: Uuid, sealed: Vec<u8> },
+    Erased,
+}
+
+impl CustomerPhone {
+    pub fn known(&self) -> Option<&PhoneNumber> {
+        match self {
+            CustomerPhone::Known(phone) => Some(phone),
+            CustomerPhone::Sealed { .. } | CustomerPhone::Erased => None,
+        }
+    }
+}
+
 /// Free text of bounded length, trimmed.
 fn bounded_text(
     field: &'static str,
@@ -114,7 +132,7 @@ pub enum Lifecycle {
 /// A validated request to open a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseDetails {
-    pub customer_phone: PhoneNumber,
+    pub customer_phone: CustomerPhone,
     pub category: Category,
     pub priority: Priority,
     pub channel: Channel,
@@ -141,7 +159,7 @@ impl CaseDetails {
         let serial = bounded_text("serial_number", serial_number, false, 100);
         match (phone, summary, product, serial) {
             (Ok(customer_phone), Ok(summary), Ok(product), Ok(serial_number)) => Ok(Self {
-                customer_phone,
+                customer_phone: CustomerPhone::Known(customer_phone),
                 category,
                 priority,
                 channel,
@@ -275,7 +293,10 @@ mod tests {
 
     #[test]
     fn phone_numbers_are_normalised() {
-        assert_eq!(details().customer_phone.as_str(), "+8613800001234");
+        assert_eq!(
+            details().customer_phone.known().map(PhoneNumber::as_str),
+            Some("+8613800001234")
+        );
         assert_eq!(details().summary, "ceiling lamp flickers");
     }
 

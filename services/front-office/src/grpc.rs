@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::app::{CaseView, Cases, Error};
 use crate::codec;
-use crate::domain::{self, CaseDetails, Channel, Lifecycle, Priority};
+use crate::domain::{self, CaseDetails, Channel, CustomerPhone, Lifecycle, PhoneNumber, Priority};
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
@@ -46,6 +46,7 @@ fn to_status(error: Error) -> Status {
         },
         Error::Store(error) => error.into(),
         Error::Corrupt(error) => ApiError::Internal(error.to_string()),
+        Error::Sealing(error) => ApiError::Internal(error),
     };
     api.into()
 }
@@ -65,14 +66,17 @@ fn mask_phone(phone: &str) -> String {
 }
 
 fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
-    let phone = view.details.customer_phone.as_str();
+    let phone = view.details.customer_phone.known().map(|phone| {
+        if principal.role.sees_personal_data() {
+            phone.as_str().to_owned()
+        } else {
+            mask_phone(phone.as_str())
+        }
+    });
     proto::Case {
         case_id: view.case_id.to_string(),
-        customer_phone: if principal.role.sees_personal_data() {
-            phone.to_owned()
-        } else {
-            mask_phone(phone)
-        },
+        customer_data_erased: matches!(view.details.customer_phone, CustomerPhone::Erased),
+        customer_phone: phone.unwrap_or_default(),
         category: codec::category_to_proto(view.details.category).into(),
         priority: codec::priority_to_proto(view.details.priority).into(),
         channel: codec::channel_to_proto(view.details.channel).into(),
@@ -210,7 +214,7 @@ impl CaseService for CaseGrpc {
         )?;
         let (size, after) =
             paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let (views, next) = self.cases.list(size, after);
+        let (views, next) = self.cases.list(size, after).await.map_err(to_status)?;
         Ok(Response::new(proto::ListCasesResponse {
             cases: views
                 .into_iter()
@@ -218,6 +222,28 @@ impl CaseService for CaseGrpc {
                 .collect(),
             next_page_token: paging::token(next),
         }))
+    }
+
+    async fn erase_customer_data(
+        &self,
+        request: Request<proto::EraseCustomerDataRequest>,
+    ) -> Result<Response<proto::EraseCustomerDataResponse>, Status> {
+        let principal = authorize(&request, &[Role::Manager])?;
+        let phone = PhoneNumber::parse("customer_phone", &request.get_ref().customer_phone)
+            .map_err(|error| match error {
+                domain::Error::Invalid { field, reason } => {
+                    Status::from(ApiError::invalid(field, reason))
+                }
+                other => Status::from(ApiError::invalid("customer_phone", other.to_string())),
+            })?;
+        let context = CommandContext::from_caller(principal.clone());
+        let erased = self
+            .cases
+            .erase_customer(&context, &phone)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(erased, actor = %principal.subject, "customer data erasure requested");
+        Ok(Response::new(proto::EraseCustomerDataResponse { erased }))
     }
 }
 

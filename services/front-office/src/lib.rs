@@ -44,7 +44,12 @@ impl Office for FrontOffice {
             "svcops/front-office",
         )
         .with_tap(list.clone());
-        let cases = Arc::new(app::Cases::new(ports.store.clone(), relay.waker(), list));
+        let cases = Arc::new(app::Cases::new(
+            ports.store.clone(),
+            ports.keys.clone(),
+            relay.waker(),
+            list,
+        ));
         let dead_letters = Arc::new(app::DeadLetters(cases.clone()));
         let bus = ports.bus.clone();
         let consumer_shutdown = shutdown.clone();

@@ -47,7 +47,10 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
 pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -> String {
     let described = (|| -> Result<Option<String>, prost::DecodeError> {
         if let Some(e) = decode::<front::CaseOpened>(event_type, payload)? {
-            let phone = if unmasked {
+            // Sealed personal data stays sealed here: listen-in holds no customer keys.
+            let phone = if !e.customer_key_id.is_empty() {
+                "(personal data sealed)".to_owned()
+            } else if unmasked {
                 e.customer_phone.clone()
             } else {
                 mask_phone(&e.customer_phone)
@@ -166,6 +169,25 @@ mod tests {
         );
         let unmasked = describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice", true);
         assert!(unmasked.contains("+8613800001234"));
+    }
+
+    #[test]
+    fn sealed_phones_stay_sealed() {
+        let opened = front::CaseOpened {
+            case_id: "c".into(),
+            customer_key_id: "0190".into(),
+            customer_phone_sealed: vec![1, 2, 3],
+            category: common::CaseCategory::Repair.into(),
+            summary: "lamp".into(),
+            ..Default::default()
+        };
+        let text = describe(
+            "svcops.frontoffice.v1.CaseOpened",
+            &opened.encode_to_vec(),
+            "alice",
+            true,
+        );
+        assert!(text.contains("customer (personal data sealed)"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! Personal data sealed per data subject (crypto-shredding, DESIGN §3.8).
+//!
+//! Events are immutable, so personal data in them is encrypted with a key of its own per
+//! subject (today: per customer phone) kept outside the log, in a mutable table. Erasing the
+//! subject destroys the key: every event that carried the data stays in the log, readable in
+//! all other respects, and the personal data in it can no longer be read by anyone.
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Nonce};
+
+/// Length of a data key (AES-256).
+pub const KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("a data key must be {KEY_BYTES} bytes")]
+    BadKey,
+    #[error("sealed data is corrupt or was sealed with another key")]
+    Unreadable,
+}
+
+/// A fresh random data key.
+pub fn new_key() -> [u8; KEY_BYTES] {
+    Aes256Gcm::generate_key(OsRng).into()
+}
+
+/// Encrypts `plaintext` with `key` (AES-256-GCM, random nonce prepended).
+pub fn seal(key: &[u8], plaintext: &str) -> Result<Vec<u8>, Error> {
+    let cipher = cipher(key)?;
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let mut sealed = nonce.to_vec();
+    sealed.extend(
+        cipher
+            .encrypt(&nonce, plaintext.as_bytes())
+            .map_err(|_| Error::Unreadable)?,
+    );
+    Ok(sealed)
+}
+
+/// Decrypts what [`seal`] produced.
+pub fn open(key: &[u8], sealed: &[u8]) -> Result<String, Error> {
+    let cipher = cipher(key)?;
+    if sealed.len() < NONCE_BYTES {
+        return Err(Error::Unreadable);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
+    let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| Error::Unreadable)?;
+    let plaintext = cipher
+        .decrypt(&Nonce::from(nonce), ciphertext)
+        .map_err(|_| Error::Unreadable)?;
+    String::from_utf8(plaintext).map_err(|_| Error::Unreadable)
+}
+
+fn cipher(key: &[u8]) -> Result<Aes256Gcm, Error> {
+    Aes256Gcm::new_from_slice(key).map_err(|_| Error::BadKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_data_opens_with_its_key_only() {
+        let key = new_key();
+        let sealed = seal(&key, "+8613800001234").expect("seal");
+        assert!(
+            !sealed.windows(4).any(|window| window == b"1234"),
+            "not plaintext"
+        );
+        assert_eq!(open(&key, &sealed).expect("open"), "+8613800001234");
+        assert!(open(&new_key(), &sealed).is_err());
+        assert!(open(&key, &sealed[..5]).is_err());
+        assert!(matches!(seal(b"short", "x"), Err(Error::BadKey)));
+    }
+
+    #[test]
+    fn sealing_twice_gives_different_ciphertexts() {
+        let key = new_key();
+        assert_ne!(
+            seal(&key, "a").expect("seal"),
+            seal(&key, "a").expect("seal")
+        );
+    }
+}
