@@ -332,3 +332,57 @@ async fn dead_letter(
     ::metrics::counter!(metrics::CONSUMER_DEAD_LETTERED, &labels).increment(1);
     Ok(())
 }
+
+/// [`run`] as a background task that logs how it ended.
+pub fn spawn(
+    bus: Arc<dyn Bus>,
+    group: impl Into<String>,
+    topics: &[&str],
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let topics = topics.iter().map(|topic| (*topic).to_owned()).collect();
+    spawn_consume(
+        bus,
+        group.into(),
+        topics,
+        Arc::new(EventProcess(handler)),
+        shutdown,
+    )
+}
+
+/// [`run_dead_letters`] as a background task that logs how it ended.
+pub fn spawn_dead_letters(
+    bus: Arc<dyn Bus>,
+    group: impl Into<String>,
+    topics: &[&str],
+    handler: Arc<dyn DeadLetterHandler>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let topics = topics
+        .iter()
+        .map(|topic| topics::dead_letter(topic))
+        .collect();
+    spawn_consume(
+        bus,
+        group.into(),
+        topics,
+        Arc::new(DeadLetterProcess(handler)),
+        shutdown,
+    )
+}
+
+fn spawn_consume(
+    bus: Arc<dyn Bus>,
+    group: String,
+    topics: Vec<String>,
+    process: Arc<dyn Process>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(error) = consume(bus, &group, &topics, process.as_ref(), shutdown).await {
+            tracing::error!(%error, group, "consumer stopped");
+        }
+    })
+}

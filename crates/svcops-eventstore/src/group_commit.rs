@@ -66,6 +66,55 @@ WITH input AS (
 SELECT event_id FROM ins
 "#;
 
+/// Events as PostgreSQL arrays, one per column, for `UNNEST`-based multi-row inserts.
+pub(crate) struct EventColumns<'a> {
+    pub event_ids: Vec<Uuid>,
+    pub event_types: Vec<&'a str>,
+    pub case_ids: Vec<Option<Uuid>>,
+    pub actor_subjects: Vec<&'a str>,
+    pub actor_roles: Vec<&'a str>,
+    pub correlation_ids: Vec<Uuid>,
+    pub causation_ids: Vec<Option<Uuid>>,
+    pub traceparents: Vec<Option<&'a str>>,
+    pub occurred: Vec<time::OffsetDateTime>,
+    pub payloads: Vec<&'a [u8]>,
+}
+
+impl<'a> EventColumns<'a> {
+    pub(crate) fn new(events: impl ExactSizeIterator<Item = &'a NewEvent>) -> Self {
+        let count = events.len();
+        let mut columns = Self {
+            event_ids: Vec::with_capacity(count),
+            event_types: Vec::with_capacity(count),
+            case_ids: Vec::with_capacity(count),
+            actor_subjects: Vec::with_capacity(count),
+            actor_roles: Vec::with_capacity(count),
+            correlation_ids: Vec::with_capacity(count),
+            causation_ids: Vec::with_capacity(count),
+            traceparents: Vec::with_capacity(count),
+            occurred: Vec::with_capacity(count),
+            payloads: Vec::with_capacity(count),
+        };
+        for event in events {
+            columns.event_ids.push(event.event_id);
+            columns.event_types.push(event.event_type.as_str());
+            columns.case_ids.push(event.metadata.case_id);
+            columns
+                .actor_subjects
+                .push(event.metadata.actor_subject.as_str());
+            columns.actor_roles.push(event.metadata.actor_role.as_str());
+            columns.correlation_ids.push(event.metadata.correlation_id);
+            columns.causation_ids.push(event.metadata.causation_id);
+            columns
+                .traceparents
+                .push(event.metadata.traceparent.as_deref());
+            columns.occurred.push(event.metadata.occurred_at);
+            columns.payloads.push(event.payload.as_slice());
+        }
+        columns
+    }
+}
+
 impl GroupCommit {
     /// Starts `writers` writer tasks on `pool`. They stop when every handle is dropped.
     pub(crate) fn start(pool: PgPool, writers: usize, write_one: WriteOne) -> Self {
@@ -113,59 +162,30 @@ async fn writer(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, wri
 
 async fn write_many(pool: &PgPool, batch: Vec<Pending>, write_one: WriteOne) {
     let count = batch.len();
-    let mut stream_ids = Vec::with_capacity(count);
-    let mut versions = Vec::with_capacity(count);
-    let mut event_ids = Vec::with_capacity(count);
-    let mut event_types = Vec::with_capacity(count);
-    let mut case_ids = Vec::with_capacity(count);
-    let mut actor_subjects = Vec::with_capacity(count);
-    let mut actor_roles = Vec::with_capacity(count);
-    let mut correlation_ids = Vec::with_capacity(count);
-    let mut causation_ids = Vec::with_capacity(count);
-    let mut traceparents = Vec::with_capacity(count);
-    let mut occurred = Vec::with_capacity(count);
-    let mut payloads = Vec::with_capacity(count);
-    let mut publish = Vec::with_capacity(count);
-    for pending in &batch {
-        let event = &pending.event;
-        stream_ids.push(pending.stream_id.as_str());
-        versions.push(pending.version);
-        event_ids.push(event.event_id);
-        event_types.push(event.event_type.as_str());
-        case_ids.push(event.metadata.case_id);
-        actor_subjects.push(event.metadata.actor_subject.as_str());
-        actor_roles.push(event.metadata.actor_role.as_str());
-        correlation_ids.push(event.metadata.correlation_id);
-        causation_ids.push(event.metadata.causation_id);
-        traceparents.push(event.metadata.traceparent.as_deref());
-        occurred.push(event.metadata.occurred_at);
-        payloads.push(event.payload.as_slice());
-        publish.push(pending.publish);
-    }
+    let stream_ids: Vec<&str> = batch
+        .iter()
+        .map(|pending| pending.stream_id.as_str())
+        .collect();
+    let versions: Vec<i64> = batch.iter().map(|pending| pending.version).collect();
+    let publish: Vec<bool> = batch.iter().map(|pending| pending.publish).collect();
+    let columns = EventColumns::new(batch.iter().map(|pending| &pending.event));
     let result = sqlx::query_scalar::<_, Uuid>(APPEND_MANY)
         .bind(&stream_ids)
         .bind(&versions)
-        .bind(&event_ids)
-        .bind(&event_types)
-        .bind(&case_ids)
-        .bind(&actor_subjects)
-        .bind(&actor_roles)
-        .bind(&correlation_ids)
-        .bind(&causation_ids)
-        .bind(&traceparents)
-        .bind(&occurred)
-        .bind(&payloads)
+        .bind(&columns.event_ids)
+        .bind(&columns.event_types)
+        .bind(&columns.case_ids)
+        .bind(&columns.actor_subjects)
+        .bind(&columns.actor_roles)
+        .bind(&columns.correlation_ids)
+        .bind(&columns.causation_ids)
+        .bind(&columns.traceparents)
+        .bind(&columns.occurred)
+        .bind(&columns.payloads)
         .bind(&publish)
         .fetch_all(pool)
         .await;
-    drop((
-        stream_ids,
-        event_types,
-        actor_subjects,
-        actor_roles,
-        traceparents,
-        payloads,
-    ));
+    drop((stream_ids, columns));
     match result {
         Ok(inserted) => {
             let inserted: HashSet<Uuid> = inserted.into_iter().collect();

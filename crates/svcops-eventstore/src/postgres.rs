@@ -6,7 +6,7 @@ use sqlx::{Row, migrate::MigrateDatabase};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::group_commit::{GroupCommit, Pending};
+use crate::group_commit::{EventColumns, GroupCommit, Pending};
 use crate::types::ANY_VERSION_ATTEMPTS;
 use crate::{
     Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
@@ -162,43 +162,22 @@ impl PostgresStore {
                 Err(concurrency(append))
             };
         }
-        let mut event_ids = Vec::with_capacity(count);
-        let mut event_types = Vec::with_capacity(count);
-        let mut case_ids = Vec::with_capacity(count);
-        let mut actor_subjects = Vec::with_capacity(count);
-        let mut actor_roles = Vec::with_capacity(count);
-        let mut correlation_ids = Vec::with_capacity(count);
-        let mut causation_ids = Vec::with_capacity(count);
-        let mut traceparents = Vec::with_capacity(count);
-        let mut occurred = Vec::with_capacity(count);
-        let mut payloads = Vec::with_capacity(count);
-        for event in &append.events {
-            event_ids.push(event.event_id);
-            event_types.push(event.event_type.as_str());
-            case_ids.push(event.metadata.case_id);
-            actor_subjects.push(event.metadata.actor_subject.as_str());
-            actor_roles.push(event.metadata.actor_role.as_str());
-            correlation_ids.push(event.metadata.correlation_id);
-            causation_ids.push(event.metadata.causation_id);
-            traceparents.push(event.metadata.traceparent.as_deref());
-            occurred.push(event.metadata.occurred_at);
-            payloads.push(event.payload.as_slice());
-        }
+        let columns = EventColumns::new(append.events.iter());
         let result = sqlx::query_scalar::<_, i64>(APPEND)
             .bind(append.idempotency_key.as_deref())
             .bind(append.stream_id.as_str())
             .bind(to_db_version(first_version))
             .bind(to_db_version(last_version))
-            .bind(&event_ids)
-            .bind(&event_types)
-            .bind(&case_ids)
-            .bind(&actor_subjects)
-            .bind(&actor_roles)
-            .bind(&correlation_ids)
-            .bind(&causation_ids)
-            .bind(&traceparents)
-            .bind(&occurred)
-            .bind(&payloads)
+            .bind(&columns.event_ids)
+            .bind(&columns.event_types)
+            .bind(&columns.case_ids)
+            .bind(&columns.actor_subjects)
+            .bind(&columns.actor_roles)
+            .bind(&columns.correlation_ids)
+            .bind(&columns.causation_ids)
+            .bind(&columns.traceparents)
+            .bind(&columns.occurred)
+            .bind(&columns.payloads)
             .bind(append.publish)
             .fetch_one(&self.pool)
             .await;

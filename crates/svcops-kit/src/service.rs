@@ -245,3 +245,12 @@ pub async fn main<O: Office>() -> std::process::ExitCode {
         }
     }
 }
+
+/// Waits for an office's background tasks (relay, consumers) after shutdown.
+pub async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "background task failed");
+        }
+    }
+}

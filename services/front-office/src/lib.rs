@@ -50,25 +50,15 @@ impl Office for FrontOffice {
             relay.waker(),
             list,
         ));
-        let dead_letters = Arc::new(app::DeadLetters(cases.clone()));
-        let bus = ports.bus.clone();
-        let consumer_shutdown = shutdown.clone();
         let tasks = vec![
+            consumer::spawn_dead_letters(
+                ports.bus.clone(),
+                format!("{SERVICE}.dead-letters"),
+                &topics::ALL,
+                Arc::new(app::DeadLetters(cases.clone())),
+                shutdown.clone(),
+            ),
             tokio::spawn(relay.run(shutdown)),
-            tokio::spawn(async move {
-                let group = format!("{SERVICE}.dead-letters");
-                if let Err(error) = consumer::run_dead_letters(
-                    bus,
-                    &group,
-                    &topics::ALL,
-                    dead_letters,
-                    consumer_shutdown,
-                )
-                .await
-                {
-                    tracing::error!(%error, "dead-letter consumer stopped");
-                }
-            }),
         ];
         Ok(Self { cases, tasks })
     }
@@ -85,8 +75,6 @@ impl Office for FrontOffice {
     }
 
     async fn stopped(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        svcops_kit::service::join_all(self.tasks).await;
     }
 }

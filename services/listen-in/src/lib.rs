@@ -44,15 +44,13 @@ impl Office for ListenIn {
         // One consumer per topic: an effect waiting for its cause from another office's
         // topic must not hold up the delivery of that cause.
         for topic in topics::ALL {
-            let bus = ports.bus.clone();
-            let handler = handler.clone();
-            let shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let group = format!("{SERVICE}.{topic}");
-                if let Err(error) = consumer::run(bus, &group, &[topic], handler, shutdown).await {
-                    tracing::error!(%error, topic, "consumer stopped");
-                }
-            }));
+            tasks.push(consumer::spawn(
+                ports.bus.clone(),
+                format!("{SERVICE}.{topic}"),
+                &[topic],
+                handler.clone(),
+                shutdown.clone(),
+            ));
         }
         Ok(Self {
             timelines,
@@ -73,8 +71,6 @@ impl Office for ListenIn {
     }
 
     async fn stopped(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        svcops_kit::service::join_all(self.tasks).await;
     }
 }

@@ -49,24 +49,15 @@ impl Office for MiddleOffice {
             relay.waker(),
             list,
         ));
-        let handler = Arc::new(app::FrontOfficeEvents(orders.clone()));
-        let bus = ports.bus.clone();
-        let consumer_shutdown = shutdown.clone();
         let tasks = vec![
+            consumer::spawn(
+                ports.bus.clone(),
+                SERVICE,
+                &[topics::FRONT_OFFICE],
+                Arc::new(app::FrontOfficeEvents(orders.clone())),
+                shutdown.clone(),
+            ),
             tokio::spawn(relay.run(shutdown)),
-            tokio::spawn(async move {
-                if let Err(error) = consumer::run(
-                    bus,
-                    SERVICE,
-                    &[topics::FRONT_OFFICE],
-                    handler,
-                    consumer_shutdown,
-                )
-                .await
-                {
-                    tracing::error!(%error, "front-office consumer stopped");
-                }
-            }),
         ];
         Ok(Self { orders, tasks })
     }
@@ -83,8 +74,6 @@ impl Office for MiddleOffice {
     }
 
     async fn stopped(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        svcops_kit::service::join_all(self.tasks).await;
     }
 }
