@@ -163,6 +163,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the cluster with extra environment for every service.
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Cluster {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let secret = format!(
             "{}{}",
@@ -186,6 +191,12 @@ impl Cluster {
                 ("SVCOPS_BUS_NAMESPACE".to_owned(), namespace.clone()),
                 ("SVCOPS_TOKEN_SECRET".to_owned(), secret.clone()),
             ]);
+            let mut env = env;
+            env.extend(
+                extra_env
+                    .iter()
+                    .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+            );
             services.push(Service::spawn(name, env).await);
         }
         Cluster {
