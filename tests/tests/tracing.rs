@@ -18,10 +18,13 @@ use svcops_proto::frontoffice::v1 as front;
 use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
 use tests::{Cluster, eventually};
 
-/// A real OTLP/gRPC collector endpoint that keeps what it receives: (service, span, trace id).
+/// One received span: service name, span name, trace id.
+type ReceivedSpan = (String, String, Vec<u8>);
+
+/// A real OTLP/gRPC collector endpoint that keeps what it receives.
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
 }
 
 #[tonic::async_trait]
