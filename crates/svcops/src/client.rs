@@ -170,7 +170,7 @@ impl Client {
                         let value = value
                             .as_str()
                             .map_or_else(|| value.to_string(), str::to_owned);
-                        println!("{key:<15} {value}");
+                        println!("{key:<21} {value}");
                     }
                 }
             }
