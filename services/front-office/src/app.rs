@@ -319,6 +319,7 @@ pub struct CaseList {
 
 impl CaseList {
     fn page(&self, page_size: usize, before: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
+        let page_size = page_size.max(1);
         let cases = self
             .cases
             .read()
@@ -421,5 +422,83 @@ pub struct DeadLetters(pub Arc<Cases>);
 impl DeadLetterHandler for DeadLetters {
     async fn handle(&self, dead_letter: &DeadLetter) -> Result<(), HandlerError> {
         self.0.flag_dead_letter(dead_letter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use svcops_eventstore::{EventMetadata, RecordedEvent};
+    use svcops_kit::events::CommandContext;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::{Category, Channel, Priority};
+
+    fn opened_at(position: i64) -> RecordedEvent {
+        let case_id = Uuid::now_v7();
+        let mut details = CaseDetails::parse(
+            "+8613800001234",
+            Category::Repair,
+            Priority::Normal,
+            Channel::Hotline,
+            &format!("case {position}"),
+            "",
+            "",
+        )
+        .expect("valid");
+        details.customer_phone = CustomerPhone::Sealed {
+            key_id: Uuid::now_v7(),
+            sealed: vec![1, 2, 3],
+        };
+        let context = CommandContext::from_caller(svcops_kit::Principal {
+            subject: "alice".into(),
+            role: svcops_kit::Role::Agent,
+        });
+        let event = codec::to_new_event(&context, &domain::Event::Opened { case_id, details })
+            .expect("encodes");
+        RecordedEvent {
+            position,
+            stream_id: case_stream(case_id),
+            version: 1,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            payload: event.payload,
+            metadata: EventMetadata {
+                occurred_at: OffsetDateTime::UNIX_EPOCH,
+                ..event.metadata
+            },
+            recorded_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn summaries(views: &[CaseView]) -> Vec<&str> {
+        views
+            .iter()
+            .map(|view| view.details.summary.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn pages_run_newest_first_without_gaps_or_repeats() {
+        let list = CaseList::default();
+        let events: Vec<_> = (1..=5).map(opened_at).collect();
+        list.observe(&events);
+        // Replayed again (rebuild and tap overlap): nothing doubles.
+        list.observe(&events);
+        assert_eq!(list.len(), 5);
+
+        let (first, next) = list.page(2, None);
+        assert_eq!(summaries(&first), ["case 5", "case 4"]);
+        let (second, next) = list.page(2, next);
+        assert_eq!(summaries(&second), ["case 3", "case 2"]);
+        let (third, next) = list.page(2, next);
+        assert_eq!(summaries(&third), ["case 1"]);
+        assert_eq!(next, None);
+
+        let (all, next) = list.page(5, None);
+        assert_eq!(all.len(), 5);
+        assert_eq!(next, None, "an exactly full page has no next page");
+        let (one, _) = list.page(0, None);
+        assert_eq!(one.len(), 1, "a zero page size is treated as one");
     }
 }

@@ -55,22 +55,12 @@ pub fn parse_case_id(field: &str, raw: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID").into())
 }
 
-fn mask_phone(phone: &str) -> String {
-    let keep = 4.min(phone.len());
-    let (hidden, shown) = phone.split_at(phone.len() - keep);
-    let prefix: String = hidden.chars().take(3).collect();
-    format!(
-        "{prefix}{}{shown}",
-        "*".repeat(hidden.len().saturating_sub(3))
-    )
-}
-
 fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
     let phone = view.details.customer_phone.known().map(|phone| {
         if principal.role.sees_personal_data() {
             phone.as_str().to_owned()
         } else {
-            mask_phone(phone.as_str())
+            svcops_kit::personal_data::mask_phone(phone.as_str())
         }
     });
     proto::Case {
@@ -250,12 +240,6 @@ impl CaseService for CaseGrpc {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_all_but_prefix_and_last_four() {
-        assert_eq!(mask_phone("+8613800001234"), "+86*******1234");
-        assert_eq!(mask_phone("123"), "123");
-    }
 
     #[test]
     fn open_requests_report_every_bad_field() {

@@ -8,21 +8,6 @@ use svcops_proto::listenin::v1 as listen;
 use svcops_proto::middleoffice::v1 as middle;
 use time::format_description::well_known::Rfc3339;
 
-/// Keeps a phone's first three and last four characters.
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() <= 7 {
-        return "*".repeat(chars.len());
-    }
-    let hidden = chars.len() - 7;
-    format!(
-        "{}{}{}",
-        chars[..3].iter().collect::<String>(),
-        "*".repeat(hidden),
-        chars[chars.len() - 4..].iter().collect::<String>()
-    )
-}
-
 fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
     timestamp
         .and_then(from_timestamp)
@@ -53,7 +38,7 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
             } else if unmasked {
                 e.customer_phone.clone()
             } else {
-                mask_phone(&e.customer_phone)
+                svcops_kit::personal_data::mask_phone(&e.customer_phone)
             };
             let category = enum_name(
                 common::CaseCategory::try_from(e.category)

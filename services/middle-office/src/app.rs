@@ -163,6 +163,7 @@ impl WorkOrderList {
         page_size: usize,
         before: Option<i64>,
     ) -> (Vec<WorkOrderView>, Option<i64>) {
+        let page_size = page_size.max(1);
         let inner = self
             .inner
             .read()
