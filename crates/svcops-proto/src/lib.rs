@@ -33,8 +33,3 @@ pub mod listenin {
 /// Encoded `FileDescriptorSet` of every svcops proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/svcops_descriptor.bin"));
-
-/// Fully qualified protobuf name of a generated message, e.g. `svcops.frontoffice.v1.CaseOpened`.
-pub fn type_name<M: prost::Name>() -> String {
-    M::full_name()
-}
