@@ -526,6 +526,30 @@ async fn a_poison_event_is_dead_lettered_and_its_case_flagged() {
     .await;
 }
 
+/// One reflection request, its first answer.
+async fn reflect<S>(
+    client: &mut tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient<
+        tonic::transport::Channel,
+    >,
+    request: tonic::Request<S>,
+) -> Option<tonic_reflection::pb::v1::server_reflection_response::MessageResponse>
+where
+    S: tokio_stream::Stream<Item = tonic_reflection::pb::v1::ServerReflectionRequest>
+        + Send
+        + 'static,
+{
+    client
+        .server_reflection_info(request)
+        .await
+        .expect("reflection")
+        .into_inner()
+        .next()
+        .await
+        .expect("a response")
+        .expect("ok")
+        .message_response
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reflection_lets_a_generic_client_find_every_service() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -557,24 +581,14 @@ async fn reflection_lets_a_generic_client_find_every_service() {
             tonic::Code::Unauthenticated
         );
 
-        let mut request = tonic::Request::new(ask(MessageRequest::ListServices(String::new())));
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", cluster.token(Role::Service))
-                .parse()
-                .expect("ascii"),
-        );
-        let mut responses = client
-            .server_reflection_info(request)
-            .await
-            .expect("reflection")
-            .into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = responses
-            .next()
-            .await
-            .expect("a response")
-            .expect("ok")
-            .message_response
+        let Some(MessageResponse::ListServicesResponse(list)) = reflect(
+            &mut client,
+            cluster.request(
+                Role::Service,
+                ask(MessageRequest::ListServices(String::new())),
+            ),
+        )
+        .await
         else {
             panic!("not a service list");
         };
@@ -587,26 +601,14 @@ async fn reflection_lets_a_generic_client_find_every_service() {
         assert!(names.contains("grpc.health.v1.Health"), "{names:?}");
 
         // And the descriptors to call it.
-        let mut request = tonic::Request::new(ask(MessageRequest::FileContainingSymbol(
-            service.to_owned(),
-        )));
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", cluster.token(Role::Service))
-                .parse()
-                .expect("ascii"),
-        );
-        let mut responses = client
-            .server_reflection_info(request)
-            .await
-            .expect("reflection")
-            .into_inner();
-        let Some(MessageResponse::FileDescriptorResponse(files)) = responses
-            .next()
-            .await
-            .expect("a response")
-            .expect("ok")
-            .message_response
+        let Some(MessageResponse::FileDescriptorResponse(files)) = reflect(
+            &mut client,
+            cluster.request(
+                Role::Service,
+                ask(MessageRequest::FileContainingSymbol(service.to_owned())),
+            ),
+        )
+        .await
         else {
             panic!("no descriptors for {service}");
         };

@@ -241,10 +241,7 @@ async fn process(
         Err(error) => return Some(dead_letter(bus, group, delivery, &error.to_string()).await),
     };
     let handled = || {
-        let labels = [
-            ("group", group.to_owned()),
-            ("topic", delivery.topic.clone()),
-        ];
+        let labels = labels(group, delivery);
         ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
             .set(metrics::age_seconds(event.recorded_at));
     };
@@ -268,10 +265,7 @@ async fn process(
             .await
         {
             Ok(()) => {
-                let labels = [
-                    ("group", group.to_owned()),
-                    ("topic", delivery.topic.clone()),
-                ];
+                let labels = labels(group, delivery);
                 ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
                 handled();
                 return Some(Ok(()));
@@ -300,6 +294,14 @@ async fn process(
     }
 }
 
+/// Metric labels of a delivery handled by `group`.
+fn labels(group: &str, delivery: &Delivery) -> [(&'static str, String); 2] {
+    [
+        ("group", group.to_owned()),
+        ("topic", delivery.topic.clone()),
+    ]
+}
+
 async fn dead_letter(
     bus: &dyn Bus,
     group: &str,
@@ -325,10 +327,7 @@ async fn dead_letter(
     };
     bus.publish(&topics::dead_letter(&delivery.topic), vec![message])
         .await?;
-    let labels = [
-        ("group", group.to_owned()),
-        ("topic", delivery.topic.clone()),
-    ];
+    let labels = labels(group, delivery);
     ::metrics::counter!(metrics::CONSUMER_DEAD_LETTERED, &labels).increment(1);
     Ok(())
 }

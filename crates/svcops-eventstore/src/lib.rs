@@ -97,6 +97,17 @@ pub enum KeyState {
     Unknown,
 }
 
+impl KeyState {
+    /// From the `key` column of a looked-up row: no row, an erased (NULL) key, or a key.
+    pub(crate) fn from_column(column: Option<Option<Vec<u8>>>) -> Self {
+        match column {
+            None => KeyState::Unknown,
+            Some(None) => KeyState::Erased,
+            Some(Some(key)) => KeyState::Active(key),
+        }
+    }
+}
+
 /// Data keys for personal data (crypto-shredding): kept beside the log, mutable, erasable.
 #[async_trait]
 pub trait PersonalDataKeys: Send + Sync + 'static {

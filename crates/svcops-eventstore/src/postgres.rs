@@ -244,17 +244,12 @@ impl crate::PersonalDataKeys for PostgresStore {
     }
 
     async fn key(&self, key_id: Uuid) -> Result<crate::KeyState, Error> {
-        let row = sqlx::query("SELECT key FROM personal_data_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            None => crate::KeyState::Unknown,
-            Some(row) => match row.try_get::<Option<Vec<u8>>, _>(0)? {
-                Some(key) => crate::KeyState::Active(key),
-                None => crate::KeyState::Erased,
-            },
-        })
+        let key: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT key FROM personal_data_keys WHERE key_id = $1")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(crate::KeyState::from_column(key))
     }
 
     async fn erase_subject(&self, subject: &str) -> Result<Option<Uuid>, Error> {
