@@ -122,8 +122,11 @@ pub async fn run_dead_letters(
     .await
 }
 
-/// What to do with one delivery. `None` when shut down midway (nothing acknowledged);
-/// `Some(Err)` when it could not be finished (not acknowledged, comes again after restart).
+/// What to do with one delivery. Returns once the delivery is settled (handled, or safely on
+/// its dead-letter topic): `Some(())`, acknowledge it. `None` when shut down midway: nothing
+/// is acknowledged and the delivery comes again after a restart. There is no third outcome:
+/// a consumer never moves past a delivery it has not settled, because acknowledging a later
+/// one would commit the offset past it.
 #[async_trait]
 trait Process: Send + Sync {
     async fn process(
@@ -132,7 +135,7 @@ trait Process: Send + Sync {
         group: &str,
         delivery: &Delivery,
         shutdown: &CancellationToken,
-    ) -> Option<Result<(), crate::Error>>;
+    ) -> Option<()>;
 }
 
 struct EventProcess(Arc<dyn Handler>);
@@ -145,7 +148,7 @@ impl Process for EventProcess {
         group: &str,
         delivery: &Delivery,
         shutdown: &CancellationToken,
-    ) -> Option<Result<(), crate::Error>> {
+    ) -> Option<()> {
         process(bus, group, self.0.as_ref(), delivery, shutdown).await
     }
 }
@@ -160,15 +163,15 @@ impl Process for DeadLetterProcess {
         group: &str,
         delivery: &Delivery,
         shutdown: &CancellationToken,
-    ) -> Option<Result<(), crate::Error>> {
+    ) -> Option<()> {
         let dead_letter = DeadLetter::from_message(&delivery.message);
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.0.handle(&dead_letter).await {
-                Ok(()) => return Some(Ok(())),
+                Ok(()) => return Some(()),
                 Err(HandlerError::Failed(reason)) => {
                     tracing::error!(group, key = %dead_letter.key(), %reason, "dead letter not handled; skipped");
-                    return Some(Ok(()));
+                    return Some(());
                 }
                 Err(HandlerError::Unavailable(reason)) => {
                     tracing::warn!(group, %reason, ?backoff, "dead-letter handler unavailable; retrying");
@@ -207,16 +210,12 @@ async fn consume(
                 }
             }
         };
-        let Some(outcome) = process
+        if process
             .process(bus.as_ref(), group, &delivery, &shutdown)
             .await
-        else {
+            .is_none()
+        {
             return Ok(());
-        };
-        if let Err(error) = outcome {
-            // Not acknowledged: the message comes again after a restart.
-            tracing::warn!(group, %error, "could not dead-letter a message");
-            continue;
         }
         while let Err(error) = subscription.ack(&delivery).await {
             tracing::warn!(group, %error, "could not acknowledge; retrying");
@@ -235,10 +234,12 @@ async fn process(
     handler: &dyn Handler,
     delivery: &Delivery,
     shutdown: &CancellationToken,
-) -> Option<Result<(), crate::Error>> {
+) -> Option<()> {
     let event = match envelope::from_message(&delivery.message) {
         Ok(event) => event,
-        Err(error) => return Some(dead_letter(bus, group, delivery, &error.to_string()).await),
+        Err(error) => {
+            return dead_letter(bus, group, delivery, &error.to_string(), shutdown).await;
+        }
     };
     let handled = || {
         let labels = labels(group, delivery);
@@ -268,17 +269,17 @@ async fn process(
                 let labels = labels(group, delivery);
                 ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
                 handled();
-                return Some(Ok(()));
+                return Some(());
             }
             Err(HandlerError::Failed(reason)) => {
                 failures += 1;
                 if failures >= FAILURE_ATTEMPTS {
                     tracing::error!(group, event_id = %event.event_id, %reason, "dead-lettering event");
-                    let outcome = dead_letter(bus, group, delivery, &reason).await;
-                    if outcome.is_ok() {
+                    let settled = dead_letter(bus, group, delivery, &reason, shutdown).await;
+                    if settled.is_some() {
                         handled();
                     }
-                    return Some(outcome);
+                    return settled;
                 }
                 reason
             }
@@ -302,12 +303,16 @@ fn labels(group: &str, delivery: &Delivery) -> [(&'static str, String); 2] {
     ]
 }
 
+/// Publishes the delivery to its dead-letter topic, retrying until the broker takes it: a
+/// poison message is settled only once it is safely dead-lettered. `None` when shut down
+/// first (not acknowledged: it is consumed, and dead-lettered, again after a restart).
 async fn dead_letter(
     bus: &dyn Bus,
     group: &str,
     delivery: &Delivery,
     error: &str,
-) -> Result<(), crate::Error> {
+    shutdown: &CancellationToken,
+) -> Option<()> {
     let mut headers = delivery.message.headers.clone();
     headers.push(("dlq_topic".into(), delivery.topic.clone().into_bytes()));
     headers.push((
@@ -325,11 +330,20 @@ async fn dead_letter(
         headers,
         payload: delivery.message.payload.clone(),
     };
-    bus.publish(&topics::dead_letter(&delivery.topic), vec![message])
-        .await?;
+    let topic = topics::dead_letter(&delivery.topic);
+    let mut backoff = Duration::from_millis(50);
+    while let Err(error) = bus.publish(&topic, vec![message.clone()]).await {
+        ::metrics::counter!(metrics::CONSUMER_RETRIES, "group" => group.to_owned()).increment(1);
+        tracing::warn!(group, %topic, %error, ?backoff, "could not dead-letter a message; retrying");
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
     let labels = labels(group, delivery);
     ::metrics::counter!(metrics::CONSUMER_DEAD_LETTERED, &labels).increment(1);
-    Ok(())
+    Some(())
 }
 
 /// [`run`] as a background task that logs how it ended.

@@ -164,3 +164,129 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
     let again = tokio::time::timeout(Duration::from_millis(500), restarted.next()).await;
     assert!(again.is_err(), "nothing left for the group: {again:?}");
 }
+
+/// A real bus whose dead-letter topic refuses the first `failures` publishes (a broker stall).
+struct StallingDeadLetters {
+    inner: Arc<dyn Bus>,
+    failures: Mutex<u32>,
+    dead_lettered: Mutex<u32>,
+}
+
+#[async_trait]
+impl Bus for StallingDeadLetters {
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), svcops_bus::Error> {
+        if topic.ends_with(".dlq") {
+            let mut failures = self.failures.lock().expect("lock");
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(svcops_bus::Error::Timeout(Duration::from_millis(1)));
+            }
+        }
+        self.inner.publish(topic, messages).await?;
+        if topic.ends_with(".dlq") {
+            *self.dead_lettered.lock().expect("lock") += 1;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn svcops_bus::Subscription>, svcops_bus::Error> {
+        self.inner.subscribe(group, topics).await
+    }
+
+    async fn ping(&self) -> Result<(), svcops_bus::Error> {
+        self.inner.ping().await
+    }
+}
+
+/// Records the order of what it handled against what was dead-lettered by then.
+struct OrderRecorder {
+    bus: Arc<StallingDeadLetters>,
+    handled: Mutex<Vec<(Uuid, u32)>>,
+    progress: Notify,
+}
+
+#[async_trait]
+impl Handler for OrderRecorder {
+    async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
+        let dead_lettered = *self.bus.dead_lettered.lock().expect("lock");
+        self.handled
+            .lock()
+            .expect("lock")
+            .push((event.event_id, dead_lettered));
+        self.progress.notify_one();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded: Arc<dyn Bus> = Arc::new(
+        EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("embedded bus"),
+    );
+    let bus = Arc::new(StallingDeadLetters {
+        inner: embedded.clone(),
+        failures: Mutex::new(4),
+        dead_lettered: Mutex::new(0),
+    });
+    let after = recorded(7);
+    let poison = Message {
+        key: "case-x".into(),
+        headers: vec![("content-type".into(), b"text/plain".to_vec())],
+        payload: b"not an event".to_vec(),
+    };
+    bus.publish(
+        TOPIC,
+        vec![poison, envelope::to_message("svcops/front-office", &after)],
+    )
+    .await
+    .expect("publish");
+
+    let handler = Arc::new(OrderRecorder {
+        bus: bus.clone(),
+        handled: Mutex::default(),
+        progress: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer::run(
+        bus.clone(),
+        GROUP,
+        &[TOPIC],
+        handler.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while handler.handled.lock().expect("lock").is_empty() {
+            handler.progress.notified().await;
+        }
+    })
+    .await
+    .expect("the event after the poison message is handled");
+    shutdown.cancel();
+    running
+        .await
+        .expect("consumer task")
+        .expect("consumer stops cleanly");
+
+    // The consumer waited for the dead-letter topic before moving on: the poison message was
+    // dead-lettered (once) before the next event was handled, so no offset passed it.
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec![(after.event_id, 1)]
+    );
+    let mut dead_letters = embedded
+        .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
+        .await
+        .expect("subscribe dlq");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dead_letters.next())
+        .await
+        .expect("dead letter in time")
+        .expect("dead letter");
+    assert_eq!(dead.message.payload, b"not an event");
+}
