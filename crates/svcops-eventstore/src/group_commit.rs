@@ -7,7 +7,7 @@
 //! others; whether it went in is read back by event id. Alone, an append takes the
 //! single-row statement, so a lone caller pays nothing for this.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::PgPool;
@@ -27,11 +27,12 @@ pub(crate) struct Pending {
     pub version: i64,
     pub event: NewEvent,
     pub publish: bool,
-    /// `Ok(true)` appended, `Ok(false)` the expected version did not hold.
-    pub reply: oneshot::Sender<Result<bool, Error>>,
+    /// `Ok(Some(version))` the event is in the stream at `version` (appended now, or by an
+    /// earlier attempt of the same append); `Ok(None)` the expected version did not hold.
+    pub reply: oneshot::Sender<Result<Option<i64>, Error>>,
 }
 
-/// Writes one pending append on its own; `Ok(false)` when the guard or constraint refused.
+/// Writes one pending append on its own and answers its caller.
 pub(crate) type WriteOne =
     fn(PgPool, Pending) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -57,7 +58,7 @@ WITH input AS (
     WHERE i.version = 1
        OR EXISTS (SELECT 1 FROM events e WHERE e.stream_id = i.stream_id AND e.version = i.version - 1)
     ORDER BY i.ord
-    ON CONFLICT (stream_id, version) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING position, event_id
 ), outbox_rows AS (
     INSERT INTO outbox (position)
@@ -160,6 +161,42 @@ async fn writer(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, wri
     }
 }
 
+/// Answers appends the batch statement did not write: each either lost its race, or finds
+/// its own event already in its stream (an earlier attempt committed).
+async fn answer_refused(pool: &PgPool, refused: Vec<Pending>, write_one: WriteOne) {
+    let event_ids: Vec<Uuid> = refused
+        .iter()
+        .map(|pending| pending.event.event_id)
+        .collect();
+    let found = sqlx::query_as::<_, (Uuid, String, i64)>(
+        "SELECT event_id, stream_id, version FROM events WHERE event_id = ANY($1)",
+    )
+    .bind(&event_ids)
+    .fetch_all(pool)
+    .await;
+    match found {
+        Ok(rows) => {
+            let found: HashMap<Uuid, (String, i64)> = rows
+                .into_iter()
+                .map(|(event_id, stream_id, version)| (event_id, (stream_id, version)))
+                .collect();
+            for pending in refused {
+                let at = found
+                    .get(&pending.event.event_id)
+                    .filter(|(stream_id, _)| *stream_id == pending.stream_id)
+                    .map(|(_, version)| *version);
+                let _ = pending.reply.send(Ok(at));
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, "reading back a group append failed; answering one by one");
+            for pending in refused {
+                write_one(pool.clone(), pending).await;
+            }
+        }
+    }
+}
+
 async fn write_many(pool: &PgPool, batch: Vec<Pending>, write_one: WriteOne) {
     let count = batch.len();
     let stream_ids: Vec<&str> = batch
@@ -189,9 +226,14 @@ async fn write_many(pool: &PgPool, batch: Vec<Pending>, write_one: WriteOne) {
     match result {
         Ok(inserted) => {
             let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-            for pending in batch {
-                let appended = inserted.contains(&pending.event.event_id);
-                let _ = pending.reply.send(Ok(appended));
+            let (written, refused): (Vec<Pending>, Vec<Pending>) = batch
+                .into_iter()
+                .partition(|pending| inserted.contains(&pending.event.event_id));
+            for pending in written {
+                let _ = pending.reply.send(Ok(Some(pending.version)));
+            }
+            if !refused.is_empty() {
+                answer_refused(pool, refused, write_one).await;
             }
         }
         Err(error) => {

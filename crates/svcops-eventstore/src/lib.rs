@@ -36,15 +36,60 @@ pub enum Error {
     /// The request itself is malformed (empty append, bad stream id, ...).
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// The idempotency key was first used by a different request (its fingerprint differs).
+    #[error("idempotency key {key:?} was already used by a different request")]
+    IdempotencyKeyReused { key: String },
+    /// The database refused the data itself (a data exception or a constraint, SQLSTATE
+    /// classes 22 and 23): retrying the same append cannot succeed.
+    #[error("event store refused the data: {0}")]
+    Rejected(sqlx::Error),
     /// The database could not be reached or failed; the caller may retry.
     #[error("event store unavailable: {0}")]
-    Unavailable(#[from] sqlx::Error),
+    Unavailable(sqlx::Error),
     /// The schema could not be brought up to date.
     #[error("event store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// A stored row could not be read back (corruption or an incompatible schema).
     #[error("corrupt event row at position {position}: {reason}")]
     Corrupt { position: i64, reason: String },
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed (the store was unreachable or busy),
+    /// as opposed to a refusal that will repeat whatever the retries.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// Sorts database errors by whose fault they are: the data's (refused for good) or the
+    /// database's (unreachable, restarting, overloaded: an outage to wait out).
+    fn from(error: sqlx::Error) -> Self {
+        let refused = match &error {
+            sqlx::Error::Database(database) => {
+                use sqlx::error::ErrorKind;
+                let constraint = !matches!(database.kind(), ErrorKind::Other);
+                // PostgreSQL: SQLSTATE class 22 (data exception: bad encoding, NUL, out of
+                // range …). SQLite: SQLITE_TOOBIG (18), SQLITE_MISMATCH (20), SQLITE_RANGE
+                // (25), as the primary code of a possibly extended result code.
+                let data = match database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                    Some(sqlite) => sqlx::error::DatabaseError::code(sqlite)
+                        .and_then(|code| code.parse::<i32>().ok())
+                        .is_some_and(|code| matches!(code & 0xff, 18 | 20 | 25)),
+                    None => database.code().is_some_and(|code| code.starts_with("22")),
+                };
+                constraint || data
+            }
+            sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
+            _ => false,
+        };
+        if refused {
+            Self::Rejected(error)
+        } else {
+            Self::Unavailable(error)
+        }
+    }
 }
 
 /// The port: what services need from an event store.

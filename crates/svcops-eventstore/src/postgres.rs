@@ -32,8 +32,8 @@ WITH guard AS (
 ), idem AS (
     -- Only an append that passes the guard claims the key: a rejected one must leave it
     -- free for the corrected retry.
-    INSERT INTO idempotency (key, stream_id, first_version, last_version)
-    SELECT $1::text, $2, $3, $4 WHERE $1::text IS NOT NULL AND (SELECT ok FROM guard)
+    INSERT INTO idempotency (key, stream_id, first_version, last_version, request_hash)
+    SELECT $1::text, $2, $3, $4, $16 WHERE $1::text IS NOT NULL AND (SELECT ok FROM guard)
     ON CONFLICT (key) DO NOTHING
     RETURNING 1
 ), ins AS (
@@ -142,6 +142,20 @@ impl PostgresStore {
                 last_version,
             })
         };
+        // An append retried after an ambiguous failure (committed, reply lost) finds its own
+        // events: it is reported appended where they are, never refused or written twice.
+        let own = |found: Option<(u64, u64)>| match found {
+            Some((first, last))
+                if append.expected == ExpectedVersion::Any || first == first_version =>
+            {
+                Ok(AppendOutcome::Appended(Appended {
+                    stream_id: append.stream_id.clone(),
+                    first_version: first,
+                    last_version: last,
+                }))
+            }
+            _ => Err(concurrency(append)),
+        };
         if let ([event], None) = (append.events.as_slice(), &append.idempotency_key) {
             let (reply, answer) = tokio::sync::oneshot::channel();
             self.group
@@ -153,14 +167,12 @@ impl PostgresStore {
                     reply,
                 })
                 .await?;
-            let appended_now = answer
+            let written_at = answer
                 .await
                 .map_err(|_| Error::Invalid("the event store is shutting down".into()))??;
-            return if appended_now {
-                Ok(appended())
-            } else {
-                Err(concurrency(append))
-            };
+            return own(
+                written_at.map(|version| (from_db_version(version), from_db_version(version)))
+            );
         }
         let columns = EventColumns::new(append.events.iter());
         let result = sqlx::query_scalar::<_, i64>(APPEND)
@@ -179,33 +191,46 @@ impl PostgresStore {
             .bind(&columns.occurred)
             .bind(&columns.payloads)
             .bind(append.publish)
+            .bind(append.request_hash.as_deref())
             .fetch_one(&self.pool)
             .await;
-        let inserted = result.map_err(|error| map_append_error(append, error))?;
-        if inserted as usize == count {
-            return Ok(appended());
+        match result {
+            Ok(inserted) if inserted as usize == count => return Ok(appended()),
+            Ok(_) => {}
+            Err(sqlx::Error::Database(database))
+                if matches!(
+                    database.constraint(),
+                    Some("events_stream_version" | "events_event_id")
+                ) => {}
+            Err(error) => return Err(error.into()),
         }
         if let Some(key) = &append.idempotency_key
-            && let Some(first) = self.lookup_idempotency(key).await?
+            && let Some((first, request_hash)) = self.lookup_idempotency(key).await?
         {
-            return Ok(AppendOutcome::Duplicate(first));
+            return crate::types::duplicate(append, key, first, request_hash);
         }
-        Err(concurrency(append))
+        own(own_events(&self.pool, append.stream_id.as_str(), &columns.event_ids).await?)
     }
 
-    async fn lookup_idempotency(&self, key: &str) -> Result<Option<Appended>, Error> {
+    /// The first result of the append that used `key`, and its request fingerprint.
+    async fn lookup_idempotency(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Appended, Option<Vec<u8>>)>, Error> {
         let row = sqlx::query(
-            "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = $1",
+            "SELECT stream_id, first_version, last_version, request_hash FROM idempotency \
+             WHERE key = $1",
         )
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok(Appended {
+            let appended = Appended {
                 stream_id: StreamId::parse(row.try_get::<String, _>(0)?)?,
                 first_version: from_db_version(row.try_get(1)?),
                 last_version: from_db_version(row.try_get(2)?),
-            })
+            };
+            Ok((appended, row.try_get(3)?))
         })
         .transpose()
     }
@@ -358,7 +383,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
-        self.lookup_idempotency(key).await
+        Ok(self.lookup_idempotency(key).await?.map(|(first, _)| first))
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -374,8 +399,26 @@ fn concurrency(append: &Append) -> Error {
     }
 }
 
-/// A collision on (stream_id, version) means another append got there first.
-/// Writes one queued append with the single-row statement and answers its caller.
+/// Where these events already are in the stream, if all of them are there in a row: the
+/// mark of an earlier attempt of the same append that committed.
+pub(crate) async fn own_events(
+    pool: &PgPool,
+    stream_id: &str,
+    event_ids: &[Uuid],
+) -> Result<Option<(u64, u64)>, Error> {
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM events WHERE stream_id = $1 AND event_id = ANY($2) ORDER BY version",
+    )
+    .bind(stream_id)
+    .bind(event_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::types::consecutive(&versions, event_ids.len()))
+}
+
+/// Writes one queued append with the single-row statement and answers its caller with the
+/// version its event is at: written now, or found there from an earlier attempt. A
+/// collision with another event at that version is `None`: another append got there first.
 fn write_one(pool: PgPool, pending: Pending) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
         let event = &pending.event;
@@ -400,11 +443,15 @@ fn write_one(pool: PgPool, pending: Pending) -> std::pin::Pin<Box<dyn Future<Out
             .execute(&pool)
             .await;
         let answer = match result {
-            Ok(done) => Ok(done.rows_affected() == 1),
+            Ok(done) if done.rows_affected() == 1 => Ok(Some(pending.version)),
+            Ok(_) => own_event(&pool, &pending).await,
             Err(sqlx::Error::Database(database))
-                if database.constraint() == Some("events_stream_version") =>
+                if matches!(
+                    database.constraint(),
+                    Some("events_stream_version" | "events_event_id")
+                ) =>
             {
-                Ok(false)
+                own_event(&pool, &pending).await
             }
             Err(error) => Err(error.into()),
         };
@@ -412,15 +459,10 @@ fn write_one(pool: PgPool, pending: Pending) -> std::pin::Pin<Box<dyn Future<Out
     })
 }
 
-fn map_append_error(append: &Append, error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::Database(database)
-            if database.constraint() == Some("events_stream_version") =>
-        {
-            concurrency(append)
-        }
-        _ => error.into(),
-    }
+/// The version of a queued append's event if an earlier attempt wrote it.
+async fn own_event(pool: &PgPool, pending: &Pending) -> Result<Option<i64>, Error> {
+    let found = own_events(pool, &pending.stream_id, &[pending.event.event_id]).await?;
+    Ok(found.map(|(version, _)| to_db_version(version)))
 }
 
 fn to_db_version(version: u64) -> i64 {

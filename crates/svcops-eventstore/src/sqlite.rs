@@ -65,9 +65,9 @@ impl SqliteStore {
         append: &Append,
     ) -> Result<AppendOutcome, Error> {
         if let Some(key) = &append.idempotency_key
-            && let Some(first) = idempotent_result(&mut *transaction, key).await?
+            && let Some((first, request_hash)) = idempotent_result(&mut *transaction, key).await?
         {
-            return Ok(AppendOutcome::Duplicate(first));
+            return crate::types::duplicate(append, key, first, request_hash);
         }
         let current: Option<i64> =
             sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = ?1")
@@ -80,6 +80,21 @@ impl SqliteStore {
             ExpectedVersion::Exact(version) => current == version,
             ExpectedVersion::Any => true,
         };
+        if !matches || append.expected == ExpectedVersion::Any {
+            // A retry of an append that committed finds its own events: reported appended
+            // where they are, never refused or written twice.
+            if let Some((first_version, last_version)) = own_events(transaction, append).await?
+                && (append.expected == ExpectedVersion::Any
+                    || append.expected == ExpectedVersion::Exact(first_version - 1)
+                    || (append.expected == ExpectedVersion::NoStream && first_version == 1))
+            {
+                return Ok(AppendOutcome::Appended(Appended {
+                    stream_id: append.stream_id.clone(),
+                    first_version,
+                    last_version,
+                }));
+            }
+        }
         if !matches {
             return Err(Error::Concurrency {
                 stream_id: append.stream_id.to_string(),
@@ -120,14 +135,15 @@ impl SqliteStore {
         }
         if let Some(key) = &append.idempotency_key {
             sqlx::query(
-                "INSERT INTO idempotency (key, stream_id, first_version, last_version, recorded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO idempotency (key, stream_id, first_version, last_version, recorded_at, \
+                 request_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .bind(key)
             .bind(append.stream_id.as_str())
             .bind(first_version as i64)
             .bind(last_version as i64)
             .bind(&recorded_at)
+            .bind(append.request_hash.as_deref())
             .execute(&mut **transaction)
             .await?;
         }
@@ -150,24 +166,49 @@ impl SqliteStore {
     }
 }
 
+/// The first result of the append that used `key`, and its request fingerprint.
 async fn idempotent_result(
     connection: &mut sqlx::SqliteConnection,
     key: &str,
-) -> Result<Option<Appended>, Error> {
+) -> Result<Option<(Appended, Option<Vec<u8>>)>, Error> {
     let row = sqlx::query(
-        "SELECT stream_id, first_version, last_version FROM idempotency WHERE key = ?1",
+        "SELECT stream_id, first_version, last_version, request_hash FROM idempotency \
+         WHERE key = ?1",
     )
     .bind(key)
     .fetch_optional(&mut *connection)
     .await?;
     row.map(|row| {
-        Ok(Appended {
+        let appended = Appended {
             stream_id: StreamId::parse(row.try_get::<String, _>(0)?)?,
             first_version: row.try_get::<i64, _>(1)? as u64,
             last_version: row.try_get::<i64, _>(2)? as u64,
-        })
+        };
+        Ok((appended, row.try_get(3)?))
     })
     .transpose()
+}
+
+/// Where the append's events already are in its stream, if all of them are, in a row.
+async fn own_events(
+    transaction: &mut Transaction<'static, Sqlite>,
+    append: &Append,
+) -> Result<Option<(u64, u64)>, Error> {
+    let mut versions = Vec::with_capacity(append.events.len());
+    for event in &append.events {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM events WHERE stream_id = ?1 AND event_id = ?2")
+                .bind(append.stream_id.as_str())
+                .bind(event.event_id)
+                .fetch_optional(&mut **transaction)
+                .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        versions.push(version);
+    }
+    versions.sort_unstable();
+    Ok(crate::types::consecutive(&versions, append.events.len()))
 }
 
 #[async_trait]
@@ -301,7 +342,9 @@ impl EventStore for SqliteStore {
 
     async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error> {
         let mut connection = self.readers.acquire().await?;
-        idempotent_result(&mut connection, key).await
+        Ok(idempotent_result(&mut connection, key)
+            .await?
+            .map(|(first, _)| first))
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -108,6 +108,10 @@ pub struct Append {
     pub events: Vec<NewEvent>,
     /// First append with a key wins; later ones return its result and append nothing.
     pub idempotency_key: Option<String>,
+    /// A fingerprint of the request behind the key (e.g. a hash of the command): a later
+    /// append with the same key and a different fingerprint is
+    /// [`Error::IdempotencyKeyReused`](crate::Error::IdempotencyKeyReused), not a duplicate.
+    pub request_hash: Option<Vec<u8>>,
     /// Whether the relay publishes these events to the bus (false for local-only records).
     pub publish: bool,
 }
@@ -120,12 +124,19 @@ impl Append {
             expected,
             events,
             idempotency_key: None,
+            request_hash: None,
             publish: true,
         }
     }
 
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Fingerprint of the request behind the idempotency key (see [`Append::request_hash`]).
+    pub fn request_hash(mut self, hash: impl Into<Vec<u8>>) -> Self {
+        self.request_hash = Some(hash.into());
         self
     }
 
@@ -145,14 +156,35 @@ impl Append {
                 "expected version 0: use ExpectedVersion::NoStream".into(),
             ));
         }
-        if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > 300)
-        {
-            return Err(crate::Error::Invalid(
-                "idempotency key must be 1..=300 bytes".into(),
-            ));
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 300 {
+                return Err(crate::Error::Invalid(
+                    "idempotency key must be 1..=300 bytes".into(),
+                ));
+            }
+            text("idempotency key", key)?;
+        }
+        for event in &self.events {
+            text("event type", &event.event_type)?;
+            text("actor subject", &event.metadata.actor_subject)?;
+            text("actor role", &event.metadata.actor_role)?;
+            if let Some(traceparent) = &event.metadata.traceparent {
+                text("traceparent", traceparent)?;
+            }
         }
         Ok(())
+    }
+}
+
+/// Text the store keeps must be storable the same way by every adapter: PostgreSQL refuses
+/// NUL in text, SQLite would keep it, so both refuse it here (and any other control
+/// character, which no svcops identifier or header has any business carrying).
+pub(crate) fn text(what: &str, value: &str) -> Result<(), crate::Error> {
+    match value.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(crate::Error::Invalid(format!(
+            "{what} contains the control character {c:?}"
+        ))),
     }
 }
 
@@ -183,6 +215,29 @@ impl AppendOutcome {
 
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Self::Duplicate(_))
+    }
+}
+
+/// `(first, last)` when `versions` (sorted) are `expected` consecutive versions.
+pub(crate) fn consecutive(versions: &[i64], expected: usize) -> Option<(u64, u64)> {
+    let (first, last) = (*versions.first()?, *versions.last()?);
+    let in_a_row =
+        versions.len() == expected && versions.windows(2).all(|pair| pair[1] == pair[0] + 1);
+    in_a_row.then(|| (first as u64, last as u64))
+}
+
+/// The answer to an append whose idempotency key was used before.
+pub(crate) fn duplicate(
+    append: &Append,
+    key: &str,
+    first: Appended,
+    first_request_hash: Option<Vec<u8>>,
+) -> Result<AppendOutcome, crate::Error> {
+    match (&append.request_hash, first_request_hash) {
+        (Some(now), Some(then)) if *now != then => Err(crate::Error::IdempotencyKeyReused {
+            key: key.to_owned(),
+        }),
+        _ => Ok(AppendOutcome::Duplicate(first)),
     }
 }
 

@@ -149,6 +149,9 @@ contract_suite!(
     checkpoints_load_save_overwrite,
     bad_input_is_invalid,
     ping_succeeds,
+    an_append_retried_after_it_committed_finds_its_own_events,
+    retries_racing_in_a_burst_find_their_own_events,
+    the_same_key_with_a_different_request_is_refused,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1138,6 +1141,32 @@ mod cases {
             )
             .await,
         );
+        // Text the adapters would store differently (PostgreSQL refuses NUL, SQLite keeps it)
+        // is refused alike, before it reaches either.
+        assert_invalid(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1))
+                    .idempotency_key("request\0one"),
+            )
+            .await,
+        );
+        for corrupt in [
+            |event: &mut NewEvent| event.metadata.actor_subject = "alice\0".into(),
+            |event: &mut NewEvent| event.metadata.actor_role = "agent\n".into(),
+            |event: &mut NewEvent| event.metadata.traceparent = Some("00-\0".into()),
+            |event: &mut NewEvent| event.event_type = "svcops.\0".into(),
+        ] {
+            let mut event = bare_event(1);
+            corrupt(&mut event);
+            assert_invalid(
+                append(
+                    &store,
+                    Append::new(stream_id.clone(), ExpectedVersion::NoStream, vec![event]),
+                )
+                .await,
+            );
+        }
         for bad in ["", "Case-1", "case 1", "case/1", "case-é", &"x".repeat(201)] {
             assert_invalid(StreamId::parse(bad));
         }
@@ -1150,6 +1179,116 @@ mod cases {
 
     pub async fn ping_succeeds(store: Store) {
         store.ping().await.expect("ping");
+    }
+
+    /// An append whose commit went through but whose answer was lost is retried with the
+    /// same events (the same ids): the retry reports where they are, whatever the caller
+    /// expected, and writes nothing twice.
+    pub async fn an_append_retried_after_it_committed_finds_its_own_events(store: Store) {
+        let stream_id = stream("case");
+        for (expected, count) in [
+            (ExpectedVersion::NoStream, 1),
+            (ExpectedVersion::Exact(1), 1),
+            (ExpectedVersion::Exact(2), 3),
+            (ExpectedVersion::Any, 1),
+            (ExpectedVersion::Any, 2),
+        ] {
+            let request = Append::new(stream_id.clone(), expected, events(count));
+            let first = append(&store, request.clone())
+                .await
+                .unwrap_or_else(|error| panic!("first attempt {expected:?}: {error}"));
+            let retry = append(&store, request)
+                .await
+                .unwrap_or_else(|error| panic!("retry {expected:?}: {error}"));
+            assert_eq!(
+                retry, first,
+                "the retry of {expected:?} reports the first write"
+            );
+        }
+        let recorded = read(&store, &stream_id).await;
+        assert_eq!(versions(&recorded), (1..=8).collect::<Vec<u64>>());
+        assert_eq!(store.unpublished(100).await.expect("unpublished").len(), 8);
+
+        // Another event at a taken version is still refused: only one's own events count.
+        assert_concurrency(
+            append(
+                &store,
+                Append::new(stream_id.clone(), ExpectedVersion::Exact(1), events(1)),
+            )
+            .await,
+        );
+    }
+
+    /// Concurrent single-event retries (the PostgreSQL adapter writes them in groups) each
+    /// find their own event.
+    pub async fn retries_racing_in_a_burst_find_their_own_events(store: Store) {
+        let requests: Vec<Append> = (0..64)
+            .map(|n| {
+                let expected = if n % 2 == 0 {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Any
+                };
+                Append::new(stream("case"), expected, events(1))
+            })
+            .collect();
+        let burst = |requests: Vec<Append>| {
+            let store = store.clone();
+            async move {
+                let tasks: Vec<_> = requests
+                    .into_iter()
+                    .map(|request| {
+                        let store = store.clone();
+                        tokio::spawn(async move { store.append(request).await })
+                    })
+                    .collect();
+                let mut outcomes = Vec::new();
+                for task in tasks {
+                    outcomes.push(task.await.expect("task").expect("append"));
+                }
+                outcomes
+            }
+        };
+        let first = burst(requests.clone()).await;
+        let retried = burst(requests.clone()).await;
+        assert_eq!(retried, first);
+        assert_eq!(all_events(&store).await.len(), requests.len());
+    }
+
+    pub async fn the_same_key_with_a_different_request_is_refused(store: Store) {
+        let stream_id = stream("case");
+        let key = format!("request-{}", Uuid::new_v4());
+        let first = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1))
+                .idempotency_key(&key)
+                .request_hash(b"open case: lamp flickers".to_vec()),
+        )
+        .await
+        .expect("first append");
+        let same = append(
+            &store,
+            Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(1))
+                .idempotency_key(&key)
+                .request_hash(b"open case: lamp flickers".to_vec()),
+        )
+        .await
+        .expect("the same request again");
+        assert_eq!(same, AppendOutcome::Duplicate(first.appended().clone()));
+        for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+            match append(
+                &store,
+                Append::new(stream_id.clone(), expected, events(1))
+                    .idempotency_key(&key)
+                    .request_hash(b"open case: door bell broken".to_vec()),
+            )
+            .await
+            {
+                Err(Error::IdempotencyKeyReused { key: reused }) => assert_eq!(reused, key),
+                other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+            }
+        }
+        assert_eq!(versions(&read(&store, &stream_id).await), vec![1]);
     }
 }
 

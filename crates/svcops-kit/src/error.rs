@@ -96,6 +96,13 @@ impl From<svcops_eventstore::Error> for ApiError {
         match error {
             Store::Concurrency { .. } => Self::Conflict(format!("{error}; re-read and retry")),
             Store::Unavailable(_) => Self::Unavailable(error.to_string()),
+            Store::IdempotencyKeyReused { .. } => Self::invalid(
+                "request_id",
+                "was already used by a different request; use a new request_id",
+            ),
+            // The edge validates what it stores; data the database still refuses is the
+            // request's, and retrying it cannot help.
+            Store::Rejected(_) => Self::invalid("request", error.to_string()),
             Store::Invalid(_) | Store::Migration(_) | Store::Corrupt { .. } => {
                 Self::Internal(error.to_string())
             }
@@ -134,6 +141,19 @@ mod tests {
         let status = Status::from(ApiError::Internal("disk on fire at /var/lib".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("disk"));
+    }
+
+    #[test]
+    fn a_reused_request_id_is_an_invalid_argument_on_that_field() {
+        let status = Status::from(ApiError::from(
+            svcops_eventstore::Error::IdempotencyKeyReused {
+                key: "front-office/open-case/…".into(),
+            },
+        ));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let bad_request = details.bad_request().expect("has field violations");
+        assert_eq!(bad_request.field_violations[0].field, "request_id");
     }
 
     #[test]
