@@ -322,6 +322,31 @@ async fn every_rpc_authenticates_authorises_and_validates() {
         invalid.message()
     );
 
+    // A request id names one request: the same id with another body is refused, not
+    // answered with the first result; a control character is refused alike by every store.
+    cases
+        .open_case(cluster.request(Role::Agent, repair_case("+8613800001234", "req-reused")))
+        .await
+        .expect("first use of the request id");
+    let mut other_request = repair_case("+8613800001234", "req-reused");
+    other_request.summary = "door bell broken".into();
+    let reused = cases
+        .open_case(cluster.request(Role::Agent, other_request))
+        .await
+        .expect_err("the same request id with another request");
+    assert_eq!(reused.code(), tonic::Code::InvalidArgument, "{reused:?}");
+    assert!(
+        reused.message().contains("request_id"),
+        "{}",
+        reused.message()
+    );
+    let nul = cases
+        .open_case(cluster.request(Role::Agent, repair_case("+8613800001234", "req\0one")))
+        .await
+        .expect_err("a request id with NUL");
+    assert_eq!(nul.code(), tonic::Code::InvalidArgument, "{nul:?}");
+    assert!(nul.message().contains("request_id"), "{}", nul.message());
+
     let missing = cases
         .get_case(cluster.request(
             Role::Agent,

@@ -95,13 +95,36 @@ pub fn to_message(source: &str, event: &RecordedEvent) -> Message {
     }
 }
 
+/// Most bytes of one text header; anything longer is not an svcops event.
+const MAX_HEADER_TEXT: usize = 1024;
+
+/// Header text as the stores will keep it: no control characters (PostgreSQL refuses NUL,
+/// SQLite keeps it) and bounded, so a bad header makes the message undecodable (dead-lettered
+/// at once) instead of failing every store write that copies it.
+fn checked_text<'a>(header: &'static str, text: &'a str) -> Result<&'a str, Error> {
+    if text.len() > MAX_HEADER_TEXT {
+        return Err(Error {
+            header,
+            reason: format!("longer than {MAX_HEADER_TEXT} bytes"),
+        });
+    }
+    match text.chars().find(|c| c.is_control()) {
+        None => Ok(text),
+        Some(c) => Err(Error {
+            header,
+            reason: format!("contains the control character {c:?}"),
+        }),
+    }
+}
+
 /// Decodes a message published by [`to_message`].
 pub fn from_message(message: &Message) -> Result<BusEvent, Error> {
     let required = |header: &'static str| {
-        message.header(header).ok_or(Error {
+        let text = message.header(header).ok_or(Error {
             header,
             reason: "missing".into(),
-        })
+        })?;
+        checked_text(header, text)
     };
     let uuid = |header: &'static str, text: &str| {
         Uuid::parse_str(text).map_err(|error| Error {
@@ -146,7 +169,10 @@ pub fn from_message(message: &Message) -> Result<BusEvent, Error> {
             actor_role: required("ce_actorrole")?.to_owned(),
             correlation_id: uuid("ce_correlationid", required("ce_correlationid")?)?,
             causation_id: optional_uuid("ce_causationid")?,
-            traceparent: message.header("traceparent").map(str::to_owned),
+            traceparent: message
+                .header("traceparent")
+                .map(|text| checked_text("traceparent", text).map(str::to_owned))
+                .transpose()?,
             occurred_at: time("ce_time")?,
         },
         recorded_at: time("ce_recordedtime")?,
@@ -218,6 +244,26 @@ mod tests {
             case_id.to_string()
         );
         assert_eq!(to_message("s", &recorded(None)).key, "case-1");
+    }
+
+    #[test]
+    fn rejects_header_text_no_store_would_keep_alike() {
+        for (header, value) in [
+            ("ce_actor", "alice\0"),
+            ("ce_actorrole", "agent\u{7}"),
+            ("traceparent", "00-\0"),
+            ("ce_type", "svcops.frontoffice.v1.CaseOpened\n"),
+            ("ce_subject", &"x".repeat(MAX_HEADER_TEXT + 1)),
+        ] {
+            let mut message = to_message("svcops/front-office", &recorded(Some(Uuid::now_v7())));
+            for (name, bytes) in &mut message.headers {
+                if name == header {
+                    *bytes = value.as_bytes().to_vec();
+                }
+            }
+            let error = from_message(&message).expect_err(header);
+            assert_eq!(error.header, header, "{error}");
+        }
     }
 
     #[test]

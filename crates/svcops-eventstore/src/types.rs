@@ -223,7 +223,7 @@ pub(crate) fn consecutive(versions: &[i64], expected: usize) -> Option<(u64, u64
     let (first, last) = (*versions.first()?, *versions.last()?);
     let in_a_row =
         versions.len() == expected && versions.windows(2).all(|pair| pair[1] == pair[0] + 1);
-    in_a_row.then(|| (first as u64, last as u64))
+    in_a_row.then_some((first as u64, last as u64))
 }
 
 /// The answer to an append whose idempotency key was used before.

@@ -28,7 +28,7 @@ pub enum Error {
     UnknownRole(String),
     #[error("invalid token: {0}")]
     InvalidToken(#[from] jsonwebtoken::errors::Error),
-    #[error("subject must be 1..=128 printable characters")]
+    #[error("subject must be 1 to 128 characters, none of them a control character")]
     BadSubject,
 }
 
@@ -143,9 +143,7 @@ impl Authenticator {
 
     /// Issues a token for `subject` with `role`, valid for `lifetime`.
     pub fn issue(&self, subject: &str, role: Role, lifetime: Duration) -> Result<String, Error> {
-        if subject.is_empty() || subject.len() > 128 || subject.chars().any(char::is_control) {
-            return Err(Error::BadSubject);
-        }
+        check_subject(subject)?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
@@ -164,6 +162,9 @@ impl Authenticator {
     /// Verifies a token and returns its principal.
     pub fn verify(&self, token: &str) -> Result<Principal, Error> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        // The subject is the actor on every event and part of idempotency keys: a token
+        // signed elsewhere with the same secret must meet the same rules as ours.
+        check_subject(&data.claims.sub)?;
         Ok(Principal {
             subject: data.claims.sub,
             role: data.claims.role,
@@ -200,6 +201,15 @@ impl Authenticator {
         self.verify(token.trim())
             .map_err(|error| Status::unauthenticated(error.to_string()))
     }
+}
+
+/// A subject is 1 to 128 characters, none of them a control character.
+fn check_subject(subject: &str) -> Result<(), Error> {
+    if subject.is_empty() || subject.chars().count() > 128 || subject.chars().any(char::is_control)
+    {
+        return Err(Error::BadSubject);
+    }
+    Ok(())
 }
 
 /// Checks that the authenticated caller holds one of `allowed` (or is admin).
@@ -260,6 +270,28 @@ mod tests {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding)
             .expect("encodes");
         assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_validly_signed_token_with_a_bad_subject_is_rejected() {
+        let auth = authenticator();
+        for subject in ["", "alice\0", "bob\n", &"x".repeat(129)] {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let claims = Claims {
+                sub: subject.to_owned(),
+                role: Role::Agent,
+                iss: ISSUER.into(),
+                iat: now,
+                exp: now + 60,
+            };
+            let token =
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding)
+                    .expect("encodes");
+            assert!(
+                matches!(auth.verify(&token), Err(Error::BadSubject)),
+                "{subject:?}"
+            );
+        }
     }
 
     #[test]

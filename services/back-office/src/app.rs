@@ -50,6 +50,7 @@ fn encoded_event(context: &CommandContext, case_id: Uuid, encoded: &Encoded) -> 
     match encoded {
         Encoded::Started(message) => context.event(Some(case_id), message),
         Encoded::OnSite(message) => context.event(Some(case_id), message),
+        Encoded::Awaiting(message) => context.event(Some(case_id), message),
         Encoded::Loop(message) => context.event(Some(case_id), message),
     }
 }
@@ -152,13 +153,11 @@ impl BackOffice {
             Reaction::SetOnSiteTarget {
                 case_id,
                 work_order_id,
-                at,
             } => {
                 let (clock, version) = self.load_sla(case_id).await?;
                 let events = clock.decide(SlaCommand::SetOnSiteTarget {
                     case_id,
                     work_order_id,
-                    at,
                 });
                 let events = events
                     .iter()
@@ -205,6 +204,17 @@ impl BackOffice {
     pub async fn on_upstream(&self, cause: &BusEvent) -> Result<(), HandlerError> {
         let upstream = codec::decode_upstream(&cause.event_type, &cause.payload)
             .map_err(|error| HandlerError::Failed(error.to_string()))?;
+        // The payload's case must be the one the envelope names (and the message was keyed
+        // and ordered by): a mismatch is a broken producer, not something to guess about.
+        if let Some(upstream) = &upstream
+            && cause.metadata.case_id != Some(upstream.case_id())
+        {
+            return Err(HandlerError::Failed(format!(
+                "payload case {} differs from the envelope's case {:?}",
+                upstream.case_id(),
+                cause.metadata.case_id
+            )));
+        }
         let context = CommandContext::reacting_to(crate::SERVICE, cause);
         let at = cause.metadata.occurred_at;
         match upstream {
@@ -232,7 +242,6 @@ impl BackOffice {
                     Reaction::SetOnSiteTarget {
                         case_id,
                         work_order_id,
-                        at,
                     },
                     &context,
                 )
@@ -255,7 +264,6 @@ enum Reaction {
     SetOnSiteTarget {
         case_id: Uuid,
         work_order_id: Uuid,
-        at: time::OffsetDateTime,
     },
 }
 
@@ -342,7 +350,7 @@ impl Tap for Stats {
                 Ok(Some(crate::domain::SlaEvent::OnSiteTargetSet { .. })) => {
                     inner.work_orders_tracked += 1;
                 }
-                Ok(None) => {}
+                Ok(None | Some(crate::domain::SlaEvent::WorkOrderAwaitingCase { .. })) => {}
                 Err(error) => tracing::error!(%error, "stats skip an undecodable event"),
             }
             if let Ok(Some(crate::domain::LoopEvent::Opened { .. })) =

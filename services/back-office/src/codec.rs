@@ -41,7 +41,31 @@ fn time(
 pub enum Encoded {
     Started(proto::SlaClockStarted),
     OnSite(proto::SlaOnSiteTargetSet),
+    Awaiting(proto::SlaWorkOrderAwaitingCase),
     Loop(proto::ClosedLoopItemOpened),
+}
+
+fn priority_to_proto(priority: Priority) -> common::Priority {
+    match priority {
+        Priority::Low => common::Priority::Low,
+        Priority::Normal => common::Priority::Normal,
+        Priority::High => common::Priority::High,
+        Priority::Urgent => common::Priority::Urgent,
+    }
+}
+
+/// A priority as another office or an older event wrote it. Unset means the front office's
+/// default (normal); a value this build does not know (a newer producer) is an error, never
+/// silently read as another priority.
+fn priority_from_proto(event_type: &str, raw: i32) -> Result<Option<Priority>, Error> {
+    match common::Priority::try_from(raw) {
+        Ok(common::Priority::Unspecified) => Ok(None),
+        Ok(common::Priority::Low) => Ok(Some(Priority::Low)),
+        Ok(common::Priority::Normal) => Ok(Some(Priority::Normal)),
+        Ok(common::Priority::High) => Ok(Some(Priority::High)),
+        Ok(common::Priority::Urgent) => Ok(Some(Priority::Urgent)),
+        Err(_) => Err(error(event_type, format!("unknown priority {raw}"))),
+    }
 }
 
 pub fn encode_sla(event: &SlaEvent) -> Encoded {
@@ -49,6 +73,7 @@ pub fn encode_sla(event: &SlaEvent) -> Encoded {
         SlaEvent::Started {
             case_id,
             policy,
+            priority,
             started_at,
             first_response_due,
             resolution_due,
@@ -58,6 +83,14 @@ pub fn encode_sla(event: &SlaEvent) -> Encoded {
             started_at: Some(to_timestamp(*started_at)),
             first_response_due: Some(to_timestamp(*first_response_due)),
             resolution_due: Some(to_timestamp(*resolution_due)),
+            priority: priority.map_or(common::Priority::Unspecified, priority_to_proto) as i32,
+        }),
+        SlaEvent::WorkOrderAwaitingCase {
+            case_id,
+            work_order_id,
+        } => Encoded::Awaiting(proto::SlaWorkOrderAwaitingCase {
+            case_id: case_id.to_string(),
+            work_order_id: work_order_id.to_string(),
         }),
         SlaEvent::OnSiteTargetSet {
             case_id,
@@ -86,6 +119,7 @@ pub fn decode_sla(event_type: &str, payload: &[u8]) -> Result<Option<SlaEvent>, 
         return Ok(Some(SlaEvent::Started {
             case_id: uuid(event_type, &started.case_id)?,
             policy: started.policy,
+            priority: priority_from_proto(event_type, started.priority)?,
             started_at: time(event_type, started.started_at.as_ref())?,
             first_response_due: time(event_type, started.first_response_due.as_ref())?,
             resolution_due: time(event_type, started.resolution_due.as_ref())?,
@@ -98,6 +132,14 @@ pub fn decode_sla(event_type: &str, payload: &[u8]) -> Result<Option<SlaEvent>, 
             case_id: uuid(event_type, &on_site.case_id)?,
             work_order_id: uuid(event_type, &on_site.work_order_id)?,
             on_site_due: time(event_type, on_site.on_site_due.as_ref())?,
+        }));
+    }
+    if let Some(awaiting) = decode::<proto::SlaWorkOrderAwaitingCase>(event_type, payload)
+        .map_err(|e| error(event_type, e))?
+    {
+        return Ok(Some(SlaEvent::WorkOrderAwaitingCase {
+            case_id: uuid(event_type, &awaiting.case_id)?,
+            work_order_id: uuid(event_type, &awaiting.work_order_id)?,
         }));
     }
     Ok(None)
@@ -118,16 +160,22 @@ pub enum Upstream {
     WorkOrderOpened { case_id: Uuid, work_order_id: Uuid },
 }
 
+impl Upstream {
+    pub fn case_id(&self) -> Uuid {
+        match self {
+            Upstream::CaseOpened { case_id, .. } | Upstream::WorkOrderOpened { case_id, .. } => {
+                *case_id
+            }
+        }
+    }
+}
+
 pub fn decode_upstream(event_type: &str, payload: &[u8]) -> Result<Option<Upstream>, Error> {
     if let Some(opened) =
         decode::<front::CaseOpened>(event_type, payload).map_err(|e| error(event_type, e))?
     {
-        let priority = match common::Priority::try_from(opened.priority) {
-            Ok(common::Priority::Low) => Priority::Low,
-            Ok(common::Priority::High) => Priority::High,
-            Ok(common::Priority::Urgent) => Priority::Urgent,
-            _ => Priority::Normal,
-        };
+        let priority =
+            priority_from_proto(event_type, opened.priority)?.unwrap_or(Priority::Normal);
         return Ok(Some(Upstream::CaseOpened {
             case_id: uuid(event_type, &opened.case_id)?,
             priority,
@@ -142,4 +190,33 @@ pub fn decode_upstream(event_type: &str, payload: &[u8]) -> Result<Option<Upstre
         }));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn case_opened(priority: i32) -> Vec<u8> {
+        front::CaseOpened {
+            case_id: Uuid::now_v7().to_string(),
+            priority,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_priority_from_a_newer_producer_is_an_error_not_normal() {
+        let event_type = <front::CaseOpened as prost::Name>::full_name();
+        assert!(decode_upstream(&event_type, &case_opened(99)).is_err());
+        assert!(matches!(
+            decode_upstream(&event_type, &case_opened(common::Priority::Urgent as i32)),
+            Ok(Some(Upstream::CaseOpened {
+                priority: Priority::Urgent,
+                ..
+            }))
+        ));
+    }
 }

@@ -55,7 +55,6 @@ pub enum SlaCommand {
     SetOnSiteTarget {
         case_id: Uuid,
         work_order_id: Uuid,
-        at: OffsetDateTime,
     },
 }
 
@@ -64,6 +63,8 @@ pub enum SlaEvent {
     Started {
         case_id: Uuid,
         policy: String,
+        /// `None` only in clocks recorded before the priority was: inferred from the dues.
+        priority: Option<Priority>,
         started_at: OffsetDateTime,
         first_response_due: OffsetDateTime,
         resolution_due: OffsetDateTime,
@@ -73,15 +74,27 @@ pub enum SlaEvent {
         work_order_id: Uuid,
         on_site_due: OffsetDateTime,
     },
+    WorkOrderAwaitingCase {
+        case_id: Uuid,
+        work_order_id: Uuid,
+    },
 }
 
-/// The SLA clock of one case. Events from the front and middle office may arrive in either
-/// order, so each command is valid on its own and repeating one changes nothing.
+/// The SLA clock of one case.
+///
+/// The front and middle offices' events reach the back office in no particular order
+/// between them, yet every deadline is a function of the events alone: a work order that
+/// arrives before its case waits (recorded, without a deadline) and gets its on-site target
+/// when the case arrives, computed exactly as if the case had come first — from the case's
+/// opening time and priority. Repeating a command changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SlaClock {
     pub started: Option<Started>,
     pub on_site_due: Option<OffsetDateTime>,
+    /// Work orders with an on-site target.
     pub work_orders: Vec<Uuid>,
+    /// Work orders waiting for the case to arrive.
+    pub awaiting_case: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +104,16 @@ pub struct Started {
     pub first_response_due: OffsetDateTime,
     pub resolution_due: OffsetDateTime,
     pub priority_targets: Option<Targets>,
+}
+
+impl Started {
+    /// When a work order of this case is due on site.
+    fn on_site_due(&self) -> OffsetDateTime {
+        let targets = self
+            .priority_targets
+            .unwrap_or_else(|| default_targets(Priority::Normal));
+        self.started_at + targets.on_site
+    }
 }
 
 impl SlaClock {
@@ -105,38 +128,43 @@ impl SlaClock {
                     return vec![];
                 }
                 let targets = default_targets(priority);
-                vec![SlaEvent::Started {
+                let mut events = vec![SlaEvent::Started {
                     case_id,
                     policy: DEFAULT_POLICY.to_owned(),
+                    priority: Some(priority),
                     started_at: at,
                     first_response_due: at + targets.first_response,
                     resolution_due: at + targets.resolution,
-                }]
+                }];
+                events.extend(self.awaiting_case.iter().map(|work_order_id| {
+                    SlaEvent::OnSiteTargetSet {
+                        case_id,
+                        work_order_id: *work_order_id,
+                        on_site_due: at + targets.on_site,
+                    }
+                }));
+                events
             }
             SlaCommand::SetOnSiteTarget {
                 case_id,
                 work_order_id,
-                at,
             } => {
-                if self.work_orders.contains(&work_order_id) {
+                if self.work_orders.contains(&work_order_id)
+                    || self.awaiting_case.contains(&work_order_id)
+                {
                     return vec![];
                 }
-                // Measured from when the case was opened when known, else from the work order.
-                let from = self
-                    .started
-                    .as_ref()
-                    .map_or(at, |started| started.started_at);
-                let on_site = self
-                    .started
-                    .as_ref()
-                    .and_then(|started| started.priority_targets)
-                    .unwrap_or_else(|| default_targets(Priority::Normal))
-                    .on_site;
-                vec![SlaEvent::OnSiteTargetSet {
-                    case_id,
-                    work_order_id,
-                    on_site_due: from + on_site,
-                }]
+                match &self.started {
+                    Some(started) => vec![SlaEvent::OnSiteTargetSet {
+                        case_id,
+                        work_order_id,
+                        on_site_due: started.on_site_due(),
+                    }],
+                    None => vec![SlaEvent::WorkOrderAwaitingCase {
+                        case_id,
+                        work_order_id,
+                    }],
+                }
             }
         }
     }
@@ -145,22 +173,28 @@ impl SlaClock {
         match event {
             SlaEvent::Started {
                 policy,
+                priority,
                 started_at,
                 first_response_due,
                 resolution_due,
                 ..
             } => {
-                // Infer the priority's targets back from the dues for later on-site targets.
-                let first_response = first_response_due - started_at;
-                let priority_targets = [
-                    Priority::Urgent,
-                    Priority::High,
-                    Priority::Normal,
-                    Priority::Low,
-                ]
-                .into_iter()
-                .map(default_targets)
-                .find(|targets| targets.first_response == first_response);
+                let priority_targets = match priority {
+                    Some(priority) => Some(default_targets(priority)),
+                    // Recorded before the priority was: infer it back from the dues.
+                    None => {
+                        let first_response = first_response_due - started_at;
+                        [
+                            Priority::Urgent,
+                            Priority::High,
+                            Priority::Normal,
+                            Priority::Low,
+                        ]
+                        .into_iter()
+                        .map(default_targets)
+                        .find(|targets| targets.first_response == first_response)
+                    }
+                };
                 self.started = Some(Started {
                     policy,
                     started_at,
@@ -174,11 +208,16 @@ impl SlaClock {
                 on_site_due,
                 ..
             } => {
+                self.awaiting_case
+                    .retain(|waiting| *waiting != work_order_id);
                 self.work_orders.push(work_order_id);
                 self.on_site_due = Some(match self.on_site_due {
                     Some(due) => due.min(on_site_due),
                     None => on_site_due,
                 });
+            }
+            SlaEvent::WorkOrderAwaitingCase { work_order_id, .. } => {
+                self.awaiting_case.push(work_order_id);
             }
         }
     }
@@ -220,19 +259,42 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid")
     }
 
+    /// Given events, when a command is decided, then these events (cqrs-es style).
+    fn given(events: Vec<SlaEvent>) -> SlaClock {
+        let mut clock = SlaClock::default();
+        for event in events {
+            clock.apply(event);
+        }
+        clock
+    }
+
+    /// Applies what a command decided and returns it.
+    fn when(clock: &mut SlaClock, command: SlaCommand) -> Vec<SlaEvent> {
+        let events = clock.decide(command);
+        for event in events.clone() {
+            clock.apply(event);
+        }
+        events
+    }
+
+    fn start(case_id: Uuid, priority: Priority) -> SlaCommand {
+        SlaCommand::Start {
+            case_id,
+            priority,
+            at: at(),
+        }
+    }
+
     #[test]
     fn given_no_clock_when_started_then_targets_follow_priority() {
         let case_id = Uuid::now_v7();
-        let events = SlaClock::default().decide(SlaCommand::Start {
-            case_id,
-            priority: Priority::Urgent,
-            at: at(),
-        });
+        let events = given(vec![]).decide(start(case_id, Priority::Urgent));
         assert_eq!(
             events,
             vec![SlaEvent::Started {
                 case_id,
                 policy: DEFAULT_POLICY.into(),
+                priority: Some(Priority::Urgent),
                 started_at: at(),
                 first_response_due: at() + Duration::minutes(15),
                 resolution_due: at() + Duration::hours(24),
@@ -243,75 +305,103 @@ mod tests {
     #[test]
     fn given_a_started_clock_when_started_again_then_nothing_happens() {
         let case_id = Uuid::now_v7();
-        let mut clock = SlaClock::default();
-        for event in clock.decide(SlaCommand::Start {
-            case_id,
-            priority: Priority::Normal,
-            at: at(),
-        }) {
-            clock.apply(event);
-        }
-        assert!(
-            clock
-                .decide(SlaCommand::Start {
-                    case_id,
-                    priority: Priority::Normal,
-                    at: at(),
-                })
-                .is_empty()
-        );
+        let mut clock = given(vec![]);
+        when(&mut clock, start(case_id, Priority::Normal));
+        assert!(clock.decide(start(case_id, Priority::Normal)).is_empty());
     }
 
     #[test]
     fn on_site_target_counts_from_case_opening_with_its_priority() {
         let case_id = Uuid::now_v7();
         let work_order_id = Uuid::now_v7();
-        let mut clock = SlaClock::default();
-        for event in clock.decide(SlaCommand::Start {
-            case_id,
-            priority: Priority::High,
-            at: at(),
-        }) {
-            clock.apply(event);
-        }
-        let events = clock.decide(SlaCommand::SetOnSiteTarget {
+        let mut clock = given(vec![]);
+        when(&mut clock, start(case_id, Priority::High));
+        let command = SlaCommand::SetOnSiteTarget {
             case_id,
             work_order_id,
-            at: at() + Duration::minutes(5),
-        });
+        };
         assert_eq!(
-            events,
+            when(&mut clock, command.clone()),
             vec![SlaEvent::OnSiteTargetSet {
                 case_id,
                 work_order_id,
                 on_site_due: at() + Duration::hours(8),
             }]
         );
-        for event in events {
-            clock.apply(event);
-        }
-        assert!(
-            clock
-                .decide(SlaCommand::SetOnSiteTarget {
-                    case_id,
-                    work_order_id,
-                    at: at(),
-                })
-                .is_empty()
-        );
+        assert!(clock.decide(command).is_empty());
     }
 
     #[test]
-    fn a_work_order_before_the_case_still_gets_a_target() {
-        let events = SlaClock::default().decide(SlaCommand::SetOnSiteTarget {
-            case_id: Uuid::now_v7(),
-            work_order_id: Uuid::now_v7(),
-            at: at(),
-        });
-        assert!(matches!(
-            events.as_slice(),
-            [SlaEvent::OnSiteTargetSet { on_site_due, .. }] if *on_site_due == at() + Duration::hours(24)
-        ));
+    fn the_on_site_deadline_is_the_same_whichever_office_is_heard_first() {
+        for priority in [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Urgent,
+        ] {
+            let case_id = Uuid::now_v7();
+            let work_order_id = Uuid::now_v7();
+            let on_site = SlaCommand::SetOnSiteTarget {
+                case_id,
+                work_order_id,
+            };
+
+            let mut case_first = given(vec![]);
+            when(&mut case_first, start(case_id, priority));
+            when(&mut case_first, on_site.clone());
+
+            let mut work_order_first = given(vec![]);
+            assert_eq!(
+                when(&mut work_order_first, on_site.clone()),
+                vec![SlaEvent::WorkOrderAwaitingCase {
+                    case_id,
+                    work_order_id
+                }],
+                "no deadline before the case is known"
+            );
+            assert_eq!(work_order_first.on_site_due, None);
+            let started = when(&mut work_order_first, start(case_id, priority));
+            assert!(started.contains(&SlaEvent::OnSiteTargetSet {
+                case_id,
+                work_order_id,
+                on_site_due: at() + default_targets(priority).on_site,
+            }));
+            // A redelivered work order changes nothing once its target is set.
+            assert!(work_order_first.decide(on_site).is_empty());
+
+            assert_eq!(
+                work_order_first.on_site_due,
+                Some(at() + default_targets(priority).on_site)
+            );
+            assert_eq!(work_order_first.on_site_due, case_first.on_site_due);
+            assert_eq!(work_order_first.work_orders, case_first.work_orders);
+            assert!(work_order_first.awaiting_case.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_clock_recorded_without_its_priority_infers_it_from_the_dues() {
+        let case_id = Uuid::now_v7();
+        let work_order_id = Uuid::now_v7();
+        let clock = given(vec![SlaEvent::Started {
+            case_id,
+            policy: DEFAULT_POLICY.into(),
+            priority: None,
+            started_at: at(),
+            first_response_due: at() + Duration::hours(1),
+            resolution_due: at() + Duration::hours(48),
+        }]);
+        assert_eq!(
+            clock.decide(SlaCommand::SetOnSiteTarget {
+                case_id,
+                work_order_id
+            }),
+            vec![SlaEvent::OnSiteTargetSet {
+                case_id,
+                work_order_id,
+                on_site_due: at() + Duration::hours(8),
+            }]
+        );
     }
 
     #[test]

@@ -179,6 +179,28 @@ impl Cases {
         let case_id = Uuid::now_v7();
         let mut details = details;
         details.customer_phone = self.seal(details.customer_phone).await?;
+        // What the request asked for, phone as the customer's key id (the sealed bytes
+        // differ on every call, and the phone itself must not be kept beside the key).
+        let request_hash = {
+            let phone = match &details.customer_phone {
+                CustomerPhone::Sealed { key_id, .. } => key_id.to_string(),
+                CustomerPhone::Known(_) | CustomerPhone::Erased => String::new(),
+            };
+            let (category, priority, channel) = (
+                format!("{:?}", details.category),
+                format!("{:?}", details.priority),
+                format!("{:?}", details.channel),
+            );
+            svcops_kit::events::request_hash(&[
+                phone.as_bytes(),
+                category.as_bytes(),
+                priority.as_bytes(),
+                channel.as_bytes(),
+                details.summary.as_bytes(),
+                details.product.as_bytes(),
+                details.serial_number.as_bytes(),
+            ])
+        };
         let events = Case::default()
             .decide(Command::Open { case_id, details })
             .map_err(Error::Rejected)?;
@@ -189,10 +211,12 @@ impl Cases {
         let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
         if let Some(request_id) = request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
-            append = append.idempotency_key(format!(
-                "front-office/open-case/{}/{request_id}",
-                context.actor.subject
-            ));
+            append = append
+                .idempotency_key(svcops_kit::events::idempotency_key(
+                    "front-office/open-case",
+                    &[&context.actor.subject, request_id],
+                ))
+                .request_hash(request_hash);
         }
         let outcome = self.store.append(append).await?;
         self.relay.notify_one();

@@ -103,6 +103,11 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
             "request_id",
             "must be at most 128 characters",
         ));
+    } else if request_id.chars().any(char::is_control) {
+        violations.push(FieldViolation::new(
+            "request_id",
+            "must not contain control characters",
+        ));
     }
     let category = codec::category_from_proto(request.category);
     if category.is_none() {

@@ -99,6 +99,12 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -
                 short(&e.work_order_id)
             )));
         }
+        if let Some(e) = decode::<back::SlaWorkOrderAwaitingCase>(event_type, payload)? {
+            return Ok(Some(format!(
+                "work order {} noted: its on-site target is set when the case reaches the back office",
+                short(&e.work_order_id)
+            )));
+        }
         if decode::<back::ClosedLoopItemOpened>(event_type, payload)?.is_some() {
             return Ok(Some(
                 "closed-loop tracking opened: open until the customer confirms".into(),

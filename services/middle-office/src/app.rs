@@ -92,6 +92,13 @@ impl WorkOrders {
         let Some(opened) = opened else {
             return Ok(());
         };
+        // The payload's case must be the one the envelope names (and keyed the message by).
+        if cause.metadata.case_id != Some(opened.case_id) {
+            return Err(HandlerError::Failed(format!(
+                "payload case {} differs from the envelope's case {:?}",
+                opened.case_id, cause.metadata.case_id
+            )));
+        }
         let Some(kind) = work_needed(opened.category) else {
             return Ok(());
         };
@@ -125,9 +132,7 @@ impl WorkOrders {
             }
             // The case's work order exists already: this delivery's work was done.
             Err(svcops_eventstore::Error::Concurrency { .. }) => Ok(()),
-            Err(svcops_eventstore::Error::Unavailable(error)) => {
-                Err(HandlerError::Unavailable(error.to_string()))
-            }
+            Err(error) if error.is_transient() => Err(HandlerError::Unavailable(error.to_string())),
             Err(error) => Err(HandlerError::Failed(error.to_string())),
         }
     }

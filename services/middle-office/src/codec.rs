@@ -78,10 +78,22 @@ pub fn decode_case_opened(event_type: &str, payload: &[u8]) -> Result<Option<Cas
     else {
         return Ok(None);
     };
+    // A category this build does not know (a newer front office) is an error: reading it
+    // as "no field work" would silently drop a repair.
     let category = match common::CaseCategory::try_from(opened.category) {
         Ok(common::CaseCategory::Repair) => CaseCategory::Repair,
         Ok(common::CaseCategory::Installation) => CaseCategory::Installation,
-        _ => CaseCategory::Other,
+        Ok(
+            common::CaseCategory::Consultation
+            | common::CaseCategory::Complaint
+            | common::CaseCategory::Return,
+        ) => CaseCategory::Other,
+        Ok(common::CaseCategory::Unspecified) | Err(_) => {
+            return Err(error(
+                event_type,
+                format!("unknown case category {}", opened.category),
+            ));
+        }
     };
     Ok(Some(CaseOpened {
         case_id: Uuid::parse_str(&opened.case_id).map_err(|e| error(event_type, e))?,
@@ -90,4 +102,35 @@ pub fn decode_case_opened(event_type: &str, payload: &[u8]) -> Result<Option<Cas
         serial_number: opened.serial_number,
         summary: opened.summary,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn case_opened(category: i32) -> Vec<u8> {
+        front::CaseOpened {
+            case_id: Uuid::now_v7().to_string(),
+            category,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_category_from_a_newer_producer_is_an_error_not_other() {
+        let event_type = <front::CaseOpened as prost::Name>::full_name();
+        for unknown in [0, 42] {
+            assert!(decode_case_opened(&event_type, &case_opened(unknown)).is_err());
+        }
+        let repair = decode_case_opened(
+            &event_type,
+            &case_opened(common::CaseCategory::Repair as i32),
+        )
+        .expect("decodes")
+        .expect("a case opened");
+        assert_eq!(repair.category, CaseCategory::Repair);
+    }
 }
