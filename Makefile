@@ -30,5 +30,7 @@ BUF := npx --yes --prefer-offline @bufbuild/buf@1.75.0
 proto-lint: ## buf lint on proto/ (buf from npm, runs offline)
 	cd proto && $(BUF) lint
 
-deploy-check: ## Render the Kubernetes manifests (none yet: next issue)
-	@test -d deploy/k8s && kubectl kustomize deploy/k8s/overlays/dev >/dev/null || echo "deploy/k8s: not written yet"
+deploy-check: ## Render both Kubernetes overlays; fails when they are missing or do not render
+	@test -d deploy/k8s || { echo "deploy/k8s: not written yet (the deploy issue)" >&2; exit 1; }
+	kubectl kustomize deploy/k8s/overlays/dev >/dev/null
+	kubectl kustomize deploy/k8s/overlays/prod >/dev/null

@@ -12,22 +12,41 @@ use tokio::process::{Child, Command};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Starts `svcops up` on port 0 and returns it with its address.
-async fn up(data_dir: &Path) -> (Child, String) {
+/// `svcops up` as started by [`up`]: the process, its address and the `try:` line it printed.
+struct Up {
+    child: Child,
+    address: String,
+    try_line: String,
+}
+
+/// Starts `svcops up` on port 0; its logs go to `up.log` in the data directory.
+async fn up(data_dir: &Path) -> Up {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("up.log"))
+        .expect("log file");
     let mut child = Command::new(binary("svcops"))
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .expect("start svcops up");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let address = tokio::time::timeout(TIMEOUT, async {
+    let (address, try_line) = tokio::time::timeout(TIMEOUT, async {
+        let mut address = None;
         while let Some(line) = lines.next_line().await.expect("read") {
             if let Some(rest) = line.strip_prefix("svcops is running on ") {
-                return rest.split_whitespace().next().expect("address").to_owned();
+                address = Some(rest.split_whitespace().next().expect("address").to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("try: ") {
+                return (
+                    address.expect("address before the try line"),
+                    rest.to_owned(),
+                );
             }
         }
         panic!("svcops up exited before serving");
@@ -35,7 +54,11 @@ async fn up(data_dir: &Path) -> (Child, String) {
     .await
     .expect("svcops up did not start in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    Up {
+        child,
+        address,
+        try_line,
+    }
 }
 
 struct Output {
@@ -96,7 +119,35 @@ fn types(entries: &[serde_json::Value]) -> Vec<String> {
 async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path();
-    let (mut server, address) = up(data_dir).await;
+    let Up {
+        child: mut server,
+        address,
+        try_line,
+    } = up(data_dir).await;
+
+    // The line `svcops up` suggests works as printed, from any directory, with no setting
+    // the user would have to guess.
+    let suggested = try_line
+        .strip_prefix("svcops ")
+        .unwrap_or_else(|| panic!("{try_line}"));
+    let tried = Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$SVCOPS_BINARY\" {suggested}"))
+        .env("SVCOPS_BINARY", binary("svcops"))
+        .env_remove("SVCOPS_TOKEN")
+        .env_remove("SVCOPS_DATA_DIR")
+        .env_remove("SVCOPS_ADDR")
+        .current_dir("/")
+        .output()
+        .await
+        .expect("run the suggested command");
+    assert!(
+        tried.status.success(),
+        "`{try_line}` failed: {}",
+        String::from_utf8_lossy(&tried.stderr)
+    );
+    uuid::Uuid::parse_str(String::from_utf8_lossy(&tried.stdout).trim())
+        .expect("the suggested command opens a case");
 
     let opened = cli(
         &address,
@@ -216,7 +267,11 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     // A crash (SIGKILL), then a restart on the same data directory: nothing lost.
     let before = timeline(&address, data_dir, &case_id).await;
     server.kill().await.expect("kill");
-    let (mut server, address) = up(data_dir).await;
+    let Up {
+        child: mut server,
+        address,
+        ..
+    } = up(data_dir).await;
     let after = timeline(&address, data_dir, &case_id).await;
     assert!(
         after.len() >= before.len(),
@@ -256,4 +311,12 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     })
     .await;
     server.kill().await.expect("kill");
+
+    // Logs to a file are plain text: no colour escapes.
+    let log = std::fs::read_to_string(data_dir.join("up.log")).expect("log");
+    assert!(log.contains("INFO"), "something was logged: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a log file: {log}"
+    );
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::watch;
@@ -187,29 +188,45 @@ impl EmbeddedSubscription {
         for row in rows {
             let offset: i64 = row.try_get("position")?;
             let topic: String = row.try_get("topic")?;
-            self.cursor = offset;
-            if self
+            if !self
                 .floors
                 .get(&topic)
                 .is_some_and(|floor| offset <= *floor)
             {
-                continue;
+                self.buffer.push_back(Delivery {
+                    topic,
+                    partition: 0,
+                    offset,
+                    message: message(&row),
+                });
             }
-            let headers: Vec<u8> = row.try_get("headers")?;
-            self.buffer.push_back(Delivery {
-                topic,
-                partition: 0,
-                offset,
-                message: Message {
-                    key: row.try_get("key")?,
-                    headers: decode_headers(&headers)
-                        .map_err(|reason| Error::Embedded(sqlx::Error::Decode(reason.into())))?,
-                    payload: row.try_get("payload")?,
-                },
-            });
+            // Only now, with the row delivered (or skipped as acknowledged): a row that
+            // failed to read is never passed over.
+            self.cursor = offset;
         }
         Ok(())
     }
+}
+
+/// Header marking a stored message that could not be read back. It carries none of the
+/// CloudEvents headers, so the consumer dead-letters it (with this reason) and moves on,
+/// instead of the subscription failing on it forever or skipping it unseen.
+const CORRUPT_HEADER: &str = "svcops_bus_corrupt";
+
+fn message(row: &SqliteRow) -> Message {
+    let read = || -> Result<Message, String> {
+        let headers: Vec<u8> = row.try_get("headers").map_err(|error| error.to_string())?;
+        Ok(Message {
+            key: row.try_get("key").map_err(|error| error.to_string())?,
+            headers: decode_headers(&headers)?,
+            payload: row.try_get("payload").map_err(|error| error.to_string())?,
+        })
+    };
+    read().unwrap_or_else(|reason| Message {
+        key: row.try_get("key").unwrap_or_default(),
+        headers: vec![(CORRUPT_HEADER.to_owned(), reason.into_bytes())],
+        payload: row.try_get("payload").unwrap_or_default(),
+    })
 }
 
 #[async_trait]

@@ -290,3 +290,84 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
         .expect("dead letter");
     assert_eq!(dead.message.payload, b"not an event");
 }
+
+#[tokio::test]
+async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bus.sqlite");
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&path).await.expect("embedded bus"));
+    let before = recorded(1);
+    bus.publish(
+        TOPIC,
+        vec![envelope::to_message("svcops/front-office", &before)],
+    )
+    .await
+    .expect("publish");
+    // A row whose headers blob is cut short (a torn write, a bad migration, a hand edit).
+    let writer = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open the bus file");
+    sqlx::query("INSERT INTO bus_messages (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)")
+        .bind(TOPIC)
+        .bind("case-corrupt")
+        .bind(vec![9u8, 0, 0])
+        .bind(b"payload".to_vec())
+        .execute(&writer)
+        .await
+        .expect("insert a corrupt row");
+    writer.close().await;
+    let after = recorded(3);
+    bus.publish(
+        TOPIC,
+        vec![envelope::to_message("svcops/front-office", &after)],
+    )
+    .await
+    .expect("publish");
+
+    let handler = Arc::new(Recorder {
+        poison: Uuid::nil(),
+        handled: Mutex::default(),
+        poison_attempts: Mutex::default(),
+        progress: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer::run(
+        bus.clone(),
+        GROUP,
+        &[TOPIC],
+        handler.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while handler.handled.lock().expect("lock").len() < 2 {
+            handler.progress.notified().await;
+        }
+    })
+    .await
+    .expect("both readable events are handled");
+    shutdown.cancel();
+    running
+        .await
+        .expect("consumer task")
+        .expect("consumer stops cleanly");
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec![before.event_id, after.event_id]
+    );
+    let mut dead_letters = bus
+        .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
+        .await
+        .expect("subscribe dlq");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dead_letters.next())
+        .await
+        .expect("the corrupt row is dead-lettered")
+        .expect("dead letter")
+        .message;
+    assert_eq!(dead.key, "case-corrupt");
+    assert_eq!(dead.payload, b"payload");
+    assert!(
+        dead.header("svcops_bus_corrupt")
+            .is_some_and(|reason| reason.contains("truncated")),
+        "{dead:?}"
+    );
+}

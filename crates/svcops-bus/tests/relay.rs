@@ -1,7 +1,7 @@
 //! The relay never skips an event when transactions commit out of position order
 //! (DESIGN §3.4), on the real PostgreSQL event store.
 //!
-//! Needs PostgreSQL at `SVCOPS_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`,
+//! Needs PostgreSQL at `SVCOPS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`,
 //! trust auth); each test creates its own database.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ const TOPIC: &str = "svcops.frontoffice.events.v1";
 const SOURCE: &str = "svcops/front-office";
 
 fn database_url() -> String {
-    let server = std::env::var("SVCOPS_TEST_POSTGRES")
+    let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     format!("{server}/svcops_bus_relay_{}", Uuid::new_v4().simple())
 }

@@ -82,8 +82,10 @@ pub fn init(
             .with_span_list(false)
             .with_writer(std::io::stderr)
             .boxed(),
+        // Colour only for a person at a terminal: escapes would litter a file or a pipe.
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
     };

@@ -18,6 +18,40 @@ use tonic::service::RoutesBuilder;
 /// File holding the embedded cluster's token secret.
 const SECRET_FILE: &str = "token-secret";
 
+/// Where `svcops up` keeps its data, and where the CLI looks for it, unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./svcops-data";
+/// Where `svcops up` serves, and where the CLI calls, unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7400";
+
+/// The global CLI options a command needs to reach this embedded svcops: none with the
+/// defaults, else `--data-dir` (absolute, so it works from any directory) and/or `--addr`.
+fn cli_options(data_dir: &Path, address: SocketAddr) -> String {
+    let mut options = String::new();
+    if data_dir != Path::new(DEFAULT_DATA_DIR) {
+        let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        options.push_str(" --data-dir ");
+        options.push_str(&shell_quoted(&absolute.to_string_lossy()));
+    }
+    if address.to_string() != DEFAULT_LISTEN {
+        options.push_str(&format!(" --addr http://{address}"));
+    }
+    options
+}
+
+/// `text` as one shell word.
+fn shell_quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./-:+=,@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// Reads the data directory's secret, creating it (owner-only) on first use.
 pub fn secret(data_dir: &Path, create: bool) -> anyhow::Result<String> {
     let path = data_dir.join(SECRET_FILE);
@@ -146,7 +180,8 @@ pub async fn run(
         println!("metrics on http://{}/metrics", metrics.address);
     }
     println!(
-        "try: svcops case open --phone +8613800001234 --category repair --summary \"lamp flickers\""
+        "try: svcops{} case open --phone +8613800001234 --category repair --summary \"lamp flickers\"",
+        cli_options(data_dir, address)
     );
     let served = svcops_kit::server::serve(
         routes.routes(),
@@ -167,4 +202,21 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_try_line_names_what_is_not_the_default() {
+        let default: SocketAddr = DEFAULT_LISTEN.parse().expect("address");
+        assert_eq!(cli_options(Path::new(DEFAULT_DATA_DIR), default), "");
+        let other: SocketAddr = "127.0.0.1:9999".parse().expect("address");
+        assert_eq!(
+            cli_options(Path::new("/srv/svc ops"), other),
+            " --data-dir '/srv/svc ops' --addr http://127.0.0.1:9999"
+        );
+        assert_eq!(shell_quoted("it's"), r"'it'\''s'");
+    }
 }

@@ -29,7 +29,7 @@ struct Global {
         long,
         global = true,
         env = "SVCOPS_ADDR",
-        default_value = "http://127.0.0.1:7400"
+        default_value = embedded::DEFAULT_ADDR
     )]
     addr: String,
     /// Bearer token; without one, an admin token is minted from the data directory's secret.
@@ -40,7 +40,7 @@ struct Global {
         long,
         global = true,
         env = "SVCOPS_DATA_DIR",
-        default_value = "./svcops-data"
+        default_value = embedded::DEFAULT_DATA_DIR
     )]
     data_dir: PathBuf,
     /// Output format.
@@ -59,7 +59,7 @@ enum Command {
     /// Run all four services in this process (embedded mode).
     Up {
         /// Address to serve gRPC on.
-        #[arg(long, default_value = "127.0.0.1:7400")]
+        #[arg(long, default_value = embedded::DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Also serve Prometheus metrics (`GET /metrics`) on this address.
         #[arg(long, value_name = "ADDR")]
