@@ -188,11 +188,11 @@ impl EmbeddedSubscription {
         for row in rows {
             let offset: i64 = row.try_get("position")?;
             let topic: String = row.try_get("topic")?;
-            if !self
+            let acknowledged = self
                 .floors
                 .get(&topic)
-                .is_some_and(|floor| offset <= *floor)
-            {
+                .is_some_and(|floor| offset <= *floor);
+            if !acknowledged {
                 self.buffer.push_back(Delivery {
                     topic,
                     partition: 0,
