@@ -190,6 +190,29 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     assert_eq!(shown["customer_phone"], "+86*******1234");
     assert_eq!(shown["opened_by"], "svcops-cli");
 
+    // The phone is in no file of the data directory (sealed in events, hashed in the key
+    // table), and the secret protecting the keys sits beside them, owner-only.
+    for entry in std::fs::read_dir(data_dir).expect("data directory") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.windows(11).any(|window| window == b"13800001234"),
+            "{} holds the phone",
+            path.display()
+        );
+    }
+    let secret = data_dir.join("personal-data-secret");
+    assert_eq!(std::fs::read_to_string(&secret).expect("secret").len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     // Erasure: the case stays, the phone is gone.
     let erased = cli(
         &address,

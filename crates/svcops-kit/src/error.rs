@@ -96,9 +96,10 @@ impl From<svcops_eventstore::Error> for ApiError {
         match error {
             Store::Concurrency { .. } => Self::Conflict(format!("{error}; re-read and retry")),
             Store::Unavailable(_) => Self::Unavailable(error.to_string()),
-            Store::Invalid(_) | Store::Migration(_) | Store::Corrupt { .. } => {
-                Self::Internal(error.to_string())
-            }
+            Store::Invalid(_)
+            | Store::Migration(_)
+            | Store::Corrupt { .. }
+            | Store::PersonalData(_) => Self::Internal(error.to_string()),
         }
     }
 }

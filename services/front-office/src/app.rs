@@ -149,9 +149,10 @@ impl Cases {
         context: &CommandContext,
         phone: &PhoneNumber,
     ) -> Result<bool, Error> {
-        let Some(key_id) = self.keys.erase_subject(phone.as_str()).await? else {
+        let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
+        self.keys.destroy_key(key_id).await?;
         let event = context.event(
             None,
             &svcops_proto::frontoffice::v1::CustomerDataErased {

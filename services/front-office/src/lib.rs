@@ -32,8 +32,13 @@ pub struct FrontOffice {
 #[async_trait::async_trait]
 impl Office for FrontOffice {
     const NAME: &'static str = SERVICE;
+    const HOLDS_PERSONAL_DATA: bool = true;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let keys = ports
+            .keys
+            .clone()
+            .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
         let list = Arc::new(app::CaseList::default());
         svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
         tracing::info!(cases = list.len(), "case list rebuilt");
@@ -46,7 +51,7 @@ impl Office for FrontOffice {
         .with_tap(list.clone());
         let cases = Arc::new(app::Cases::new(
             ports.store.clone(),
-            ports.keys.clone(),
+            keys,
             relay.waker(),
             list,
         ));
