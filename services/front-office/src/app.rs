@@ -142,8 +142,13 @@ impl Cases {
         Ok(view)
     }
 
-    /// Erases a customer's personal data: destroys their data key and records that it
-    /// happened (without the data). Returns false when there was nothing to erase.
+    /// Erases a customer's personal data: records that it happens (without the data), then
+    /// destroys their data key. Returns false when there was nothing to erase.
+    ///
+    /// Two writes to two tables, so the order makes a failure between them safe: the record
+    /// is appended under an idempotency key of the data key, so a retry finds the key still
+    /// there, appends nothing new and finishes destroying it. (Destroying first would leave
+    /// no way to find the key again, and no record.)
     pub async fn erase_customer(
         &self,
         context: &CommandContext,
@@ -152,21 +157,27 @@ impl Cases {
         let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
-        self.keys.destroy_key(key_id).await?;
         let event = context.event(
             None,
             &svcops_proto::frontoffice::v1::CustomerDataErased {
                 key_id: key_id.to_string(),
             },
         );
-        self.store
-            .append(Append::new(
-                StreamId::for_aggregate("customer", key_id),
-                ExpectedVersion::Any,
-                vec![event],
-            ))
+        let recorded = self
+            .store
+            .append(
+                Append::new(
+                    StreamId::for_aggregate("customer", key_id),
+                    ExpectedVersion::Any,
+                    vec![event],
+                )
+                .idempotency_key(format!("front-office/erase-customer/{key_id}")),
+            )
             .await?;
-        self.relay.notify_one();
+        if !recorded.is_duplicate() {
+            self.relay.notify_one();
+        }
+        self.keys.destroy_key(key_id).await?;
         Ok(true)
     }
 
