@@ -280,3 +280,34 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     .await;
     server.kill().await.expect("kill");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_personal_data_secret_is_refused_at_start() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path();
+    let (mut server, _) = up(data_dir).await;
+    server.kill().await.expect("kill");
+    // Someone replaces the secret: the keys in front-office.db were stored under the old one.
+    std::fs::write(
+        data_dir.join("personal-data-secret"),
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    )
+    .expect("write");
+    let output = tokio::time::timeout(
+        TIMEOUT,
+        Command::new(binary("svcops"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("exits promptly")
+    .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("personal-data-secret") && stderr.contains("another personal data secret"),
+        "{stderr}"
+    );
+}

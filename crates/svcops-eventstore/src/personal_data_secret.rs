@@ -18,6 +18,7 @@ pub const MINIMUM_SECRET_BYTES: usize = 32;
 
 const SUBJECT_LABEL: &[u8] = b"svcops personal data subject hash v1";
 const WRAPPING_LABEL: &[u8] = b"svcops personal data key wrapping v1";
+const FINGERPRINT_LABEL: &[u8] = b"svcops personal data secret fingerprint v1";
 const NONCE_BYTES: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,11 @@ pub enum Error {
     Unwrap(Uuid),
     #[error("data key {0} cannot be wrapped")]
     Wrap(Uuid),
+    #[error(
+        "the personal data keys in this database were stored under another personal data \
+         secret: start with the secret they were stored under"
+    )]
+    Mismatch,
 }
 
 /// Keys derived from the personal data secret.
@@ -38,6 +44,7 @@ pub enum Error {
 pub struct PersonalDataSecret {
     subject_hash: Hmac<Sha256>,
     wrapping: Aes256Gcm,
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for PersonalDataSecret {
@@ -56,18 +63,29 @@ impl PersonalDataSecret {
         let derivation = hkdf::Hkdf::<Sha256>::new(None, secret);
         let mut subject_key = [0u8; 32];
         let mut wrapping_key = [0u8; 32];
+        let mut fingerprint = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's limit (255 × 32), so expansion cannot fail.
-        derivation
-            .expand(SUBJECT_LABEL, &mut subject_key)
-            .map_err(|_| Error::TooShort)?;
-        derivation
-            .expand(WRAPPING_LABEL, &mut wrapping_key)
-            .map_err(|_| Error::TooShort)?;
+        for (label, output) in [
+            (SUBJECT_LABEL, &mut subject_key),
+            (WRAPPING_LABEL, &mut wrapping_key),
+            (FINGERPRINT_LABEL, &mut fingerprint),
+        ] {
+            derivation
+                .expand(label, output)
+                .map_err(|_| Error::TooShort)?;
+        }
         Ok(Self {
             subject_hash: <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&subject_key)
                 .map_err(|_| Error::TooShort)?,
             wrapping: Aes256Gcm::new_from_slice(&wrapping_key).map_err(|_| Error::TooShort)?,
+            fingerprint,
         })
+    }
+
+    /// What the database keeps to recognise the secret: derived with a label of its own,
+    /// so it reveals neither the secret nor the other keys.
+    pub(crate) fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
     }
 
     /// What the key table stores instead of `subject`: HMAC-SHA256, hex.

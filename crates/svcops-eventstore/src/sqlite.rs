@@ -199,12 +199,32 @@ impl SqliteStore {
             readers: self.readers.clone(),
             secret,
         };
+        keys.check_secret().await?;
         keys.protect_plain_rows().await?;
         Ok(keys)
     }
 }
 
 impl SqlitePersonalDataKeys {
+    /// Records the secret's fingerprint on first use; refuses any other secret after.
+    async fn check_secret(&self) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO personal_data_secret_check (id, fingerprint) VALUES (1, ?1) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(self.secret.fingerprint())
+        .execute(&self.writer)
+        .await?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT fingerprint FROM personal_data_secret_check WHERE id = 1")
+                .fetch_one(&self.writer)
+                .await?;
+        if stored != self.secret.fingerprint() {
+            return Err(crate::personal_data_secret::Error::Mismatch.into());
+        }
+        Ok(())
+    }
+
     async fn protect_plain_rows(&self) -> Result<(), Error> {
         let mut transaction = self.writer.begin().await?;
         let rows = sqlx::query(

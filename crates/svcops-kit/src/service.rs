@@ -174,7 +174,17 @@ pub async fn run<O: Office>(
     let postgres =
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
     let keys: Option<Arc<dyn PersonalDataKeys>> = match personal_data_secret {
-        Some(secret) => Some(Arc::new(postgres.personal_data_keys(secret).await?)),
+        Some(secret) => Some(Arc::new(
+            postgres
+                .personal_data_keys(secret)
+                .await
+                .map_err(|error| match error {
+                    svcops_eventstore::Error::PersonalData(error) => {
+                        Error::PersonalDataSecret(error)
+                    }
+                    other => other.into(),
+                })?,
+        )),
         None => None,
     };
     let store: Arc<dyn EventStore> = postgres;

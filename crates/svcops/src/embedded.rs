@@ -80,12 +80,17 @@ async fn start<O: Office>(
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
     let keys: Option<Arc<dyn PersonalDataKeys>> = if O::HOLDS_PERSONAL_DATA {
+        let secret_path = data_dir.join(PERSONAL_DATA_SECRET_FILE);
         let secret = read_or_create_secret(data_dir, PERSONAL_DATA_SECRET_FILE, true)?;
         let secret = PersonalDataSecret::new(secret.as_bytes())
-            .with_context(|| format!("{}", data_dir.join(PERSONAL_DATA_SECRET_FILE).display()))?;
+            .with_context(|| secret_path.display().to_string())?;
         Some(Arc::new(
             sqlite.personal_data_keys(secret).await.with_context(|| {
-                format!("cannot open the personal data keys in {}", path.display())
+                format!(
+                    "cannot open the personal data keys in {} with {}",
+                    path.display(),
+                    secret_path.display()
+                )
             })?,
         ))
     } else {

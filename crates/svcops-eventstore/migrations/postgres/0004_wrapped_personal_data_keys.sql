@@ -7,3 +7,10 @@
 ALTER TABLE personal_data_keys ADD COLUMN subject_hash text;
 ALTER TABLE personal_data_keys ADD COLUMN wrapped_key bytea;
 CREATE UNIQUE INDEX personal_data_keys_subject_hash ON personal_data_keys (subject_hash);
+
+-- One row, derived from the secret (not reversible to it): starting with another secret
+-- fails at once, instead of on every sealed phone.
+CREATE TABLE personal_data_secret_check (
+    id          smallint PRIMARY KEY CHECK (id = 1),
+    fingerprint bytea NOT NULL
+);
