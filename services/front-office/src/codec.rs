@@ -137,6 +137,30 @@ pub fn to_new_event(context: &CommandContext, event: &Event) -> Result<NewEvent,
     })
 }
 
+/// The record of an erasure: which data key was destroyed, nothing personal.
+pub fn erasure_record(context: &CommandContext, key_id: uuid::Uuid) -> NewEvent {
+    context.event(
+        None,
+        &proto::CustomerDataErased {
+            key_id: key_id.to_string(),
+        },
+    )
+}
+
+/// The data key an erasure record names; `Ok(None)` for any other event.
+pub fn erased_key_id(event_type: &str, payload: &[u8]) -> Result<Option<uuid::Uuid>, Error> {
+    let undecodable = |reason: String| Error::Undecodable {
+        event_type: event_type.to_owned(),
+        reason,
+    };
+    svcops_kit::events::decode::<proto::CustomerDataErased>(event_type, payload)
+        .map_err(|error| undecodable(error.to_string()))?
+        .map(|record| {
+            uuid::Uuid::parse_str(&record.key_id).map_err(|error| undecodable(error.to_string()))
+        })
+        .transpose()
+}
+
 /// The domain event of a stored event; `Ok(None)` for types this version does not know.
 pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> {
     let undecodable = |reason: String| Error::Undecodable {

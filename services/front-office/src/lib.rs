@@ -40,7 +40,12 @@ impl Office for FrontOffice {
             .clone()
             .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
         let list = Arc::new(app::CaseList::default());
-        svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
+        let erasures = app::ErasureRecords::default();
+        svcops_bus::relay::replay(
+            ports.store.as_ref(),
+            &app::Taps(&[list.as_ref(), &erasures]),
+        )
+        .await?;
         tracing::info!(cases = list.len(), "case list rebuilt");
         let relay = Relay::new(
             ports.store.clone(),
@@ -55,6 +60,13 @@ impl Office for FrontOffice {
             relay.waker(),
             list,
         ));
+        let finished = cases.finish_erasures(&erasures.take()).await?;
+        if finished > 0 {
+            tracing::warn!(
+                finished,
+                "finished erasures that failed after their record and were never retried"
+            );
+        }
         let tasks = vec![
             consumer::spawn_dead_letters(
                 ports.bus.clone(),

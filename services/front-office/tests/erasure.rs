@@ -1,7 +1,7 @@
 //! Erasure writes twice (the `CustomerDataErased` record and the destroyed key), so a
 //! failure between the two must neither lose the record nor make a retry answer "nothing to
-//! erase". The failures are real: the database refuses one of the writes (a trigger), then
-//! takes writes again for the retry.
+//! erase", and a record must not outlive a restart with its key still there. The failures
+//! are real: the database refuses one of the writes (a trigger), then takes writes again.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use front_office::domain::{CaseDetails, Category, Channel, CustomerPhone, PhoneN
 use sqlx::Connection;
 use svcops_eventstore::{EventStore, PersonalDataKeys, PersonalDataSecret, SqliteStore};
 use svcops_kit::events::CommandContext;
+use svcops_kit::service::{Office, Ports};
 use svcops_kit::{Principal, Role};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -18,13 +19,14 @@ use uuid::Uuid;
 const PHONE: &str = "+8613800001234";
 const ERASED: &str = "svcops.frontoffice.v1.CustomerDataErased";
 
-struct FrontOffice {
+struct Fixture {
     cases: Cases,
     store: SqliteStore,
+    keys: Arc<dyn PersonalDataKeys>,
     dir: tempfile::TempDir,
 }
 
-impl FrontOffice {
+impl Fixture {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("front-office.db"))
@@ -38,11 +40,16 @@ impl FrontOffice {
             Arc::new(store.personal_data_keys(secret).await.unwrap());
         let cases = Cases::new(
             Arc::new(store.clone()),
-            keys,
+            keys.clone(),
             Arc::new(Notify::new()),
             Arc::new(CaseList::default()),
         );
-        Self { cases, store, dir }
+        Self {
+            cases,
+            store,
+            keys,
+            dir,
+        }
     }
 
     fn context(role: Role) -> CommandContext {
@@ -131,7 +138,7 @@ impl FrontOffice {
 
 #[tokio::test]
 async fn a_retry_after_the_record_failed_to_append_erases_and_records_once() {
-    let office = FrontOffice::start().await;
+    let office = Fixture::start().await;
     office
         .erase_after_a_failure(
             &format!(
@@ -144,15 +151,55 @@ async fn a_retry_after_the_record_failed_to_append_erases_and_records_once() {
         .await;
 }
 
+const REFUSE_DESTRUCTION: &str = "CREATE TRIGGER refuse_destruction \
+     BEFORE UPDATE ON personal_data_keys WHEN NEW.wrapped_key IS NULL \
+     BEGIN SELECT RAISE(ABORT, 'injected: the key is not destroyed'); END";
+
 #[tokio::test]
 async fn a_retry_after_the_key_failed_to_be_destroyed_erases_and_records_once() {
-    let office = FrontOffice::start().await;
+    let office = Fixture::start().await;
     office
-        .erase_after_a_failure(
-            "CREATE TRIGGER refuse_destruction BEFORE UPDATE ON personal_data_keys \
-             WHEN NEW.wrapped_key IS NULL \
-             BEGIN SELECT RAISE(ABORT, 'injected: the key is not destroyed'); END",
-            "refuse_destruction",
-        )
+        .erase_after_a_failure(REFUSE_DESTRUCTION, "refuse_destruction")
         .await;
+}
+
+#[tokio::test]
+async fn an_erasure_never_retried_is_finished_when_the_office_starts() {
+    let fixture = Fixture::start().await;
+    let case_id = fixture.open_case().await;
+    fixture.execute(REFUSE_DESTRUCTION).await;
+    assert!(fixture.erase().await.is_err());
+    fixture.execute("DROP TRIGGER refuse_destruction").await;
+    assert_eq!(fixture.erasure_records().await, 1);
+    assert!(
+        fixture.keys.subject_key_id(PHONE).await.unwrap().is_some(),
+        "the key outlived its record"
+    );
+
+    // Nobody retries; the office restarts on the same store.
+    let bus = svcops_bus::EmbeddedBus::open(&fixture.dir.path().join("bus.db"))
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let office = front_office::FrontOffice::start(
+        Ports {
+            store: Arc::new(fixture.store.clone()),
+            keys: Some(fixture.keys.clone()),
+            bus: Arc::new(bus),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    shutdown.cancel();
+    office.stopped().await;
+
+    assert_eq!(fixture.keys.subject_key_id(PHONE).await.unwrap(), None);
+    let case = fixture.cases.get(case_id).await.unwrap();
+    assert_eq!(case.details.customer_phone, CustomerPhone::Erased);
+    assert_eq!(
+        fixture.erasure_records().await,
+        1,
+        "still exactly one record"
+    );
 }
