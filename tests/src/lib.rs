@@ -178,6 +178,12 @@ impl Cluster {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let kafka = std::env::var("SVCOPS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
         let namespace = format!("test{id}");
+        // Generated per run: a test cluster never sees a real secret.
+        let personal_data_secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let mut services = Vec::new();
         for name in OFFICES {
             let env = HashMap::from([
@@ -192,6 +198,13 @@ impl Cluster {
                 ("SVCOPS_TOKEN_SECRET".to_owned(), secret.clone()),
             ]);
             let mut env = env;
+            // Only the office that holds personal data gets the secret protecting it.
+            if name == "front-office" {
+                env.insert(
+                    "SVCOPS_PERSONAL_DATA_SECRET".to_owned(),
+                    personal_data_secret.clone(),
+                );
+            }
             env.extend(
                 extra_env
                     .iter()

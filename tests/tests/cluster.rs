@@ -769,6 +769,17 @@ async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
                 event.event_type
             );
         }
+        if office == "front-office" {
+            // Nor in the key table: subjects are hashed, keys wrapped.
+            let plain: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM personal_data_keys \
+                 WHERE subject IS NOT NULL OR key IS NOT NULL OR subject_hash LIKE '%13912345%'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .expect("read the key table");
+            assert_eq!(plain, 0, "the key table holds the phone or a plain key");
+        }
     }
 
     let denied = cases

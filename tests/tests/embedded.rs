@@ -241,6 +241,29 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     assert_eq!(shown["customer_phone"], "+86*******1234");
     assert_eq!(shown["opened_by"], "svcops-cli");
 
+    // The phone is in no file of the data directory (sealed in events, hashed in the key
+    // table), and the secret protecting the keys sits beside them, owner-only.
+    for entry in std::fs::read_dir(data_dir).expect("data directory") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.windows(11).any(|window| window == b"13800001234"),
+            "{} holds the phone",
+            path.display()
+        );
+    }
+    let secret = data_dir.join("personal-data-secret");
+    assert_eq!(std::fs::read_to_string(&secret).expect("secret").len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     // Erasure: the case stays, the phone is gone.
     let erased = cli(
         &address,
@@ -318,5 +341,38 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     assert!(
         !log.contains('\u{1b}'),
         "colour escapes in a log file: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_personal_data_secret_is_refused_at_start() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path();
+    let Up {
+        child: mut server, ..
+    } = up(data_dir).await;
+    server.kill().await.expect("kill");
+    // Someone replaces the secret: the keys in front-office.db were stored under the old one.
+    std::fs::write(
+        data_dir.join("personal-data-secret"),
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    )
+    .expect("write");
+    let output = tokio::time::timeout(
+        TIMEOUT,
+        Command::new(binary("svcops"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("exits promptly")
+    .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("personal-data-secret") && stderr.contains("another personal data secret"),
+        "{stderr}"
     );
 }

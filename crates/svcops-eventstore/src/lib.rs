@@ -14,12 +14,14 @@
 //!   the order transactions committed in, so the relay can never skip one.
 
 mod group_commit;
+pub mod personal_data_secret;
 mod postgres;
 mod sqlite;
 mod types;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use personal_data_secret::PersonalDataSecret;
+pub use postgres::{PostgresPersonalDataKeys, PostgresStore};
+pub use sqlite::{SqlitePersonalDataKeys, SqliteStore};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -52,6 +54,9 @@ pub enum Error {
     /// A stored row could not be read back (corruption or an incompatible schema).
     #[error("corrupt event row at position {position}: {reason}")]
     Corrupt { position: i64, reason: String },
+    /// A data key could not be wrapped or unwrapped with the personal data secret.
+    #[error(transparent)]
+    PersonalData(#[from] personal_data_secret::Error),
 }
 
 impl Error {
@@ -143,17 +148,25 @@ pub enum KeyState {
 }
 
 impl KeyState {
-    /// From the `key` column of a looked-up row: no row, an erased (NULL) key, or a key.
-    pub(crate) fn from_column(column: Option<Option<Vec<u8>>>) -> Self {
-        match column {
+    /// From the `wrapped_key` column of a looked-up row: no row, an erased (NULL) key, or a
+    /// key, which is unwrapped.
+    pub(crate) fn from_column(
+        key_id: uuid::Uuid,
+        column: Option<Option<Vec<u8>>>,
+        secret: &PersonalDataSecret,
+    ) -> Result<Self, Error> {
+        Ok(match column {
             None => KeyState::Unknown,
             Some(None) => KeyState::Erased,
-            Some(Some(key)) => KeyState::Active(key),
-        }
+            Some(Some(wrapped)) => KeyState::Active(secret.unwrap_key(key_id, &wrapped)?),
+        })
     }
 }
 
 /// Data keys for personal data (crypto-shredding): kept beside the log, mutable, erasable.
+///
+/// Adapters store a keyed hash of the subject and the key wrapped with the personal data
+/// secret ([`PersonalDataSecret`]), never either in plain form.
 #[async_trait]
 pub trait PersonalDataKeys: Send + Sync + 'static {
     /// The key of `subject`, created with `new_key` on first use (the first caller's key
@@ -166,8 +179,13 @@ pub trait PersonalDataKeys: Send + Sync + 'static {
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<KeyState, Error>;
 
-    /// Destroys the subject's key; returns its id, or `None` if the subject had none.
-    async fn erase_subject(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error>;
+    /// The id of the subject's current key, without creating one; `None` if it has none
+    /// (never had, or it was destroyed).
+    async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error>;
+
+    /// Destroys a key for good, and with it the link to its subject. Returns whether the
+    /// key was still there, so destroying twice is harmless.
+    async fn destroy_key(&self, key_id: uuid::Uuid) -> Result<bool, Error>;
 }
 
 /// Reads a whole stream (helper over [`EventStore::read_stream`]).

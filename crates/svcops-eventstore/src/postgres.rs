@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::group_commit::{EventColumns, GroupCommit, Pending};
 use crate::types::ANY_VERSION_ATTEMPTS;
 use crate::{
-    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
-    RecordedEvent, StreamId,
+    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion,
+    PersonalDataSecret, Position, RecordedEvent, StreamId,
 };
 
 /// Event store on PostgreSQL. Each service owns its own database.
@@ -245,46 +245,132 @@ impl PostgresStore {
     }
 }
 
+/// The personal-data key port on PostgreSQL, in the store's database.
+#[derive(Clone)]
+pub struct PostgresPersonalDataKeys {
+    pool: PgPool,
+    secret: PersonalDataSecret,
+}
+
+impl PostgresStore {
+    /// The personal-data keys kept beside this store, hashed and wrapped with `secret`.
+    /// Rows written before subjects were hashed and keys wrapped are rewritten now.
+    pub async fn personal_data_keys(
+        &self,
+        secret: PersonalDataSecret,
+    ) -> Result<PostgresPersonalDataKeys, Error> {
+        let keys = PostgresPersonalDataKeys {
+            pool: self.pool.clone(),
+            secret,
+        };
+        keys.check_secret().await?;
+        keys.protect_plain_rows().await?;
+        Ok(keys)
+    }
+}
+
+impl PostgresPersonalDataKeys {
+    /// Records the secret's fingerprint on first use; refuses any other secret after.
+    async fn check_secret(&self) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO personal_data_secret_check (id, fingerprint) VALUES (1, $1) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(self.secret.fingerprint())
+        .execute(&self.pool)
+        .await?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT fingerprint FROM personal_data_secret_check WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        if stored != self.secret.fingerprint() {
+            return Err(crate::personal_data_secret::Error::Mismatch.into());
+        }
+        Ok(())
+    }
+
+    async fn protect_plain_rows(&self) -> Result<(), Error> {
+        let rows = sqlx::query(
+            "SELECT key_id, subject, key FROM personal_data_keys WHERE key IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let key_id: Uuid = row.try_get(0)?;
+            let subject: Option<String> = row.try_get(1)?;
+            let key: Vec<u8> = row.try_get(2)?;
+            sqlx::query(
+                "UPDATE personal_data_keys \
+                 SET subject = NULL, key = NULL, subject_hash = $2, wrapped_key = $3 \
+                 WHERE key_id = $1 AND key IS NOT NULL",
+            )
+            .bind(key_id)
+            .bind(subject.map(|subject| self.secret.subject_hash(&subject)))
+            .bind(self.secret.wrap(key_id, &key)?)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
-impl crate::PersonalDataKeys for PostgresStore {
+impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
     async fn key_for_subject(
         &self,
         subject: &str,
         new_key: &[u8],
     ) -> Result<(Uuid, Vec<u8>), Error> {
+        let subject_hash = self.secret.subject_hash(subject);
+        let key_id = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO personal_data_keys (key_id, subject, key) VALUES ($1, $2, $3) \
-             ON CONFLICT (subject) DO NOTHING",
+            "INSERT INTO personal_data_keys (key_id, subject_hash, wrapped_key) \
+             VALUES ($1, $2, $3) ON CONFLICT (subject_hash) DO NOTHING",
         )
-        .bind(Uuid::now_v7())
-        .bind(subject)
-        .bind(new_key)
+        .bind(key_id)
+        .bind(&subject_hash)
+        .bind(self.secret.wrap(key_id, new_key)?)
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT key_id, key FROM personal_data_keys WHERE subject = $1")
-            .bind(subject)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        let row = sqlx::query(
+            "SELECT key_id, wrapped_key FROM personal_data_keys WHERE subject_hash = $1",
+        )
+        .bind(&subject_hash)
+        .fetch_one(&self.pool)
+        .await?;
+        let key_id: Uuid = row.try_get(0)?;
+        let wrapped: Vec<u8> = row.try_get(1)?;
+        Ok((key_id, self.secret.unwrap_key(key_id, &wrapped)?))
     }
 
     async fn key(&self, key_id: Uuid) -> Result<crate::KeyState, Error> {
-        let key: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT key FROM personal_data_keys WHERE key_id = $1")
+        let wrapped: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT wrapped_key FROM personal_data_keys WHERE key_id = $1")
                 .bind(key_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(crate::KeyState::from_column(key))
+        crate::KeyState::from_column(key_id, wrapped, &self.secret)
     }
 
-    async fn erase_subject(&self, subject: &str) -> Result<Option<Uuid>, Error> {
-        Ok(sqlx::query_scalar(
-            "UPDATE personal_data_keys SET subject = NULL, key = NULL, erased_at = now() \
-             WHERE subject = $1 RETURNING key_id",
+    async fn subject_key_id(&self, subject: &str) -> Result<Option<Uuid>, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = $1")
+                .bind(self.secret.subject_hash(subject))
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await?)
+    }
+
+    async fn destroy_key(&self, key_id: Uuid) -> Result<bool, Error> {
+        let destroyed = sqlx::query(
+            "UPDATE personal_data_keys \
+             SET subject_hash = NULL, wrapped_key = NULL, erased_at = now() \
+             WHERE key_id = $1 AND wrapped_key IS NOT NULL",
+        )
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(destroyed.rows_affected() > 0)
     }
 }
 

@@ -14,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::{
-    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion, Position,
-    RecordedEvent, StreamId,
+    Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion,
+    PersonalDataSecret, Position, RecordedEvent, StreamId,
 };
 
 /// Event store in one SQLite file.
@@ -47,7 +47,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Freed space is zeroed, so a deleted or overwritten row (a destroyed data key)
+            // does not linger in free pages.
+            .pragma("secure_delete", "ON");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -58,6 +61,12 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self { writer, readers })
+    }
+
+    /// Closes every connection (the last one checkpoints and removes the WAL file).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
     }
 
     async fn append_in(
@@ -211,48 +220,138 @@ async fn own_events(
     Ok(crate::types::consecutive(&versions, append.events.len()))
 }
 
+/// The personal-data key port on SQLite, in the store's file.
+#[derive(Clone)]
+pub struct SqlitePersonalDataKeys {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    secret: PersonalDataSecret,
+}
+
+impl SqliteStore {
+    /// The personal-data keys kept beside this store, hashed and wrapped with `secret`.
+    /// Rows written before subjects were hashed and keys wrapped are rewritten now.
+    pub async fn personal_data_keys(
+        &self,
+        secret: PersonalDataSecret,
+    ) -> Result<SqlitePersonalDataKeys, Error> {
+        let keys = SqlitePersonalDataKeys {
+            writer: self.writer.clone(),
+            readers: self.readers.clone(),
+            secret,
+        };
+        keys.check_secret().await?;
+        keys.protect_plain_rows().await?;
+        Ok(keys)
+    }
+}
+
+impl SqlitePersonalDataKeys {
+    /// Records the secret's fingerprint on first use; refuses any other secret after.
+    async fn check_secret(&self) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO personal_data_secret_check (id, fingerprint) VALUES (1, ?1) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(self.secret.fingerprint())
+        .execute(&self.writer)
+        .await?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT fingerprint FROM personal_data_secret_check WHERE id = 1")
+                .fetch_one(&self.writer)
+                .await?;
+        if stored != self.secret.fingerprint() {
+            return Err(crate::personal_data_secret::Error::Mismatch.into());
+        }
+        Ok(())
+    }
+
+    async fn protect_plain_rows(&self) -> Result<(), Error> {
+        let mut transaction = self.writer.begin().await?;
+        let rows = sqlx::query(
+            "SELECT key_id, subject, key FROM personal_data_keys WHERE key IS NOT NULL",
+        )
+        .fetch_all(&mut *transaction)
+        .await?;
+        for row in rows {
+            let key_id: uuid::Uuid = row.try_get(0)?;
+            let subject: Option<String> = row.try_get(1)?;
+            let key: Vec<u8> = row.try_get(2)?;
+            sqlx::query(
+                "UPDATE personal_data_keys \
+                 SET subject = NULL, key = NULL, subject_hash = ?2, wrapped_key = ?3 \
+                 WHERE key_id = ?1",
+            )
+            .bind(key_id)
+            .bind(subject.map(|subject| self.secret.subject_hash(&subject)))
+            .bind(self.secret.wrap(key_id, &key)?)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
-impl crate::PersonalDataKeys for SqliteStore {
+impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
     async fn key_for_subject(
         &self,
         subject: &str,
         new_key: &[u8],
     ) -> Result<(uuid::Uuid, Vec<u8>), Error> {
+        let subject_hash = self.secret.subject_hash(subject);
+        let key_id = uuid::Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO personal_data_keys (key_id, subject, key, created_at) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject) DO NOTHING",
+            "INSERT INTO personal_data_keys (key_id, subject_hash, wrapped_key, created_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject_hash) DO NOTHING",
         )
-        .bind(uuid::Uuid::now_v7())
-        .bind(subject)
-        .bind(new_key)
+        .bind(key_id)
+        .bind(&subject_hash)
+        .bind(self.secret.wrap(key_id, new_key)?)
         .bind(format_time(OffsetDateTime::now_utc())?)
         .execute(&self.writer)
         .await?;
-        let row = sqlx::query("SELECT key_id, key FROM personal_data_keys WHERE subject = ?1")
-            .bind(subject)
-            .fetch_one(&self.writer)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        let row = sqlx::query(
+            "SELECT key_id, wrapped_key FROM personal_data_keys WHERE subject_hash = ?1",
+        )
+        .bind(&subject_hash)
+        .fetch_one(&self.writer)
+        .await?;
+        let key_id: uuid::Uuid = row.try_get(0)?;
+        let wrapped: Vec<u8> = row.try_get(1)?;
+        Ok((key_id, self.secret.unwrap_key(key_id, &wrapped)?))
     }
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<crate::KeyState, Error> {
-        let key: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT key FROM personal_data_keys WHERE key_id = ?1")
+        let wrapped: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT wrapped_key FROM personal_data_keys WHERE key_id = ?1")
                 .bind(key_id)
                 .fetch_optional(&self.readers)
                 .await?;
-        Ok(crate::KeyState::from_column(key))
+        crate::KeyState::from_column(key_id, wrapped, &self.secret)
     }
 
-    async fn erase_subject(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error> {
-        Ok(sqlx::query_scalar(
-            "UPDATE personal_data_keys SET subject = NULL, key = NULL, erased_at = ?2 \
-             WHERE subject = ?1 RETURNING key_id",
+    async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = ?1")
+                .bind(self.secret.subject_hash(subject))
+                .fetch_optional(&self.readers)
+                .await?,
         )
-        .bind(subject)
+    }
+
+    async fn destroy_key(&self, key_id: uuid::Uuid) -> Result<bool, Error> {
+        let destroyed = sqlx::query(
+            "UPDATE personal_data_keys \
+             SET subject_hash = NULL, wrapped_key = NULL, erased_at = ?2 \
+             WHERE key_id = ?1 AND wrapped_key IS NOT NULL",
+        )
+        .bind(key_id)
         .bind(format_time(OffsetDateTime::now_utc())?)
-        .fetch_optional(&self.writer)
-        .await?)
+        .execute(&self.writer)
+        .await?;
+        Ok(destroyed.rows_affected() > 0)
     }
 }
 

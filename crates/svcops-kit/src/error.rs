@@ -103,9 +103,10 @@ impl From<svcops_eventstore::Error> for ApiError {
             // The edge validates what it stores; data the database still refuses is the
             // request's, and retrying it cannot help.
             Store::Rejected(_) => Self::invalid("request", error.to_string()),
-            Store::Invalid(_) | Store::Migration(_) | Store::Corrupt { .. } => {
-                Self::Internal(error.to_string())
-            }
+            Store::Invalid(_)
+            | Store::Migration(_)
+            | Store::Corrupt { .. }
+            | Store::PersonalData(_) => Self::Internal(error.to_string()),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use svcops_bus::{Bus, KafkaBus, KafkaConfig};
-use svcops_eventstore::{EventStore, PersonalDataKeys, PostgresStore};
+use svcops_eventstore::{EventStore, PersonalDataKeys, PersonalDataSecret, PostgresStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -35,6 +35,15 @@ pub enum Error {
     Telemetry(#[from] crate::telemetry::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
+    #[error(
+        "SVCOPS_PERSONAL_DATA_SECRET is not set: {0} seals personal data with keys derived \
+         from it (at least 32 bytes, kept outside the database)"
+    )]
+    MissingPersonalDataSecret(&'static str),
+    #[error("SVCOPS_PERSONAL_DATA_SECRET: {0}")]
+    PersonalDataSecret(#[source] svcops_eventstore::personal_data_secret::Error),
+    #[error("{0} holds personal data but was started without personal data keys")]
+    NoPersonalDataKeys(&'static str),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -46,8 +55,9 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Ports {
     pub store: Arc<dyn EventStore>,
-    /// Data keys for personal data, kept in the same database as the store.
-    pub keys: Arc<dyn PersonalDataKeys>,
+    /// Data keys for personal data, kept in the same database as the store; only for an
+    /// office that holds personal data ([`Office::HOLDS_PERSONAL_DATA`]).
+    pub keys: Option<Arc<dyn PersonalDataKeys>>,
     pub bus: Arc<dyn Bus>,
 }
 
@@ -56,6 +66,10 @@ pub struct Ports {
 pub trait Office: Send + Sync + Sized + 'static {
     /// Service name, e.g. `front-office`; also its consumer group and `ce_source` suffix.
     const NAME: &'static str;
+
+    /// Whether the office seals personal data. Only such an office gets data keys, and
+    /// needs the personal data secret (in cluster mode `SVCOPS_PERSONAL_DATA_SECRET`).
+    const HOLDS_PERSONAL_DATA: bool = false;
 
     /// Rebuilds read models and spawns background work (relay, consumers) until `shutdown`.
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error>;
@@ -90,6 +104,12 @@ pub struct ClusterConfig {
     pub kafka_batch_messages: u32,
     /// Shared token-signing secret, at least 32 bytes (`SVCOPS_TOKEN_SECRET`).
     pub token_secret: String,
+    /// Secret the personal-data keys are protected with, at least 32 bytes
+    /// (`SVCOPS_PERSONAL_DATA_SECRET`): subjects are stored as a keyed hash and data keys
+    /// wrapped, both with keys derived from it. Required by offices that hold personal data
+    /// (the front office); losing it makes every sealed phone unreadable.
+    #[serde(default)]
+    pub personal_data_secret: Option<String>,
     /// Prefix of this cluster's topics and consumer groups on a shared broker
     /// (`SVCOPS_BUS_NAMESPACE`); none by default.
     #[serde(default)]
@@ -137,6 +157,15 @@ pub async fn run<O: Office>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let authenticator = Authenticator::new(config.token_secret.as_bytes())?;
+    let personal_data_secret = if O::HOLDS_PERSONAL_DATA {
+        let secret = config
+            .personal_data_secret
+            .as_deref()
+            .ok_or(Error::MissingPersonalDataSecret(O::NAME))?;
+        Some(PersonalDataSecret::new(secret.as_bytes()).map_err(Error::PersonalDataSecret)?)
+    } else {
+        None
+    };
     // First, so the offices' relays and consumers record from their first event on.
     let metrics = match config.metrics_listen {
         Some(address) => Some(crate::metrics::spawn(address, shutdown.clone()).await?),
@@ -144,8 +173,21 @@ pub async fn run<O: Office>(
     };
     let postgres =
         Arc::new(PostgresStore::connect(&config.database_url, config.database_pool).await?);
-    let store: Arc<dyn EventStore> = postgres.clone();
-    let keys: Arc<dyn PersonalDataKeys> = postgres;
+    let keys: Option<Arc<dyn PersonalDataKeys>> = match personal_data_secret {
+        Some(secret) => Some(Arc::new(
+            postgres
+                .personal_data_keys(secret)
+                .await
+                .map_err(|error| match error {
+                    svcops_eventstore::Error::PersonalData(error) => {
+                        Error::PersonalDataSecret(error)
+                    }
+                    other => other.into(),
+                })?,
+        )),
+        None => None,
+    };
+    let store: Arc<dyn EventStore> = postgres;
     let kafka = KafkaBus::connect(KafkaConfig {
         partitions: config.kafka_partitions,
         batch_messages: (config.kafka_batch_messages > 0).then_some(config.kafka_batch_messages),

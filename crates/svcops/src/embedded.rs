@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use svcops_bus::{Bus, EmbeddedBus};
-use svcops_eventstore::{EventStore, SqliteStore};
+use svcops_eventstore::{EventStore, PersonalDataKeys, PersonalDataSecret, SqliteStore};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::server::{BusDependency, Dependency, StoreDependency};
 use svcops_kit::service::{Office, Ports};
@@ -17,6 +17,10 @@ use tonic::service::RoutesBuilder;
 
 /// File holding the embedded cluster's token secret.
 const SECRET_FILE: &str = "token-secret";
+/// File holding the secret the front office's personal-data keys are protected with
+/// (cluster mode: `SVCOPS_PERSONAL_DATA_SECRET`). Outside the database on purpose: a copy of
+/// `front-office.db` alone reveals no phone, not even of customers erased later.
+pub const PERSONAL_DATA_SECRET_FILE: &str = "personal-data-secret";
 
 /// Where `svcops up` keeps its data, and where the CLI looks for it, unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./svcops-data";
@@ -52,19 +56,23 @@ fn shell_quoted(text: &str) -> String {
     }
 }
 
-/// Reads the data directory's secret, creating it (owner-only) on first use.
+/// Reads the data directory's token secret, creating it (owner-only) on first use.
 pub fn secret(data_dir: &Path, create: bool) -> anyhow::Result<String> {
-    let path = data_dir.join(SECRET_FILE);
+    read_or_create_secret(data_dir, SECRET_FILE, create)
+}
+
+fn read_or_create_secret(data_dir: &Path, file: &str, create: bool) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(secret) => Ok(secret.trim().to_owned()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-            let secret = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
+            // 32 random bytes, hex: 64 characters.
+            let secret: String = svcops_kit::personal_data::new_key()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
             write_private(&path, &secret)?;
             Ok(secret)
         }
@@ -102,23 +110,31 @@ async fn start<O: Office>(
     stores: &mut Vec<Arc<dyn EventStore>>,
 ) -> anyhow::Result<O> {
     let path: PathBuf = data_dir.join(format!("{}.db", O::NAME));
-    let sqlite = Arc::new(
-        SqliteStore::open(&path)
-            .await
-            .with_context(|| format!("cannot open {}", path.display()))?,
-    );
-    let store: Arc<dyn EventStore> = sqlite.clone();
+    let sqlite = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let keys: Option<Arc<dyn PersonalDataKeys>> = if O::HOLDS_PERSONAL_DATA {
+        let secret_path = data_dir.join(PERSONAL_DATA_SECRET_FILE);
+        let secret = read_or_create_secret(data_dir, PERSONAL_DATA_SECRET_FILE, true)?;
+        let secret = PersonalDataSecret::new(secret.as_bytes())
+            .with_context(|| secret_path.display().to_string())?;
+        Some(Arc::new(
+            sqlite.personal_data_keys(secret).await.with_context(|| {
+                format!(
+                    "cannot open the personal data keys in {} with {}",
+                    path.display(),
+                    secret_path.display()
+                )
+            })?,
+        ))
+    } else {
+        None
+    };
+    let store: Arc<dyn EventStore> = Arc::new(sqlite);
     stores.push(store.clone());
-    O::start(
-        Ports {
-            store,
-            keys: sqlite,
-            bus,
-        },
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("cannot start {}", O::NAME))
+    O::start(Ports { store, keys, bus }, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot start {}", O::NAME))
 }
 
 /// Runs the embedded cluster until `shutdown`, with Prometheus metrics on `metrics_listen`

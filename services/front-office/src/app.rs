@@ -142,31 +142,53 @@ impl Cases {
         Ok(view)
     }
 
-    /// Erases a customer's personal data: destroys their data key and records that it
-    /// happened (without the data). Returns false when there was nothing to erase.
+    /// Erases a customer's personal data: records that it happens (without the data), then
+    /// destroys their data key. Returns false when there was nothing to erase.
+    ///
+    /// Two writes to two tables, so the order makes a failure between them safe: the record
+    /// is appended under an idempotency key of the data key, so a retry finds the key still
+    /// there, appends nothing new and finishes destroying it; without a retry, the next
+    /// start does ([`Cases::finish_erasures`]). Destroying first would leave no way to find
+    /// the key again, and no record.
     pub async fn erase_customer(
         &self,
         context: &CommandContext,
         phone: &PhoneNumber,
     ) -> Result<bool, Error> {
-        let Some(key_id) = self.keys.erase_subject(phone.as_str()).await? else {
+        let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
-        let event = context.event(
-            None,
-            &svcops_proto::frontoffice::v1::CustomerDataErased {
-                key_id: key_id.to_string(),
-            },
-        );
-        self.store
-            .append(Append::new(
-                StreamId::for_aggregate("customer", key_id),
-                ExpectedVersion::Any,
-                vec![event],
-            ))
+        let recorded = self
+            .store
+            .append(
+                Append::new(
+                    StreamId::for_aggregate("customer", key_id),
+                    ExpectedVersion::Any,
+                    vec![codec::erasure_record(context, key_id)],
+                )
+                .idempotency_key(format!("front-office/erase-customer/{key_id}")),
+            )
             .await?;
-        self.relay.notify_one();
+        if !recorded.is_duplicate() {
+            self.relay.notify_one();
+        }
+        self.keys.destroy_key(key_id).await?;
         Ok(true)
+    }
+
+    /// Destroys the keys that erasure records name, for erasures that failed after their
+    /// record and were never retried. Returns how many keys were still there.
+    pub async fn finish_erasures(
+        &self,
+        key_ids: &[Uuid],
+    ) -> Result<usize, svcops_eventstore::Error> {
+        let mut finished = 0;
+        for key_id in key_ids {
+            if self.keys.destroy_key(*key_id).await? {
+                finished += 1;
+            }
+        }
+        Ok(finished)
     }
 
     /// Opens a case. With a request id, a retry returns the case the first call opened.
@@ -435,6 +457,43 @@ impl Tap for CaseList {
                     });
                 }
             }
+        }
+    }
+}
+
+/// The data keys named by erasure records, gathered while the log is replayed at start (see
+/// [`Cases::finish_erasures`]).
+#[derive(Default)]
+pub struct ErasureRecords(std::sync::Mutex<Vec<Uuid>>);
+
+impl ErasureRecords {
+    pub fn take(&self) -> Vec<Uuid> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poison| poison.into_inner()))
+    }
+}
+
+impl Tap for ErasureRecords {
+    fn observe(&self, events: &[RecordedEvent]) {
+        let mut key_ids = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        for recorded in events {
+            match codec::erased_key_id(&recorded.event_type, &recorded.payload) {
+                Ok(Some(key_id)) => key_ids.push(key_id),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(%error, position = recorded.position, "undecodable erasure record");
+                }
+            }
+        }
+    }
+}
+
+/// Several taps fed by one replay of the log.
+pub struct Taps<'a>(pub &'a [&'a dyn Tap]);
+
+impl Tap for Taps<'_> {
+    fn observe(&self, events: &[RecordedEvent]) {
+        for tap in self.0 {
+            tap.observe(events);
         }
     }
 }

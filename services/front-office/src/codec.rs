@@ -7,9 +7,7 @@ use svcops_proto::frontoffice::v1 as proto;
 use svcops_eventstore::NewEvent;
 use svcops_kit::events::CommandContext;
 
-use crate::domain::{
-    CaseDetails, Category, Channel, CustomerPhone, Event, Flag, PhoneNumber, Priority,
-};
+use crate::domain::{CaseDetails, Category, Channel, CustomerPhone, Event, Flag, Priority};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -113,7 +111,6 @@ pub fn to_new_event(context: &CommandContext, event: &Event) -> Result<NewEvent,
                 Some(*case_id),
                 &proto::CaseOpened {
                     case_id: case_id.to_string(),
-                    customer_phone: String::new(),
                     customer_key_id: key_id.to_string(),
                     customer_phone_sealed: sealed.clone(),
                     category: category_to_proto(details.category).into(),
@@ -140,6 +137,30 @@ pub fn to_new_event(context: &CommandContext, event: &Event) -> Result<NewEvent,
     })
 }
 
+/// The record of an erasure: which data key was destroyed, nothing personal.
+pub fn erasure_record(context: &CommandContext, key_id: uuid::Uuid) -> NewEvent {
+    context.event(
+        None,
+        &proto::CustomerDataErased {
+            key_id: key_id.to_string(),
+        },
+    )
+}
+
+/// The data key an erasure record names; `Ok(None)` for any other event.
+pub fn erased_key_id(event_type: &str, payload: &[u8]) -> Result<Option<uuid::Uuid>, Error> {
+    let undecodable = |reason: String| Error::Undecodable {
+        event_type: event_type.to_owned(),
+        reason,
+    };
+    svcops_kit::events::decode::<proto::CustomerDataErased>(event_type, payload)
+        .map_err(|error| undecodable(error.to_string()))?
+        .map(|record| {
+            uuid::Uuid::parse_str(&record.key_id).map_err(|error| undecodable(error.to_string()))
+        })
+        .transpose()
+}
+
 /// The domain event of a stored event; `Ok(None)` for types this version does not know.
 pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> {
     let undecodable = |reason: String| Error::Undecodable {
@@ -164,19 +185,16 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> 
     };
     let case_id = uuid::Uuid::parse_str(&opened.case_id).map_err(|e| undecodable(e.to_string()))?;
     let details = CaseDetails {
-        customer_phone: if !opened.customer_key_id.is_empty() {
+        // Events from before sealing carried the phone in plain text (field 2, now
+        // reserved), where erasure cannot reach it: it is never read, so they read as erased.
+        customer_phone: if opened.customer_key_id.is_empty() {
+            CustomerPhone::Erased
+        } else {
             CustomerPhone::Sealed {
                 key_id: uuid::Uuid::parse_str(&opened.customer_key_id)
                     .map_err(|e| undecodable(e.to_string()))?,
                 sealed: opened.customer_phone_sealed,
             }
-        } else if opened.customer_phone.is_empty() {
-            CustomerPhone::Erased
-        } else {
-            CustomerPhone::Known(
-                PhoneNumber::parse("customer_phone", &opened.customer_phone)
-                    .map_err(|e| undecodable(e.to_string()))?,
-            )
         },
         category: category_from_proto(opened.category)
             .ok_or_else(|| undecodable("unknown category".into()))?,
@@ -191,4 +209,48 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> 
         serial_number: opened.serial_number,
     };
     Ok(Some(Event::Opened { case_id, details }))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    /// `CaseOpened` as written before personal data was sealed: the phone in field 2.
+    #[derive(Clone, PartialEq, Message)]
+    struct PlainPhoneCaseOpened {
+        #[prost(string, tag = "1")]
+        case_id: String,
+        #[prost(string, tag = "2")]
+        customer_phone: String,
+        #[prost(int32, tag = "3")]
+        category: i32,
+        #[prost(string, tag = "6")]
+        summary: String,
+    }
+
+    #[test]
+    fn a_plain_phone_from_before_sealing_is_never_read() {
+        let case_id = uuid::Uuid::now_v7();
+        let payload = PlainPhoneCaseOpened {
+            case_id: case_id.to_string(),
+            customer_phone: "+8613800001234".into(),
+            category: common::CaseCategory::Repair.into(),
+            summary: "lamp flickers".into(),
+        }
+        .encode_to_vec();
+        let event = decode("svcops.frontoffice.v1.CaseOpened", &payload)
+            .expect("old events stay readable")
+            .expect("a case opened");
+        let Event::Opened { details, .. } = &event else {
+            panic!("not a case opened: {event:?}");
+        };
+        assert_eq!(details.customer_phone, CustomerPhone::Erased);
+        assert_eq!(details.summary, "lamp flickers", "the rest stays");
+        assert!(
+            !format!("{event:?}").contains("13800001234"),
+            "the phone surfaces: {event:?}"
+        );
+    }
 }

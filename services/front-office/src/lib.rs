@@ -32,10 +32,20 @@ pub struct FrontOffice {
 #[async_trait::async_trait]
 impl Office for FrontOffice {
     const NAME: &'static str = SERVICE;
+    const HOLDS_PERSONAL_DATA: bool = true;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let keys = ports
+            .keys
+            .clone()
+            .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
         let list = Arc::new(app::CaseList::default());
-        svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
+        let erasures = app::ErasureRecords::default();
+        svcops_bus::relay::replay(
+            ports.store.as_ref(),
+            &app::Taps(&[list.as_ref(), &erasures]),
+        )
+        .await?;
         tracing::info!(cases = list.len(), "case list rebuilt");
         let relay = Relay::new(
             ports.store.clone(),
@@ -46,10 +56,17 @@ impl Office for FrontOffice {
         .with_tap(list.clone());
         let cases = Arc::new(app::Cases::new(
             ports.store.clone(),
-            ports.keys.clone(),
+            keys,
             relay.waker(),
             list,
         ));
+        let finished = cases.finish_erasures(&erasures.take()).await?;
+        if finished > 0 {
+            tracing::warn!(
+                finished,
+                "finished erasures that failed after their record and were never retried"
+            );
+        }
         let tasks = vec![
             consumer::spawn_dead_letters(
                 ports.bus.clone(),

@@ -1,4 +1,5 @@
-//! One human-readable line per event, with personal data masked unless the role may see it.
+//! One human-readable line per event. Listen-in holds no customer keys and events carry
+//! personal data only sealed, so no line can show any.
 
 use svcops_kit::events::{decode, from_timestamp};
 use svcops_proto::backoffice::v1 as back;
@@ -28,17 +29,17 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
     .unwrap_or_else(|| "unknown".into())
 }
 
-/// Describes an event; `unmasked` when the listener's role may see personal data.
-pub fn describe(event_type: &str, payload: &[u8], actor: &str, unmasked: bool) -> String {
+/// Describes an event.
+pub fn describe(event_type: &str, payload: &[u8], actor: &str) -> String {
     let described = (|| -> Result<Option<String>, prost::DecodeError> {
         if let Some(e) = decode::<front::CaseOpened>(event_type, payload)? {
-            // Sealed personal data stays sealed here: listen-in holds no customer keys.
-            let phone = if !e.customer_key_id.is_empty() {
-                "(personal data sealed)".to_owned()
-            } else if unmasked {
-                e.customer_phone.clone()
+            // Sealed personal data stays sealed here: listen-in holds no customer keys. Events
+            // from before sealing carried the phone in plain text (a field now reserved, so
+            // never decoded): erasure cannot reach it there, so it is never shown.
+            let phone = if e.customer_key_id.is_empty() {
+                "(no personal data)"
             } else {
-                svcops_kit::personal_data::mask_phone(&e.customer_phone)
+                "(personal data sealed)"
             };
             let category = enum_name(
                 common::CaseCategory::try_from(e.category)
@@ -141,25 +142,33 @@ mod tests {
 
     use super::*;
 
+    /// `CaseOpened` as written before personal data was sealed: the phone in field 2.
+    #[derive(Clone, PartialEq, Message)]
+    struct PlainPhoneCaseOpened {
+        #[prost(string, tag = "1")]
+        case_id: String,
+        #[prost(string, tag = "2")]
+        customer_phone: String,
+        #[prost(int32, tag = "3")]
+        category: i32,
+        #[prost(string, tag = "6")]
+        summary: String,
+    }
+
     #[test]
-    fn masks_phones_for_roles_without_access() {
-        let opened = front::CaseOpened {
+    fn a_plain_phone_from_before_sealing_is_never_shown() {
+        let payload = PlainPhoneCaseOpened {
             case_id: "c".into(),
             customer_phone: "+8613800001234".into(),
             category: common::CaseCategory::Repair.into(),
-            priority: common::Priority::Normal.into(),
-            channel: front::Channel::Hotline.into(),
             summary: "lamp flickers".into(),
-            ..Default::default()
-        };
-        let payload = opened.encode_to_vec();
-        let masked = describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice", false);
+        }
+        .encode_to_vec();
         assert_eq!(
-            masked,
-            "case opened: repair, normal priority, via hotline, customer +86*******1234: lamp flickers"
+            describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice"),
+            "case opened: repair, unspecified priority, via unspecified, \
+             customer (no personal data): lamp flickers"
         );
-        let unmasked = describe("svcops.frontoffice.v1.CaseOpened", &payload, "alice", true);
-        assert!(unmasked.contains("+8613800001234"));
     }
 
     #[test]
@@ -176,7 +185,6 @@ mod tests {
             "svcops.frontoffice.v1.CaseOpened",
             &opened.encode_to_vec(),
             "alice",
-            true,
         );
         assert!(text.contains("customer (personal data sealed)"), "{text}");
     }
@@ -184,7 +192,7 @@ mod tests {
     #[test]
     fn unknown_types_fall_back_to_their_name() {
         assert_eq!(
-            describe("svcops.x.v1.SomethingNew", &[], "a", false),
+            describe("svcops.x.v1.SomethingNew", &[], "a"),
             "SomethingNew"
         );
     }

@@ -3,9 +3,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use svcops_kit::ApiError;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::events::{CommandContext, to_timestamp};
-use svcops_kit::{ApiError, Principal};
 use svcops_proto::common::v1 as common;
 use svcops_proto::listenin::v1 as proto;
 use svcops_proto::listenin::v1::listen_in_service_server::ListenInService;
@@ -53,13 +53,8 @@ fn office(source: &str) -> common::Office {
     }
 }
 
-fn to_proto(entry: Entry, listener: &Principal) -> proto::WatchCaseResponse {
-    let description = describe(
-        &entry.event_type,
-        &entry.payload,
-        &entry.actor_subject,
-        listener.role.sees_personal_data(),
-    );
+fn to_proto(entry: Entry) -> proto::WatchCaseResponse {
+    let description = describe(&entry.event_type, &entry.payload, &entry.actor_subject);
     proto::WatchCaseResponse {
         kind: Some(proto::watch_case_response::Kind::Entry(
             proto::TimelineEntry {
@@ -88,7 +83,6 @@ async fn send_from_store(
     timelines: &Timelines,
     case_id: Uuid,
     mut last: u64,
-    listener: &Principal,
     sender: &Sender,
 ) -> Option<u64> {
     loop {
@@ -102,7 +96,7 @@ async fn send_from_store(
         let done = entries.len() < PAGE;
         for entry in entries {
             last = entry.sequence;
-            sender.send(Ok(to_proto(entry, listener))).await.ok()?;
+            sender.send(Ok(to_proto(entry))).await.ok()?;
         }
         if done {
             return Some(last);
@@ -115,14 +109,12 @@ async fn follow(
     case_id: Uuid,
     after: u64,
     catch_up_only: bool,
-    listener: Principal,
     sender: Sender,
     shutdown: CancellationToken,
 ) {
     // Subscribe before the catch-up read, so nothing appended in between is missed.
     let mut live = timelines.subscribe();
-    let Some(mut last) = send_from_store(&timelines, case_id, after, &listener, &sender).await
-    else {
+    let Some(mut last) = send_from_store(&timelines, case_id, after, &sender).await else {
         return;
     };
     let caught_up = proto::WatchCaseResponse {
@@ -151,7 +143,7 @@ async fn follow(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if behind {
-            match send_from_store(&timelines, case_id, last, &listener, &sender).await {
+            match send_from_store(&timelines, case_id, last, &sender).await {
                 Some(new_last) => last = new_last,
                 None => return,
             }
@@ -198,7 +190,6 @@ impl ListenInService for ListenInGrpc {
                 case_id,
                 body.after_sequence,
                 body.catch_up_only,
-                listener.clone(),
                 sender,
                 shutdown,
             )

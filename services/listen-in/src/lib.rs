@@ -2,7 +2,7 @@
 //!
 //! It consumes all four topics into per-case timelines in its own store (`app`), and
 //! `WatchCase` (`grpc`) replays a timeline and then follows it. `describe` renders events
-//! for people, masking personal data by role.
+//! for people; personal data reaches listen-in only sealed, so it never shows.
 
 pub mod app;
 pub mod describe;
