@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod describe;
+pub mod domain;
 pub mod grpc;
 
 use std::sync::Arc;
