@@ -452,15 +452,18 @@ impl Timelines {
         Ok(entries.iter().any(|entry| entry.source != SOURCE))
     }
 
-    /// Waits up to `grace` for `case_id` to be known ([`Self::case_known`]).
+    /// Waits until `deadline` at most for `case_id` to be known ([`Self::case_known`]).
     ///
     /// Offices talk to listen-in only through events, so a case opened a moment ago and a
     /// case no office ever recorded look the same until the case's first event has been
-    /// relayed and consumed; that normally takes milliseconds, and `grace` bounds the wait.
-    pub async fn wait_for_case(&self, case_id: Uuid, grace: Duration) -> Result<bool, Error> {
+    /// relayed and consumed; waiting a bounded grace period is what tells them apart.
+    pub async fn wait_for_case(
+        &self,
+        case_id: Uuid,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, Error> {
         // Subscribe before looking, so an entry appended in between still wakes us.
         let mut live = self.subscribe();
-        let deadline = tokio::time::Instant::now() + grace;
         loop {
             if self.case_known(case_id).await? {
                 return Ok(true);
@@ -953,7 +956,10 @@ mod tests {
         let unknown = Uuid::now_v7();
         assert!(
             !timelines
-                .wait_for_case(unknown, Duration::from_millis(100))
+                .wait_for_case(
+                    unknown,
+                    tokio::time::Instant::now() + Duration::from_millis(100)
+                )
                 .await
                 .expect("wait")
         );
@@ -962,7 +968,10 @@ mod tests {
             let timelines = timelines.clone();
             async move {
                 timelines
-                    .wait_for_case(opened_now, Duration::from_secs(30))
+                    .wait_for_case(
+                        opened_now,
+                        tokio::time::Instant::now() + Duration::from_secs(30),
+                    )
                     .await
             }
         });

@@ -50,12 +50,30 @@ impl Sessions {
     }
 }
 
+/// How long `WatchCase` waits for the first event of a case listen-in has not heard of
+/// before answering NOT_FOUND: a case opened a moment ago is still being relayed, one that
+/// no office recorded never arrives, and only waiting tells them apart (offices talk to
+/// listen-in through events alone).
+#[derive(Debug, Clone, Copy)]
+pub struct UnknownCaseGrace {
+    /// From the request: the relay-and-consume delay of a warm cluster, with room to spare.
+    pub per_request: Duration,
+    /// And not before this: after a start, listen-in's consumers are still joining their
+    /// groups (seconds on Kafka) and nothing arrives meanwhile.
+    pub not_before: tokio::time::Instant,
+}
+
+impl UnknownCaseGrace {
+    fn deadline(&self) -> tokio::time::Instant {
+        (tokio::time::Instant::now() + self.per_request).max(self.not_before)
+    }
+}
+
 pub struct ListenInGrpc {
     timelines: Arc<Timelines>,
     shutdown: CancellationToken,
     sessions: Sessions,
-    /// How long `WatchCase` waits for the first event of a case it has not heard of.
-    unknown_case_grace: Duration,
+    unknown_case_grace: UnknownCaseGrace,
 }
 
 impl ListenInGrpc {
@@ -63,7 +81,7 @@ impl ListenInGrpc {
         timelines: Arc<Timelines>,
         shutdown: CancellationToken,
         sessions: Sessions,
-        unknown_case_grace: Duration,
+        unknown_case_grace: UnknownCaseGrace,
     ) -> Self {
         Self {
             timelines,
@@ -226,7 +244,7 @@ impl ListenInService for ListenInGrpc {
         // A case no office has recorded would otherwise be followed forever, empty.
         if !self
             .timelines
-            .wait_for_case(case_id, self.unknown_case_grace)
+            .wait_for_case(case_id, self.unknown_case_grace.deadline())
             .await
             .map_err(to_status)?
         {
@@ -311,6 +329,10 @@ mod tests {
         );
         let shutdown = CancellationToken::new();
         let sessions = Sessions::default();
+        let grace = UnknownCaseGrace {
+            per_request: grace,
+            not_before: tokio::time::Instant::now(),
+        };
         let grpc = ListenInGrpc::new(timelines.clone(), shutdown.clone(), sessions.clone(), grace);
         Harness {
             _dir: dir,

@@ -34,8 +34,10 @@ const SESSION_END_WAIT: Duration = Duration::from_secs(5);
 #[serde(default)]
 pub struct Settings {
     /// How long `WatchCase` waits for the first event of a case it has not heard of before
-    /// answering NOT_FOUND.
+    /// answering NOT_FOUND ([`grpc::UnknownCaseGrace`])...
     pub unknown_case_grace_ms: u64,
+    /// ...and, in the first this-many milliseconds after a start, until they have passed.
+    pub startup_grace_ms: u64,
     /// At most this many events wait aside for their cause, over all cases.
     pub hold_max_events: usize,
     /// No event waits aside for its cause longer than this.
@@ -47,6 +49,7 @@ impl Default for Settings {
         let limits = domain::Limits::default();
         Self {
             unknown_case_grace_ms: 3_000,
+            startup_grace_ms: 30_000,
             hold_max_events: limits.max_held,
             hold_max_age_seconds: limits.max_age.as_secs(),
         }
@@ -70,7 +73,7 @@ struct Config {
 
 pub struct ListenIn {
     timelines: Arc<app::Timelines>,
-    settings: Settings,
+    unknown_case_grace: grpc::UnknownCaseGrace,
     shutdown: CancellationToken,
     /// The relay stops after the sessions have recorded their ends, so it publishes them.
     relay_shutdown: CancellationToken,
@@ -83,6 +86,7 @@ impl Office for ListenIn {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let started = tokio::time::Instant::now();
         let settings = svcops_kit::config::load::<Config>(None)?.listen_in;
         let relay = Relay::new(
             ports.store.clone(),
@@ -114,7 +118,10 @@ impl Office for ListenIn {
         }
         Ok(Self {
             timelines,
-            settings,
+            unknown_case_grace: grpc::UnknownCaseGrace {
+                per_request: Duration::from_millis(settings.unknown_case_grace_ms),
+                not_before: started + Duration::from_millis(settings.startup_grace_ms),
+            },
             shutdown,
             relay_shutdown,
             sessions: grpc::Sessions::default(),
@@ -128,7 +135,7 @@ impl Office for ListenIn {
                 self.timelines.clone(),
                 self.shutdown.clone(),
                 self.sessions.clone(),
-                Duration::from_millis(self.settings.unknown_case_grace_ms),
+                self.unknown_case_grace,
             ),
             authenticator.interceptor(),
         ));
