@@ -120,8 +120,11 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str) -> String {
             );
             return Ok(Some(format!("{actor} started listening ({mode})")));
         }
-        if decode::<listen::ListenSessionEnded>(event_type, payload)?.is_some() {
-            return Ok(Some(format!("{actor} stopped listening")));
+        if let Some(e) = decode::<listen::ListenSessionEnded>(event_type, payload)? {
+            return Ok(Some(match e.reason.as_str() {
+                "" => format!("{actor} stopped listening"),
+                reason => format!("{actor} stopped listening ({reason})"),
+            }));
         }
         Ok(None)
     })();

@@ -1,15 +1,19 @@
 //! svcops listen-in: executives follow live cases across every office.
 //!
-//! It consumes all four topics into per-case timelines in its own store (`app`), and
+//! It consumes all four topics into per-case timelines in its own store (`app`), ordered by
+//! the pure rules of `domain` (causes before effects, each stream in its order), and
 //! `WatchCase` (`grpc`) replays a timeline and then follows it. `describe` renders events
 //! for people; personal data reaches listen-in only sealed, so it never shows.
 
 pub mod app;
 pub mod describe;
+pub mod domain;
 pub mod grpc;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde::Deserialize;
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
 use svcops_kit::auth::Authenticator;
@@ -21,9 +25,59 @@ use tonic::service::RoutesBuilder;
 
 pub const SERVICE: &str = "listen-in";
 
+/// Longest a graceful stop waits for running sessions to record their end.
+const SESSION_END_WAIT: Duration = Duration::from_secs(5);
+
+/// Listen-in's own settings, from `SVCOPS_LISTEN_IN__<NAME>` variables (e.g.
+/// `SVCOPS_LISTEN_IN__UNKNOWN_CASE_GRACE_MS=2000`); every one has a default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// How long `WatchCase` waits for the first event of a case it has not heard of before
+    /// answering NOT_FOUND ([`grpc::UnknownCaseGrace`])...
+    pub unknown_case_grace_ms: u64,
+    /// ...and, in the first this-many milliseconds after a start, until they have passed.
+    pub startup_grace_ms: u64,
+    /// At most this many events wait aside for their cause, over all cases.
+    pub hold_max_events: usize,
+    /// No event waits aside for its cause longer than this.
+    pub hold_max_age_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let limits = domain::Limits::default();
+        Self {
+            unknown_case_grace_ms: 3_000,
+            startup_grace_ms: 10_000,
+            hold_max_events: limits.max_held,
+            hold_max_age_seconds: limits.max_age.as_secs(),
+        }
+    }
+}
+
+impl Settings {
+    fn limits(&self) -> domain::Limits {
+        domain::Limits {
+            max_held: self.hold_max_events,
+            max_age: Duration::from_secs(self.hold_max_age_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Config {
+    #[serde(default)]
+    listen_in: Settings,
+}
+
 pub struct ListenIn {
     timelines: Arc<app::Timelines>,
+    unknown_case_grace: grpc::UnknownCaseGrace,
     shutdown: CancellationToken,
+    /// The relay stops after the sessions have recorded their ends, so it publishes them.
+    relay_shutdown: CancellationToken,
+    sessions: grpc::Sessions,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -32,17 +86,27 @@ impl Office for ListenIn {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
+        let started = tokio::time::Instant::now();
+        let settings = svcops_kit::config::load::<Config>(None)?.listen_in;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),
             topics::LISTEN_IN,
-            "svcops/listen-in",
+            app::SOURCE,
         );
-        let timelines = Arc::new(app::Timelines::new(ports.store.clone(), relay.waker()));
+        let timelines = Arc::new(
+            app::Timelines::open(ports.store.clone(), relay.waker(), settings.limits()).await?,
+        );
+        // Before serving: every session open on the record now was left open by a crash.
+        timelines.end_sessions_left_open().await?;
         let handler: Arc<dyn consumer::Handler> = Arc::new(app::AllOffices(timelines.clone()));
-        let mut tasks = vec![tokio::spawn(relay.run(shutdown.clone()))];
-        // One consumer per topic: an effect waiting for its cause from another office's
-        // topic must not hold up the delivery of that cause.
+        let relay_shutdown = CancellationToken::new();
+        let mut tasks = vec![
+            tokio::spawn(relay.run(relay_shutdown.clone())),
+            tokio::spawn(app::sweep_until(timelines.clone(), shutdown.clone())),
+        ];
+        // One consumer per topic: an effect whose cause is on another office's topic is held
+        // aside, and the topics are consumed independently, so nothing waits on a lagging one.
         for topic in topics::ALL {
             tasks.push(consumer::spawn(
                 ports.bus.clone(),
@@ -54,14 +118,25 @@ impl Office for ListenIn {
         }
         Ok(Self {
             timelines,
+            unknown_case_grace: grpc::UnknownCaseGrace {
+                per_request: Duration::from_millis(settings.unknown_case_grace_ms),
+                not_before: started + Duration::from_millis(settings.startup_grace_ms),
+            },
             shutdown,
+            relay_shutdown,
+            sessions: grpc::Sessions::default(),
             tasks,
         })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
         routes.add_service(ListenInServiceServer::with_interceptor(
-            grpc::ListenInGrpc::new(self.timelines.clone(), self.shutdown.clone()),
+            grpc::ListenInGrpc::new(
+                self.timelines.clone(),
+                self.shutdown.clone(),
+                self.sessions.clone(),
+                self.unknown_case_grace,
+            ),
             authenticator.interceptor(),
         ));
     }
@@ -71,6 +146,8 @@ impl Office for ListenIn {
     }
 
     async fn stopped(self) {
+        self.sessions.ended(SESSION_END_WAIT).await;
+        self.relay_shutdown.cancel();
         svcops_kit::service::join_all(self.tasks).await;
     }
 }
