@@ -325,7 +325,7 @@ async fn dead_letter(
     ));
     headers.push(("dlq_group".into(), group.as_bytes().to_vec()));
     headers.push(("dlq_error".into(), error.as_bytes().to_vec()));
-    let message = Message {
+    let mut message = Message {
         key: delivery.message.key.clone(),
         headers,
         payload: delivery.message.payload.clone(),
@@ -333,6 +333,18 @@ async fn dead_letter(
     let topic = topics::dead_letter(&delivery.topic);
     let mut backoff = Duration::from_millis(50);
     while let Err(error) = bus.publish(&topic, vec![message.clone()]).await {
+        // Our headers can push a message near the size limit over it: then the dead letter
+        // goes without its payload (origin, offset and headers still name it) rather than
+        // wedging the consumer on a publish that can never succeed.
+        if error.is_message_too_large() && !message.payload.is_empty() {
+            tracing::error!(group, %topic, bytes = message.payload.len(), "dead letter too large; sending it without its payload");
+            message.headers.push((
+                "dlq_payload_dropped".into(),
+                format!("{} bytes: {error}", message.payload.len()).into_bytes(),
+            ));
+            message.payload.clear();
+            continue;
+        }
         ::metrics::counter!(metrics::CONSUMER_RETRIES, "group" => group.to_owned()).increment(1);
         tracing::warn!(group, %topic, %error, ?backoff, "could not dead-letter a message; retrying");
         tokio::select! {

@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::watch;
 
+use crate::envelope::CORRUPT_HEADER;
 use crate::{Bus, Delivery, Error, Message, Subscription};
 
 /// Messages fetched per query by a subscription.
@@ -208,11 +209,9 @@ impl EmbeddedSubscription {
     }
 }
 
-/// Header marking a stored message that could not be read back. It carries none of the
-/// CloudEvents headers, so the consumer dead-letters it (with this reason) and moves on,
-/// instead of the subscription failing on it forever or skipping it unseen.
-const CORRUPT_HEADER: &str = "svcops_bus_corrupt";
-
+/// The row's message; one that cannot be read back is delivered marked with
+/// [`CORRUPT_HEADER`], so the consumer dead-letters it with the reason and moves on instead
+/// of the subscription failing on it forever or skipping it unseen.
 fn message(row: &SqliteRow) -> Message {
     let read = || -> Result<Message, String> {
         let headers: Vec<u8> = row.try_get("headers").map_err(|error| error.to_string())?;

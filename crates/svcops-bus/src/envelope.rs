@@ -13,6 +13,10 @@ use crate::Message;
 
 pub const CONTENT_TYPE: &str = "application/protobuf";
 
+/// Header an adapter puts on a stored message it could not read back, with the reason; such a
+/// message is undecodable and dead-lettered.
+pub const CORRUPT_HEADER: &str = "svcops_bus_corrupt";
+
 /// Why a message is not a valid svcops event (it goes to the dead-letter topic).
 #[derive(Debug, thiserror::Error)]
 #[error("undecodable event message: header {header}: {reason}")]
@@ -145,6 +149,13 @@ pub fn from_message(message: &Message) -> Result<BusEvent, Error> {
             .map(|text| uuid(header, text))
             .transpose()
     };
+    // A stored message its bus could not read back (see the embedded adapter): say why.
+    if let Some(reason) = message.header(CORRUPT_HEADER) {
+        return Err(Error {
+            header: CORRUPT_HEADER,
+            reason: reason.to_owned(),
+        });
+    }
     let content_type = required("content-type")?;
     if content_type != CONTENT_TYPE {
         return Err(Error {

@@ -70,6 +70,17 @@ pub enum Error {
     Config(String),
 }
 
+impl Error {
+    /// The broker refuses this message as it is (too large), however often it is retried.
+    pub fn is_message_too_large(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        matches!(self, Error::Kafka(error) if matches!(
+            error.rdkafka_error_code(),
+            Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge)
+        ))
+    }
+}
+
 /// The port.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {

@@ -370,4 +370,109 @@ async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
             .is_some_and(|reason| reason.contains("truncated")),
         "{dead:?}"
     );
+    assert!(
+        dead.header("dlq_error")
+            .is_some_and(|error| error.contains("truncated")),
+        "the dead letter says why: {dead:?}"
+    );
+}
+
+/// A real bus whose dead-letter topic refuses any message with a payload as too large.
+struct SmallDeadLetters {
+    inner: Arc<dyn Bus>,
+}
+
+#[async_trait]
+impl Bus for SmallDeadLetters {
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), svcops_bus::Error> {
+        if topic.ends_with(".dlq") && messages.iter().any(|message| !message.payload.is_empty()) {
+            return Err(svcops_bus::Error::Kafka(
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+                ),
+            ));
+        }
+        self.inner.publish(topic, messages).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn svcops_bus::Subscription>, svcops_bus::Error> {
+        self.inner.subscribe(group, topics).await
+    }
+
+    async fn ping(&self) -> Result<(), svcops_bus::Error> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded: Arc<dyn Bus> = Arc::new(
+        EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("embedded bus"),
+    );
+    let bus: Arc<dyn Bus> = Arc::new(SmallDeadLetters {
+        inner: embedded.clone(),
+    });
+    let after = recorded(5);
+    bus.publish(
+        TOPIC,
+        vec![
+            Message {
+                key: "case-big".into(),
+                headers: vec![("content-type".into(), b"text/plain".to_vec())],
+                payload: vec![7; 4096],
+            },
+            envelope::to_message("svcops/front-office", &after),
+        ],
+    )
+    .await
+    .expect("publish");
+    let handler = Arc::new(Recorder {
+        poison: Uuid::nil(),
+        handled: Mutex::default(),
+        poison_attempts: Mutex::default(),
+        progress: Notify::new(),
+    });
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer::run(
+        bus.clone(),
+        GROUP,
+        &[TOPIC],
+        handler.clone(),
+        shutdown.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while handler.handled.lock().expect("lock").is_empty() {
+            handler.progress.notified().await;
+        }
+    })
+    .await
+    .expect("the consumer is not wedged by the dead letter");
+    shutdown.cancel();
+    running
+        .await
+        .expect("consumer task")
+        .expect("consumer stops cleanly");
+    let mut dead_letters = embedded
+        .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
+        .await
+        .expect("subscribe dlq");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dead_letters.next())
+        .await
+        .expect("dead letter in time")
+        .expect("dead letter")
+        .message;
+    assert_eq!(dead.key, "case-big");
+    assert!(dead.payload.is_empty());
+    assert!(
+        dead.header("dlq_payload_dropped")
+            .is_some_and(|note| note.starts_with("4096 bytes")),
+        "{dead:?}"
+    );
 }

@@ -42,7 +42,8 @@ pub enum Error {
     #[error("idempotency key {key:?} was already used by a different request")]
     IdempotencyKeyReused { key: String },
     /// The database refused the data itself (a data exception or a constraint, SQLSTATE
-    /// classes 22 and 23): retrying the same append cannot succeed.
+    /// classes 22 and 23): retrying the same append cannot succeed. Callers validate what
+    /// reaches the store, so at the API this is an internal error, never the database's text.
     #[error("event store refused the data: {0}")]
     Rejected(sqlx::Error),
     /// The database could not be reached or failed; the caller may retry.
@@ -82,11 +83,15 @@ impl From<sqlx::Error> for Error {
                     Some(sqlite) => sqlx::error::DatabaseError::code(sqlite)
                         .and_then(|code| code.parse::<i32>().ok())
                         .is_some_and(|code| matches!(code & 0xff, 18 | 20 | 25)),
-                    None => database.code().is_some_and(|code| code.starts_with("22")),
+                    None => database
+                        .code()
+                        .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
                 };
                 constraint || data
             }
-            sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
+            // A value that cannot be encoded at all is the data's fault; a type missing from
+            // the database (`TypeNotFound`) is a deployment's, so it stays an outage.
+            sqlx::Error::Encode(_) => true,
             _ => false,
         };
         if refused {

@@ -100,10 +100,10 @@ impl From<svcops_eventstore::Error> for ApiError {
                 "request_id",
                 "was already used by a different request; use a new request_id",
             ),
-            // The edge validates what it stores; data the database still refuses is the
-            // request's, and retrying it cannot help.
-            Store::Rejected(_) => Self::invalid("request", error.to_string()),
-            Store::Invalid(_)
+            // The edge validates whatever a caller can send; data the database still refuses
+            // is a bug of ours, and its message may quote stored values: log it, say nothing.
+            Store::Rejected(_)
+            | Store::Invalid(_)
             | Store::Migration(_)
             | Store::Corrupt { .. }
             | Store::PersonalData(_) => Self::Internal(error.to_string()),

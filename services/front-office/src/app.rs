@@ -172,7 +172,29 @@ impl Cases {
         if !recorded.is_duplicate() {
             self.relay.notify_one();
         }
-        self.keys.destroy_key(key_id).await?;
+        if let Err(error) = self.keys.destroy_key(key_id).await {
+            // The record says "erased": the key must not outlive it until someone retries or
+            // the office restarts. Keep trying in the background (the caller hears the error
+            // and may retry too; destroying twice is harmless).
+            let keys = self.keys.clone();
+            tokio::spawn(async move {
+                let mut backoff = std::time::Duration::from_millis(200);
+                loop {
+                    tokio::time::sleep(backoff).await;
+                    match keys.destroy_key(key_id).await {
+                        Ok(_) => {
+                            tracing::info!(%key_id, "erasure finished after a failed attempt");
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%key_id, %error, "erasure still unfinished; retrying");
+                        }
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                }
+            });
+            return Err(error.into());
+        }
         Ok(true)
     }
 
@@ -208,16 +230,17 @@ impl Cases {
                 CustomerPhone::Sealed { key_id, .. } => key_id.to_string(),
                 CustomerPhone::Known(_) | CustomerPhone::Erased => String::new(),
             };
+            // Enums by their wire numbers, which never change (names may).
             let (category, priority, channel) = (
-                format!("{:?}", details.category),
-                format!("{:?}", details.priority),
-                format!("{:?}", details.channel),
+                (codec::category_to_proto(details.category) as i32).to_le_bytes(),
+                (codec::priority_to_proto(details.priority) as i32).to_le_bytes(),
+                (codec::channel_to_proto(details.channel) as i32).to_le_bytes(),
             );
             svcops_kit::events::request_hash(&[
                 phone.as_bytes(),
-                category.as_bytes(),
-                priority.as_bytes(),
-                channel.as_bytes(),
+                &category,
+                &priority,
+                &channel,
                 details.summary.as_bytes(),
                 details.product.as_bytes(),
                 details.serial_number.as_bytes(),

@@ -169,12 +169,13 @@ async fn an_erasure_never_retried_is_finished_when_the_office_starts() {
     let case_id = fixture.open_case().await;
     fixture.execute(REFUSE_DESTRUCTION).await;
     assert!(fixture.erase().await.is_err());
-    fixture.execute("DROP TRIGGER refuse_destruction").await;
     assert_eq!(fixture.erasure_records().await, 1);
     assert!(
         fixture.keys.subject_key_id(PHONE).await.unwrap().is_some(),
         "the key outlived its record"
     );
+    // (The office also retries in the background from here on: whichever finishes first.)
+    fixture.execute("DROP TRIGGER refuse_destruction").await;
 
     // Nobody retries; the office restarts on the same store.
     let bus = svcops_bus::EmbeddedBus::open(&fixture.dir.path().join("bus.db"))
@@ -202,4 +203,24 @@ async fn an_erasure_never_retried_is_finished_when_the_office_starts() {
         1,
         "still exactly one record"
     );
+}
+
+#[tokio::test]
+async fn an_erasure_whose_key_could_not_be_destroyed_finishes_in_the_background() {
+    let fixture = Fixture::start().await;
+    fixture.open_case().await;
+    fixture.execute(REFUSE_DESTRUCTION).await;
+    assert!(fixture.erase().await.is_err());
+    assert_eq!(fixture.erasure_records().await, 1);
+    fixture.execute("DROP TRIGGER refuse_destruction").await;
+    // Nobody retries and nothing restarts: the office itself finishes the job.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fixture.keys.subject_key_id(PHONE).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key outlived its erasure record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(fixture.erasure_records().await, 1);
 }

@@ -170,9 +170,20 @@ fn observed(event: &BusEvent, cause_missing: bool) -> proto::ObservedEvent {
         stream_version: event.version,
         event_id: event.event_id.to_string(),
         event_type: event.event_type.clone(),
-        payload: event.payload.clone(),
+        payload: kept_payload(event),
         recorded_at: Some(to_timestamp(event.recorded_at)),
         cause_missing,
+    }
+}
+
+/// The payload listen-in keeps of an event. A `CaseOpened` from before phones were sealed
+/// carries the phone in plain text in a field now reserved: decoding and re-encoding drops
+/// it (prost keeps no unknown fields), so listen-in never stores what erasure cannot reach.
+fn kept_payload(event: &BusEvent) -> Vec<u8> {
+    use svcops_proto::frontoffice::v1::CaseOpened;
+    match svcops_kit::events::decode::<CaseOpened>(&event.event_type, &event.payload) {
+        Ok(Some(opened)) => opened.encode_to_vec(),
+        Ok(None) | Err(_) => event.payload.clone(),
     }
 }
 
@@ -1038,5 +1049,54 @@ mod tests {
         // The next start has nothing left to end.
         let again = open(&path, Limits::default()).await;
         assert_eq!(again.end_sessions_left_open().await.expect("ended"), 0);
+    }
+}
+
+#[cfg(test)]
+mod kept_payload_tests {
+    use prost::Message;
+    use svcops_bus::envelope::BusEvent;
+    use svcops_eventstore::EventMetadata;
+    use svcops_proto::frontoffice::v1::CaseOpened;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_plain_phone_from_before_sealing_is_not_kept() {
+        let mut payload = CaseOpened {
+            case_id: Uuid::now_v7().to_string(),
+            summary: "lamp flickers".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // Field 2 (reserved, once the plain phone), length-delimited: what an old event holds.
+        let phone = b"+8613800001234";
+        payload.extend([2 << 3 | 2, phone.len() as u8]);
+        payload.extend(phone);
+        let event = BusEvent {
+            source: "svcops/front-office".into(),
+            stream_id: "case-1".into(),
+            version: 1,
+            event_id: Uuid::now_v7(),
+            event_type: <CaseOpened as prost::Name>::full_name(),
+            payload,
+            metadata: EventMetadata {
+                case_id: None,
+                actor_subject: "agent".into(),
+                actor_role: "agent".into(),
+                correlation_id: Uuid::now_v7(),
+                causation_id: None,
+                traceparent: None,
+                occurred_at: OffsetDateTime::now_utc(),
+            },
+            recorded_at: OffsetDateTime::now_utc(),
+        };
+        let kept = super::kept_payload(&event);
+        assert!(
+            !kept.windows(phone.len()).any(|window| window == phone),
+            "the plain phone is gone"
+        );
+        let decoded = CaseOpened::decode(kept.as_slice()).expect("still a CaseOpened");
+        assert_eq!(decoded.summary, "lamp flickers");
     }
 }
