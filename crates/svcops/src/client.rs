@@ -291,11 +291,19 @@ impl Client {
                                 "occurred_at": at,
                                 "actor": actor,
                                 "description": entry.description,
+                                "cause_missing": entry.cause_missing,
                             })
                         ),
                         Output::Table => println!(
-                            "{:>4}  {at}  {office:<9} {actor:<28} {}",
-                            entry.sequence, entry.description
+                            "{:>4}  {at}  {office:<9} {actor:<28} {}{}",
+                            entry.sequence,
+                            entry.description,
+                            // Recorded past the hold bound, before its cause (if it ever comes).
+                            if entry.cause_missing {
+                                " [cause not yet seen]"
+                            } else {
+                                ""
+                            }
                         ),
                     }
                 }
