@@ -165,27 +165,45 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
     assert!(again.is_err(), "nothing left for the group: {again:?}");
 }
 
-/// A real bus whose dead-letter topic refuses the first `failures` publishes (a broker stall).
-struct StallingDeadLetters {
+/// Why a dead-letter publish is refused: given the messages and how many dead-letter
+/// publishes were tried before, an error, or `None` to let it through.
+type Refusal = Box<dyn Fn(&[Message], u32) -> Option<svcops_bus::Error> + Send + Sync>;
+
+/// A real bus whose dead-letter topics refuse publishes as `refuse` says (broker faults).
+struct RefusingDeadLetters {
     inner: Arc<dyn Bus>,
-    failures: Mutex<u32>,
+    refuse: Refusal,
+    attempts: Mutex<u32>,
     dead_lettered: Mutex<u32>,
 }
 
+impl RefusingDeadLetters {
+    fn new(inner: Arc<dyn Bus>, refuse: Refusal) -> Self {
+        Self {
+            inner,
+            refuse,
+            attempts: Mutex::new(0),
+            dead_lettered: Mutex::new(0),
+        }
+    }
+}
+
 #[async_trait]
-impl Bus for StallingDeadLetters {
+impl Bus for RefusingDeadLetters {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), svcops_bus::Error> {
-        if topic.ends_with(".dlq") {
-            let mut failures = self.failures.lock().expect("lock");
-            if *failures > 0 {
-                *failures -= 1;
-                return Err(svcops_bus::Error::Timeout(Duration::from_millis(1)));
-            }
+        if !topic.ends_with(".dlq") {
+            return self.inner.publish(topic, messages).await;
+        }
+        let attempt = {
+            let mut attempts = self.attempts.lock().expect("lock");
+            *attempts += 1;
+            *attempts - 1
+        };
+        if let Some(error) = (self.refuse)(&messages, attempt) {
+            return Err(error);
         }
         self.inner.publish(topic, messages).await?;
-        if topic.ends_with(".dlq") {
-            *self.dead_lettered.lock().expect("lock") += 1;
-        }
+        *self.dead_lettered.lock().expect("lock") += 1;
         Ok(())
     }
 
@@ -204,7 +222,7 @@ impl Bus for StallingDeadLetters {
 
 /// Records the order of what it handled against what was dead-lettered by then.
 struct OrderRecorder {
-    bus: Arc<StallingDeadLetters>,
+    bus: Arc<RefusingDeadLetters>,
     handled: Mutex<Vec<(Uuid, u32)>>,
     progress: Notify,
 }
@@ -230,11 +248,13 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
             .await
             .expect("embedded bus"),
     );
-    let bus = Arc::new(StallingDeadLetters {
-        inner: embedded.clone(),
-        failures: Mutex::new(4),
-        dead_lettered: Mutex::new(0),
-    });
+    // A broker stall: the first four dead-letter publishes time out.
+    let bus = Arc::new(RefusingDeadLetters::new(
+        embedded.clone(),
+        Box::new(|_, attempt| {
+            (attempt < 4).then_some(svcops_bus::Error::Timeout(Duration::from_millis(1)))
+        }),
+    ));
     let after = recorded(7);
     let poison = Message {
         key: "case-x".into(),
@@ -377,37 +397,6 @@ async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
     );
 }
 
-/// A real bus whose dead-letter topic refuses any message with a payload as too large.
-struct SmallDeadLetters {
-    inner: Arc<dyn Bus>,
-}
-
-#[async_trait]
-impl Bus for SmallDeadLetters {
-    async fn publish(&self, topic: &str, messages: Vec<Message>) -> Result<(), svcops_bus::Error> {
-        if topic.ends_with(".dlq") && messages.iter().any(|message| !message.payload.is_empty()) {
-            return Err(svcops_bus::Error::Kafka(
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
-                ),
-            ));
-        }
-        self.inner.publish(topic, messages).await
-    }
-
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[&str],
-    ) -> Result<Box<dyn svcops_bus::Subscription>, svcops_bus::Error> {
-        self.inner.subscribe(group, topics).await
-    }
-
-    async fn ping(&self) -> Result<(), svcops_bus::Error> {
-        self.inner.ping().await
-    }
-}
-
 #[tokio::test]
 async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -416,9 +405,20 @@ async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
             .await
             .expect("embedded bus"),
     );
-    let bus: Arc<dyn Bus> = Arc::new(SmallDeadLetters {
-        inner: embedded.clone(),
-    });
+    // The broker refuses any dead letter with a payload as too large.
+    let bus: Arc<dyn Bus> = Arc::new(RefusingDeadLetters::new(
+        embedded.clone(),
+        Box::new(|messages, _| {
+            messages
+                .iter()
+                .any(|message| !message.payload.is_empty())
+                .then_some(svcops_bus::Error::Kafka(
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+                    ),
+                ))
+        }),
+    ));
     let after = recorded(5);
     bus.publish(
         TOPIC,
