@@ -41,10 +41,20 @@ impl CommandContext {
 
     /// A new event with this context, the current trace and the current time.
     pub fn event<M: Message + Name>(&self, case_id: Option<Uuid>, payload: &M) -> NewEvent {
+        self.new_event(case_id, M::full_name(), payload.encode_to_vec())
+    }
+
+    /// [`CommandContext::event`] from an already encoded payload and its type name.
+    pub fn new_event(
+        &self,
+        case_id: Option<Uuid>,
+        event_type: String,
+        payload: Vec<u8>,
+    ) -> NewEvent {
         NewEvent {
             event_id: Uuid::now_v7(),
-            event_type: M::full_name(),
-            payload: payload.encode_to_vec(),
+            event_type,
+            payload,
             metadata: EventMetadata {
                 case_id,
                 actor_subject: self.actor.subject.clone(),

@@ -1,6 +1,7 @@
 //! svcops-kit: the plumbing every svcops service shares, so each service crate holds only
 //! its domain, its handlers and its gRPC edge.
 
+pub mod aggregate;
 pub mod auth;
 pub mod config;
 pub mod error;

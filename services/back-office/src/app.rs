@@ -7,51 +7,36 @@ use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
 use svcops_bus::envelope::BusEvent;
 use svcops_bus::relay::Tap;
-use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId, read_whole_stream,
+use svcops_eventstore::{EventStore, RecordedEvent};
+use svcops_kit::ApiError;
+use svcops_kit::aggregate::{
+    DecodeError, DomainEvent, ExecuteError, Executor, Idempotency, NeverRefused,
 };
 use svcops_kit::events::CommandContext;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::codec::{self, Encoded, Upstream};
-use crate::domain::{ClosedLoop, SlaClock, SlaCommand};
+use crate::closed_loop::{ClosedLoop, LoopCommand, LoopEvent};
+use crate::sla::{SlaClock, SlaCommand, SlaEvent};
+use crate::upstream::{self, Upstream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("case {0} is not tracked")]
     NotFound(Uuid),
     #[error(transparent)]
-    Store(#[from] svcops_eventstore::Error),
-    #[error(transparent)]
-    Corrupt(#[from] codec::Error),
+    Load(#[from] ExecuteError<NeverRefused>),
 }
 
-/// How often a reaction re-reads and retries when another writer won the race.
-const CONFLICT_RETRIES: usize = 5;
-
-pub fn sla_stream(case_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("sla", case_id)
-}
-
-pub fn closed_loop_stream(case_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("closedloop", case_id)
-}
-
-fn expected(version: u64) -> ExpectedVersion {
-    if version == 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(version)
-    }
-}
-
-fn encoded_event(context: &CommandContext, case_id: Uuid, encoded: &Encoded) -> NewEvent {
-    match encoded {
-        Encoded::Started(message) => context.event(Some(case_id), message),
-        Encoded::OnSite(message) => context.event(Some(case_id), message),
-        Encoded::Awaiting(message) => context.event(Some(case_id), message),
-        Encoded::Loop(message) => context.event(Some(case_id), message),
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::NotFound(id) => ApiError::NotFound {
+                resource: "case tracking",
+                id: id.to_string(),
+            },
+            Error::Load(error) => error.into(),
+        }
     }
 }
 
@@ -64,45 +49,23 @@ pub struct Tracking {
 }
 
 pub struct BackOffice {
-    store: Arc<dyn EventStore>,
-    relay: Arc<Notify>,
+    sla: Executor<SlaClock>,
+    closed_loop: Executor<ClosedLoop>,
     stats: Arc<Stats>,
 }
 
 impl BackOffice {
     pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, stats: Arc<Stats>) -> Self {
         Self {
-            store,
-            relay,
+            sla: Executor::new(store.clone(), relay.clone()),
+            closed_loop: Executor::new(store, relay),
             stats,
         }
     }
 
-    async fn load_sla(&self, case_id: Uuid) -> Result<(SlaClock, u64), Error> {
-        let events = read_whole_stream(self.store.as_ref(), &sla_stream(case_id)).await?;
-        let mut clock = SlaClock::default();
-        for recorded in &events {
-            if let Some(event) = codec::decode_sla(&recorded.event_type, &recorded.payload)? {
-                clock.apply(event);
-            }
-        }
-        Ok((clock, events.last().map_or(0, |event| event.version)))
-    }
-
-    async fn load_loop(&self, case_id: Uuid) -> Result<(ClosedLoop, u64), Error> {
-        let events = read_whole_stream(self.store.as_ref(), &closed_loop_stream(case_id)).await?;
-        let mut item = ClosedLoop::default();
-        for recorded in &events {
-            if let Some(event) = codec::decode_loop(&recorded.event_type, &recorded.payload)? {
-                item.apply(event);
-            }
-        }
-        Ok((item, events.last().map_or(0, |event| event.version)))
-    }
-
     pub async fn tracking(&self, case_id: Uuid) -> Result<Tracking, Error> {
-        let (sla, sla_version) = self.load_sla(case_id).await?;
-        let (closed_loop, loop_version) = self.load_loop(case_id).await?;
+        let (sla, sla_version) = self.sla.load(case_id).await?;
+        let (closed_loop, loop_version) = self.closed_loop.load(case_id).await?;
         if sla_version == 0 && loop_version == 0 {
             return Err(Error::NotFound(case_id));
         }
@@ -117,172 +80,59 @@ impl BackOffice {
         self.stats.snapshot()
     }
 
-    /// What a reaction would append now, to which stream, at which version.
-    async fn decide(
-        &self,
-        reaction: &Reaction,
-        context: &CommandContext,
-    ) -> Result<(StreamId, Vec<NewEvent>, u64), Error> {
-        Ok(match *reaction {
-            Reaction::StartSla {
-                case_id,
-                priority,
-                at,
-            } => {
-                let (clock, version) = self.load_sla(case_id).await?;
-                let events = clock.decide(SlaCommand::Start {
-                    case_id,
-                    priority,
-                    at,
-                });
-                let events = events
-                    .iter()
-                    .map(|event| encoded_event(context, case_id, &codec::encode_sla(event)))
-                    .collect();
-                (sla_stream(case_id), events, version)
-            }
-            Reaction::OpenClosedLoop { case_id } => {
-                let (item, version) = self.load_loop(case_id).await?;
-                let events = item
-                    .open(case_id)
-                    .iter()
-                    .map(|event| encoded_event(context, case_id, &codec::encode_loop(event)))
-                    .collect();
-                (closed_loop_stream(case_id), events, version)
-            }
-            Reaction::SetOnSiteTarget {
-                case_id,
-                work_order_id,
-            } => {
-                let (clock, version) = self.load_sla(case_id).await?;
-                let events = clock.decide(SlaCommand::SetOnSiteTarget {
-                    case_id,
-                    work_order_id,
-                });
-                let events = events
-                    .iter()
-                    .map(|event| encoded_event(context, case_id, &codec::encode_sla(event)))
-                    .collect();
-                (sla_stream(case_id), events, version)
-            }
-        })
-    }
-
-    /// One reaction: load, decide, append with the cause's id in the idempotency key; re-read
-    /// and retry if a concurrent reaction on the same stream won.
-    async fn react(
-        &self,
-        cause: &BusEvent,
-        reaction: Reaction,
-        context: &CommandContext,
-    ) -> Result<(), HandlerError> {
-        let key = format!("back-office/{}/{}", reaction.name(), cause.event_id);
-        for _ in 0..CONFLICT_RETRIES {
-            let (stream, events, version) = self
-                .decide(&reaction, context)
-                .await
-                .map_err(handler_error)?;
-            if events.is_empty() {
-                return Ok(());
-            }
-            let append =
-                Append::new(stream, expected(version), events).idempotency_key(key.clone());
-            match self.store.append(append).await {
-                Ok(_) => {
-                    self.relay.notify_one();
-                    return Ok(());
-                }
-                Err(svcops_eventstore::Error::Concurrency { .. }) => continue,
-                Err(error) => return Err(handler_error(error.into())),
-            }
-        }
-        Err(HandlerError::Unavailable(format!(
-            "{key}: too many concurrent writers"
-        )))
-    }
-
     pub async fn on_upstream(&self, cause: &BusEvent) -> Result<(), HandlerError> {
-        let upstream = codec::decode_upstream(&cause.event_type, &cause.payload)
+        let upstream = upstream::decode_upstream(&cause.event_type, &cause.payload)
             .map_err(|error| HandlerError::Failed(error.to_string()))?;
+        let Some(upstream) = upstream else {
+            return Ok(());
+        };
         // The payload's case must be the one the envelope names (and the message was keyed
         // and ordered by): a mismatch is a broken producer, not something to guess about.
-        if let Some(upstream) = &upstream
-            && cause.metadata.case_id != Some(upstream.case_id())
-        {
+        let case_id = upstream.case_id();
+        if cause.metadata.case_id != Some(case_id) {
             return Err(HandlerError::Failed(format!(
-                "payload case {} differs from the envelope's case {:?}",
-                upstream.case_id(),
+                "payload case {case_id} differs from the envelope's case {:?}",
                 cause.metadata.case_id
             )));
         }
         let context = CommandContext::reacting_to(crate::SERVICE, cause);
-        let at = cause.metadata.occurred_at;
+        // One idempotency key per reaction and cause: a redelivery appends nothing.
+        let key =
+            |reaction: &str| Idempotency::key(format!("back-office/{reaction}/{}", cause.event_id));
         match upstream {
-            None => Ok(()),
-            Some(Upstream::CaseOpened { case_id, priority }) => {
-                self.react(
-                    cause,
-                    Reaction::StartSla {
-                        case_id,
-                        priority,
-                        at,
-                    },
-                    &context,
-                )
-                .await?;
-                self.react(cause, Reaction::OpenClosedLoop { case_id }, &context)
+            Upstream::CaseOpened { priority, .. } => {
+                let start = SlaCommand::Start {
+                    case_id,
+                    priority,
+                    at: cause.metadata.occurred_at,
+                };
+                self.sla
+                    .execute(case_id, Some(case_id), &context, start, key("sla-start"))
                     .await
-            }
-            Some(Upstream::WorkOrderOpened {
-                case_id,
-                work_order_id,
-            }) => {
-                self.react(
-                    cause,
-                    Reaction::SetOnSiteTarget {
+                    .map_err(ExecuteError::into_handler_error)?;
+                self.closed_loop
+                    .execute(
                         case_id,
-                        work_order_id,
-                    },
-                    &context,
-                )
-                .await
+                        Some(case_id),
+                        &context,
+                        LoopCommand::Open { case_id },
+                        key("closed-loop"),
+                    )
+                    .await
+                    .map_err(ExecuteError::into_handler_error)?;
+            }
+            Upstream::WorkOrderOpened { work_order_id, .. } => {
+                let on_site = SlaCommand::SetOnSiteTarget {
+                    case_id,
+                    work_order_id,
+                };
+                self.sla
+                    .execute(case_id, Some(case_id), &context, on_site, key("on-site"))
+                    .await
+                    .map_err(ExecuteError::into_handler_error)?;
             }
         }
-    }
-}
-
-/// Something the back office does in reaction to another office's event.
-enum Reaction {
-    StartSla {
-        case_id: Uuid,
-        priority: crate::domain::Priority,
-        at: time::OffsetDateTime,
-    },
-    OpenClosedLoop {
-        case_id: Uuid,
-    },
-    SetOnSiteTarget {
-        case_id: Uuid,
-        work_order_id: Uuid,
-    },
-}
-
-impl Reaction {
-    fn name(&self) -> &'static str {
-        match self {
-            Reaction::StartSla { .. } => "sla-start",
-            Reaction::OpenClosedLoop { .. } => "closed-loop",
-            Reaction::SetOnSiteTarget { .. } => "on-site",
-        }
-    }
-}
-
-fn handler_error(error: Error) -> HandlerError {
-    match error {
-        Error::Store(svcops_eventstore::Error::Unavailable(error)) => {
-            HandlerError::Unavailable(error.to_string())
-        }
-        other => HandlerError::Failed(other.to_string()),
+        Ok(())
     }
 }
 
@@ -345,19 +195,21 @@ impl Tap for Stats {
             {
                 continue;
             }
-            match codec::decode_sla(&recorded.event_type, &recorded.payload) {
-                Ok(Some(crate::domain::SlaEvent::Started { .. })) => inner.cases_tracked += 1,
-                Ok(Some(crate::domain::SlaEvent::OnSiteTargetSet { .. })) => {
-                    inner.work_orders_tracked += 1;
-                }
-                Ok(None | Some(crate::domain::SlaEvent::WorkOrderAwaitingCase { .. })) => {}
-                Err(error) => tracing::error!(%error, "stats skip an undecodable event"),
+            match SlaEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(SlaEvent::Started { .. })) => inner.cases_tracked += 1,
+                Ok(Some(SlaEvent::OnSiteTargetSet { .. })) => inner.work_orders_tracked += 1,
+                Ok(None | Some(SlaEvent::WorkOrderAwaitingCase { .. })) => {}
+                Err(error) => skip(&error),
             }
-            if let Ok(Some(crate::domain::LoopEvent::Opened { .. })) =
-                codec::decode_loop(&recorded.event_type, &recorded.payload)
-            {
-                inner.closed_loop_open += 1;
+            match LoopEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(LoopEvent::Opened { .. })) => inner.closed_loop_open += 1,
+                Ok(None) => {}
+                Err(error) => skip(&error),
             }
         }
     }
+}
+
+fn skip(error: &DecodeError) {
+    tracing::error!(%error, "stats skip an undecodable event");
 }

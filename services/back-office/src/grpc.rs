@@ -10,8 +10,8 @@ use svcops_proto::backoffice::v1::back_office_service_server::BackOfficeService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{BackOffice, Error};
-use crate::domain::ClosedLoop;
+use crate::app::BackOffice;
+use crate::closed_loop::ClosedLoop;
 
 pub struct BackOfficeGrpc {
     office: Arc<BackOffice>,
@@ -31,19 +31,6 @@ const READERS: &[Role] = &[
     Role::Agent,
 ];
 
-/// The one mapping of this service's errors to gRPC statuses.
-fn to_status(error: Error) -> Status {
-    match error {
-        Error::NotFound(id) => ApiError::NotFound {
-            resource: "case tracking",
-            id: id.to_string(),
-        },
-        Error::Store(error) => error.into(),
-        Error::Corrupt(error) => ApiError::Internal(error.to_string()),
-    }
-    .into()
-}
-
 #[tonic::async_trait]
 impl BackOfficeService for BackOfficeGrpc {
     async fn get_case_tracking(
@@ -53,7 +40,11 @@ impl BackOfficeService for BackOfficeGrpc {
         authorize(&request, READERS)?;
         let case_id = Uuid::parse_str(request.get_ref().case_id.trim())
             .map_err(|_| Status::from(ApiError::invalid("case_id", "must be a UUID")))?;
-        let tracking = self.office.tracking(case_id).await.map_err(to_status)?;
+        let tracking = self
+            .office
+            .tracking(case_id)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         let started = tracking.sla.started.as_ref();
         Ok(Response::new(proto::GetCaseTrackingResponse {
             tracking: Some(proto::CaseTracking {

@@ -1,12 +1,15 @@
 //! svcops back office: QA, closed loop, service standards and SLAs, analytics.
 //!
 //! Today: every case gets an SLA clock (with an on-site target once it has a work order)
-//! and a closed-loop item. `domain` is pure; `app` holds handlers and statistics; `grpc` the edge.
+//! and a closed-loop item. One folder per aggregate (`sla/`, `closed_loop/`: pure, on the
+//! kit's `Aggregate` trait); `upstream` reads the other offices' events; `app` holds the
+//! reactions (through the kit's executor) and statistics; `grpc` the edge.
 
 pub mod app;
-pub mod codec;
-pub mod domain;
+pub mod closed_loop;
 pub mod grpc;
+pub mod sla;
+pub mod upstream;
 
 use std::sync::Arc;
 

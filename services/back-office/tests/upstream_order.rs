@@ -40,7 +40,8 @@ fn bus_event<M: Message + Name>(
     }
 }
 
-async fn on_site_due(case_first: bool) -> Option<OffsetDateTime> {
+/// A back office on a fresh SQLite store (kept alive by the returned directory).
+async fn back_office() -> (BackOffice, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("back.db"))
         .await
@@ -50,6 +51,11 @@ async fn on_site_due(case_first: bool) -> Option<OffsetDateTime> {
         Arc::new(Notify::new()),
         Arc::new(Stats::default()),
     );
+    (office, dir)
+}
+
+async fn on_site_due(case_first: bool) -> Option<OffsetDateTime> {
+    let (office, _dir) = back_office().await;
     let case_id = Uuid::now_v7();
     let opened_at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid");
     let case_opened = bus_event(
@@ -101,15 +107,7 @@ async fn the_on_site_deadline_does_not_depend_on_which_topic_is_read_first() {
 
 #[tokio::test]
 async fn an_event_whose_payload_names_another_case_than_its_envelope_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("back.db"))
-        .await
-        .expect("store");
-    let office = BackOffice::new(
-        Arc::new(store),
-        Arc::new(Notify::new()),
-        Arc::new(Stats::default()),
-    );
+    let (office, _dir) = back_office().await;
     let envelope_case = Uuid::now_v7();
     let event = bus_event(
         envelope_case,

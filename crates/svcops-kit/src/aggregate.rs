@@ -1,0 +1,384 @@
+//! The kernel every aggregate of every office stands on: one trait, one way to turn its
+//! events into stored events and back, and one command executor.
+//!
+//! An aggregate is pure: [`Aggregate::decide`] turns a command into events (or refuses it),
+//! [`Aggregate::apply`] folds a recorded event into the state. The [`Executor`] does the IO
+//! around it, the same way for every command: load the stream, fold it, decide, append at
+//! the expected version (with the idempotency key and request hash when there is one, the
+//! outbox row in the same transaction), and on a concurrency conflict re-read and decide
+//! again, a bounded number of times.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use svcops_bus::consumer::HandlerError;
+use svcops_eventstore::{Append, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::events::CommandContext;
+
+/// How often the executor re-reads and decides again after losing a race for the stream.
+pub const CONFLICT_RETRIES: usize = 5;
+
+/// An event as the store recorded it: the domain event with its envelope, so `apply` can use
+/// when and by whom it happened without extra parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded<E> {
+    pub event: E,
+    /// Version in its stream (1 = first).
+    pub version: u64,
+    /// Position in the store's log.
+    pub position: i64,
+    pub occurred_at: OffsetDateTime,
+    pub recorded_at: OffsetDateTime,
+    pub actor_subject: String,
+    pub actor_role: String,
+}
+
+/// A domain event's wire form: its protobuf type name and encoded payload.
+pub trait DomainEvent: Sized + Send + Sync {
+    /// Encodes the event as (fully qualified protobuf type name, payload).
+    fn encode(&self) -> (String, Vec<u8>);
+
+    /// Decodes a stored event; `Ok(None)` for a type that is not one of this aggregate's.
+    fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError>;
+}
+
+/// A stored event of a known type that cannot be read (corruption, or a producer newer
+/// than this build writing values it does not know).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode {event_type}: {reason}")]
+pub struct DecodeError {
+    pub event_type: String,
+    pub reason: String,
+}
+
+impl DecodeError {
+    pub fn new(event_type: &str, reason: impl ToString) -> Self {
+        Self {
+            event_type: event_type.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What a domain error means at the API: every aggregate's error says its own status, so
+/// offices keep no `to_status` matches.
+pub trait ErrorStatus {
+    fn api_error(&self) -> ApiError;
+}
+
+/// The error of an aggregate that refuses no command (every command is valid in every
+/// state, at worst a no-op).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NeverRefused {}
+
+impl ErrorStatus for NeverRefused {
+    fn api_error(&self) -> ApiError {
+        match *self {}
+    }
+}
+
+/// One aggregate: a consistency boundary with its own stream (`<KIND>-<id>`).
+pub trait Aggregate: Default + Send + Sync + Sized + 'static {
+    /// The stream kind, e.g. `"case"`: streams are named `<KIND>-<id>`.
+    const KIND: &'static str;
+    type Command: Clone + Send + Sync;
+    type Event: DomainEvent;
+    type Error: std::error::Error + ErrorStatus + Send + Sync + 'static;
+
+    /// Pure: what the command changes, given the current state, or why it cannot.
+    fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Pure: the state after a recorded event.
+    fn apply(&mut self, recorded: &Recorded<Self::Event>);
+
+    fn stream(id: Uuid) -> StreamId {
+        StreamId::for_aggregate(Self::KIND, id)
+    }
+}
+
+/// Why a command could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Domain(E),
+    #[error(transparent)]
+    Store(#[from] svcops_eventstore::Error),
+    #[error(transparent)]
+    Corrupt(#[from] DecodeError),
+    /// Other writers kept winning the race for the stream.
+    #[error("{stream}: too many concurrent writers")]
+    Contended { stream: String },
+}
+
+impl<E: ErrorStatus> From<ExecuteError<E>> for ApiError {
+    fn from(error: ExecuteError<E>) -> Self {
+        match error {
+            ExecuteError::Domain(error) => error.api_error(),
+            ExecuteError::Store(error) => error.into(),
+            ExecuteError::Corrupt(error) => ApiError::Internal(error.to_string()),
+            ExecuteError::Contended { stream } => {
+                ApiError::Conflict(format!("{stream} is busy; retry"))
+            }
+        }
+    }
+}
+
+impl<E: std::fmt::Display> ExecuteError<E> {
+    /// For consumers: an outage or contention is retried, anything else dead-lettered after
+    /// the consumer's bounded retries.
+    pub fn into_handler_error(self) -> HandlerError {
+        match self {
+            ExecuteError::Store(error) if error.is_transient() => {
+                HandlerError::Unavailable(error.to_string())
+            }
+            ExecuteError::Contended { .. } => HandlerError::Unavailable(self.to_string()),
+            other => HandlerError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// A command with what makes it idempotent.
+#[derive(Debug, Clone, Default)]
+pub struct Idempotency {
+    /// The first command with this key wins; later ones get its result and append nothing.
+    pub key: Option<String>,
+    /// Fingerprint of the request behind the key: the same key with another request is
+    /// refused (`INVALID_ARGUMENT` on `request_id`).
+    pub request_hash: Option<Vec<u8>>,
+}
+
+impl Idempotency {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn key(key: impl Into<String>) -> Self {
+        Self {
+            key: Some(key.into()),
+            request_hash: None,
+        }
+    }
+
+    pub fn with_request_hash(mut self, hash: Vec<u8>) -> Self {
+        self.request_hash = Some(hash);
+        self
+    }
+}
+
+/// What a command left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed<A> {
+    /// The aggregate's state after the command (or after the first command with the same
+    /// idempotency key).
+    pub state: A,
+    pub version: u64,
+    /// Whether this call appended events (not: a no-op decision, or a repeated key).
+    pub appended: bool,
+}
+
+/// Loads, decides and appends for one aggregate type.
+pub struct Executor<A> {
+    store: Arc<dyn EventStore>,
+    relay: Arc<Notify>,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Executor<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            relay: self.relay.clone(),
+            aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A: Aggregate> Executor<A> {
+    /// `relay` is woken after every append, so the outbox drains at once.
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>) -> Self {
+        Self {
+            store,
+            relay,
+            aggregate: PhantomData,
+        }
+    }
+
+    /// The aggregate's state and version (0 when the stream does not exist).
+    pub async fn load(&self, id: Uuid) -> Result<(A, u64), ExecuteError<A::Error>> {
+        let events =
+            svcops_eventstore::read_whole_stream(self.store.as_ref(), &A::stream(id)).await?;
+        Ok(fold(&events)?)
+    }
+
+    /// Carries out `command` on aggregate `id`: decide on the current state, append at its
+    /// version, and on a lost race re-read and decide again (at most [`CONFLICT_RETRIES`]
+    /// more times). Events carry `context`'s actor and causation and `case_id`.
+    pub async fn execute(
+        &self,
+        id: Uuid,
+        case_id: Option<Uuid>,
+        context: &CommandContext,
+        command: A::Command,
+        idempotency: Idempotency,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let stream = A::stream(id);
+        for _ in 0..=CONFLICT_RETRIES {
+            let (state, version) = self.load(id).await?;
+            let events = state
+                .decide(command.clone())
+                .map_err(ExecuteError::Domain)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    state,
+                    version,
+                    appended: false,
+                });
+            }
+            let new_events = events
+                .iter()
+                .map(|event| {
+                    let (event_type, payload) = event.encode();
+                    context.new_event(case_id, event_type, payload)
+                })
+                .collect();
+            let expected = if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(version)
+            };
+            let mut append = Append::new(stream.clone(), expected, new_events);
+            if let Some(key) = &idempotency.key {
+                append = append.idempotency_key(key.clone());
+            }
+            if let Some(hash) = &idempotency.request_hash {
+                append = append.request_hash(hash.clone());
+            }
+            match self.store.append(append).await {
+                Ok(outcome) => {
+                    let appended = !outcome.is_duplicate();
+                    if appended {
+                        self.relay.notify_one();
+                    }
+                    let (state, version) = self.load(id).await?;
+                    return Ok(Executed {
+                        state,
+                        version,
+                        appended,
+                    });
+                }
+                Err(svcops_eventstore::Error::Concurrency { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended {
+            stream: stream.to_string(),
+        })
+    }
+}
+
+/// Folds stored events into an aggregate: its state and version. Events of other types in
+/// the stream are skipped (a stream may carry records that are not the aggregate's).
+pub fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<(A, u64), DecodeError> {
+    let mut state = A::default();
+    for stored in events {
+        if let Some(event) = A::Event::decode(&stored.event_type, &stored.payload)? {
+            state.apply(&Recorded {
+                event,
+                version: stored.version,
+                position: stored.position,
+                occurred_at: stored.metadata.occurred_at,
+                recorded_at: stored.recorded_at,
+                actor_subject: stored.metadata.actor_subject.clone(),
+                actor_role: stored.metadata.actor_role.clone(),
+            });
+        }
+    }
+    Ok((state, events.last().map_or(0, |event| event.version)))
+}
+
+/// Given/when/then for aggregates, with a fixed clock and actor (cqrs-es `TestFramework`).
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit {
+    use super::{Aggregate, Recorded};
+    use time::OffsetDateTime;
+
+    /// The fixed instant every given event happened at.
+    pub fn clock() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// The state after `events`, recorded at [`clock`] by `test-agent` (agent).
+    pub fn given<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> Given<A> {
+        let mut state = A::default();
+        for (index, event) in events.into_iter().enumerate() {
+            state.apply(&recorded(event, index as u64 + 1));
+        }
+        Given { state }
+    }
+
+    /// An event as recorded at version `version`, at [`clock`], by `test-agent`.
+    pub fn recorded<E>(event: E, version: u64) -> Recorded<E> {
+        Recorded {
+            event,
+            version,
+            position: version as i64,
+            occurred_at: clock(),
+            recorded_at: clock(),
+            actor_subject: "test-agent".to_owned(),
+            actor_role: "agent".to_owned(),
+        }
+    }
+
+    pub struct Given<A> {
+        pub state: A,
+    }
+
+    impl<A: Aggregate> Given<A> {
+        pub fn when(self, command: A::Command) -> Then<A> {
+            Then {
+                result: self.state.decide(command),
+            }
+        }
+    }
+
+    pub struct Then<A: Aggregate> {
+        result: Result<Vec<A::Event>, A::Error>,
+    }
+
+    impl<A: Aggregate> Then<A>
+    where
+        A::Event: std::fmt::Debug + PartialEq,
+        A::Error: std::fmt::Debug + PartialEq,
+    {
+        #[track_caller]
+        pub fn then_expect_events(self, expected: Vec<A::Event>) {
+            match self.result {
+                Ok(events) => assert_eq!(events, expected),
+                Err(error) => panic!("expected events {expected:?}, got error {error:?}"),
+            }
+        }
+
+        #[track_caller]
+        pub fn then_expect_error(self, expected: A::Error) {
+            match self.result {
+                Ok(events) => panic!("expected error {expected:?}, got events {events:?}"),
+                Err(error) => assert_eq!(error, expected),
+            }
+        }
+
+        /// The decided events, for assertions beyond equality.
+        #[track_caller]
+        pub fn events(self) -> Vec<A::Event> {
+            match self.result {
+                Ok(events) => events,
+                Err(error) => panic!("expected events, got error {error:?}"),
+            }
+        }
+    }
+}

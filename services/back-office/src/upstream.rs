@@ -1,0 +1,79 @@
+//! What the back office reads of the other offices' events.
+
+use svcops_kit::aggregate::DecodeError;
+use svcops_kit::events::decode;
+use svcops_proto::frontoffice::v1 as front;
+use svcops_proto::middleoffice::v1 as middle;
+use uuid::Uuid;
+
+use crate::sla::Priority;
+
+/// What the back office reacts to from the other offices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    CaseOpened { case_id: Uuid, priority: Priority },
+    WorkOrderOpened { case_id: Uuid, work_order_id: Uuid },
+}
+
+impl Upstream {
+    pub fn case_id(&self) -> Uuid {
+        match self {
+            Upstream::CaseOpened { case_id, .. } | Upstream::WorkOrderOpened { case_id, .. } => {
+                *case_id
+            }
+        }
+    }
+}
+
+fn uuid(event_type: &str, raw: &str) -> Result<Uuid, DecodeError> {
+    Uuid::parse_str(raw).map_err(|error| DecodeError::new(event_type, error))
+}
+
+pub fn decode_upstream(event_type: &str, payload: &[u8]) -> Result<Option<Upstream>, DecodeError> {
+    let corrupt = |error: prost::DecodeError| DecodeError::new(event_type, error);
+    if let Some(opened) = decode::<front::CaseOpened>(event_type, payload).map_err(corrupt)? {
+        let priority = crate::sla::priority_from_proto(event_type, opened.priority)?
+            .unwrap_or(Priority::Normal);
+        return Ok(Some(Upstream::CaseOpened {
+            case_id: uuid(event_type, &opened.case_id)?,
+            priority,
+        }));
+    }
+    if let Some(opened) = decode::<middle::WorkOrderOpened>(event_type, payload).map_err(corrupt)? {
+        return Ok(Some(Upstream::WorkOrderOpened {
+            case_id: uuid(event_type, &opened.case_id)?,
+            work_order_id: uuid(event_type, &opened.work_order_id)?,
+        }));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use svcops_proto::common::v1 as common;
+
+    use super::*;
+
+    fn case_opened(priority: i32) -> Vec<u8> {
+        front::CaseOpened {
+            case_id: Uuid::now_v7().to_string(),
+            priority,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_priority_from_a_newer_producer_is_an_error_not_normal() {
+        let event_type = <front::CaseOpened as prost::Name>::full_name();
+        assert!(decode_upstream(&event_type, &case_opened(99)).is_err());
+        assert!(matches!(
+            decode_upstream(&event_type, &case_opened(common::Priority::Urgent as i32)),
+            Ok(Some(Upstream::CaseOpened {
+                priority: Priority::Urgent,
+                ..
+            }))
+        ));
+    }
+}
