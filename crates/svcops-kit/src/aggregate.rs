@@ -174,6 +174,10 @@ impl Idempotency {
 /// What a command left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Executed<A> {
+    /// The stream the command's events are in: for a repeated idempotency key, the stream
+    /// of the first command with that key (which may be another aggregate than asked for,
+    /// e.g. a retried "open" that minted a new id).
+    pub stream_id: StreamId,
     /// The aggregate's state after the command (or after the first command with the same
     /// idempotency key).
     pub state: A,
@@ -211,8 +215,12 @@ impl<A: Aggregate> Executor<A> {
 
     /// The aggregate's state and version (0 when the stream does not exist).
     pub async fn load(&self, id: Uuid) -> Result<(A, u64), ExecuteError<A::Error>> {
-        let events =
-            svcops_eventstore::read_whole_stream(self.store.as_ref(), &A::stream(id)).await?;
+        self.load_stream(&A::stream(id)).await
+    }
+
+    /// [`Executor::load`] by stream id.
+    pub async fn load_stream(&self, stream: &StreamId) -> Result<(A, u64), ExecuteError<A::Error>> {
+        let events = svcops_eventstore::read_whole_stream(self.store.as_ref(), stream).await?;
         Ok(fold(&events)?)
     }
 
@@ -235,6 +243,7 @@ impl<A: Aggregate> Executor<A> {
                 .map_err(ExecuteError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
+                    stream_id: stream,
                     state,
                     version,
                     appended: false,
@@ -265,8 +274,10 @@ impl<A: Aggregate> Executor<A> {
                     if appended {
                         self.relay.notify_one();
                     }
-                    let (state, version) = self.load(id).await?;
+                    let stream_id = outcome.appended().stream_id.clone();
+                    let (state, version) = self.load_stream(&stream_id).await?;
                     return Ok(Executed {
+                        stream_id,
                         state,
                         version,
                         appended,

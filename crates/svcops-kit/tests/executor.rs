@@ -167,6 +167,14 @@ async fn a_repeated_key_returns_the_first_result_and_another_request_is_refused(
         .expect("again");
     assert!(first.appended && !again.appended);
     assert_eq!(again.state.value, 3, "nothing appended twice");
+    // A retry that minted a new id (a retried "open") gets the first command's aggregate.
+    let minted = counter
+        .execute(Uuid::now_v7(), None, &context(), add, key())
+        .await
+        .expect("retry under a new id");
+    assert!(!minted.appended);
+    assert_eq!(minted.stream_id, Counter::stream(id));
+    assert_eq!((minted.state.value, minted.version), (3, 1));
     let reused = counter
         .execute(
             id,
