@@ -7,17 +7,17 @@ use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
 use svcops_bus::envelope::BusEvent;
 use svcops_bus::relay::Tap;
-use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
-};
+use svcops_eventstore::{EventStore, RecordedEvent};
+use svcops_kit::ApiError;
+use svcops_kit::aggregate::{DomainEvent, ExecuteError, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::codec;
-use crate::domain::{
-    Command, Kind, Lifecycle, WorkOrder, WorkOrderDetails, work_needed, work_order_id,
+use crate::front_office_events::{self, work_needed};
+use crate::work_order::{
+    self, Command, Event, Lifecycle, WorkOrder, WorkOrderDetails, work_order_id,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +25,19 @@ pub enum Error {
     #[error("work order {0} not found")]
     NotFound(Uuid),
     #[error(transparent)]
-    Store(#[from] svcops_eventstore::Error),
-    #[error(transparent)]
-    Corrupt(#[from] codec::Error),
+    Load(#[from] ExecuteError<work_order::Error>),
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::NotFound(id) => ApiError::NotFound {
+                resource: "work order",
+                id: id.to_string(),
+            },
+            Error::Load(error) => error.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,41 +48,28 @@ pub struct WorkOrderView {
     pub version: u64,
 }
 
-pub fn work_order_stream(work_order_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("workorder", work_order_id)
-}
-
-fn fold(events: &[RecordedEvent]) -> Result<Option<WorkOrderView>, Error> {
-    let mut order = WorkOrder::default();
-    for recorded in events {
-        if let Some(event) = codec::decode(&recorded.event_type, &recorded.payload)? {
-            order.apply(event, recorded.metadata.occurred_at);
-        }
-    }
-    let version = events.last().map_or(0, |event| event.version);
-    Ok(order.opened.map(|opened| WorkOrderView {
-        details: opened.details,
-        lifecycle: opened.lifecycle,
-        opened_at: opened.opened_at,
-        version,
-    }))
-}
-
 pub struct WorkOrders {
-    store: Arc<dyn EventStore>,
-    relay: Arc<Notify>,
+    orders: Executor<WorkOrder>,
     list: Arc<WorkOrderList>,
 }
 
 impl WorkOrders {
     pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: Arc<WorkOrderList>) -> Self {
-        Self { store, relay, list }
+        Self {
+            orders: Executor::new(store, relay),
+            list,
+        }
     }
 
     pub async fn get(&self, work_order_id: Uuid) -> Result<WorkOrderView, Error> {
-        let events =
-            read_whole_stream(self.store.as_ref(), &work_order_stream(work_order_id)).await?;
-        fold(&events)?.ok_or(Error::NotFound(work_order_id))
+        let (order, version) = self.orders.load(work_order_id).await?;
+        let opened = order.opened.ok_or(Error::NotFound(work_order_id))?;
+        Ok(WorkOrderView {
+            details: opened.details,
+            lifecycle: opened.lifecycle,
+            opened_at: opened.opened_at,
+            version,
+        })
     }
 
     pub fn list(
@@ -87,7 +84,7 @@ impl WorkOrders {
     /// Opens the case's work order if the case needs field work. Idempotent twice over: the
     /// source event id is the idempotency key, and the work order id derives from the case.
     pub async fn on_case_opened(&self, cause: &BusEvent) -> Result<(), HandlerError> {
-        let opened = codec::decode_case_opened(&cause.event_type, &cause.payload)
+        let opened = front_office_events::decode_case_opened(&cause.event_type, &cause.payload)
             .map_err(|error| HandlerError::Failed(error.to_string()))?;
         let Some(opened) = opened else {
             return Ok(());
@@ -110,30 +107,27 @@ impl WorkOrders {
             serial_number: opened.serial_number,
             summary: opened.summary,
         };
-        let stream = work_order_stream(details.work_order_id);
-        let events = match WorkOrder::default().decide(Command::Open(details)) {
-            Ok(events) => events,
-            Err(error) => return Err(HandlerError::Failed(error.to_string())),
-        };
         let context = CommandContext::reacting_to(crate::SERVICE, cause);
-        let events = events
-            .iter()
-            .map(|event| context.event(Some(opened.case_id), &codec::encode(event)))
-            .collect();
-        let append = Append::new(stream, ExpectedVersion::NoStream, events)
-            .idempotency_key(format!("middle-office/case-opened/{}", cause.event_id));
-        match self.store.append(append).await {
-            Ok(outcome) => {
-                if !outcome.is_duplicate() {
+        let executed = self
+            .orders
+            .execute(
+                details.work_order_id,
+                Some(opened.case_id),
+                &context,
+                Command::Open(details),
+                Idempotency::key(format!("middle-office/case-opened/{}", cause.event_id)),
+            )
+            .await;
+        match executed {
+            Ok(executed) => {
+                if executed.appended {
                     tracing::info!(case_id = %opened.case_id, ?kind, "work order opened");
-                    self.relay.notify_one();
                 }
                 Ok(())
             }
             // The case's work order exists already: this delivery's work was done.
-            Err(svcops_eventstore::Error::Concurrency { .. }) => Ok(()),
-            Err(error) if error.is_transient() => Err(HandlerError::Unavailable(error.to_string())),
-            Err(error) => Err(HandlerError::Failed(error.to_string())),
+            Err(ExecuteError::Domain(work_order::Error::AlreadyOpened(_))) => Ok(()),
+            Err(error) => Err(error.into_handler_error()),
         }
     }
 }
@@ -221,8 +215,8 @@ impl Tap for WorkOrderList {
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
-            let details = match codec::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(crate::domain::Event::Opened(details))) => details,
+            let details = match Event::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(Event::Opened(details))) => details,
                 Ok(None) => continue,
                 Err(error) => {
                     tracing::error!(%error, "work order list skips an undecodable event");
@@ -248,12 +242,5 @@ impl Tap for WorkOrderList {
                 },
             );
         }
-    }
-}
-
-pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Repair => "repair",
-        Kind::Installation => "installation",
     }
 }

@@ -11,9 +11,8 @@ use svcops_proto::middleoffice::v1::work_order_service_server::WorkOrderService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{Error, WorkOrderView, WorkOrders};
-use crate::codec;
-use crate::domain::Lifecycle;
+use crate::app::{WorkOrderView, WorkOrders};
+use crate::work_order::Lifecycle;
 
 pub struct WorkOrderGrpc {
     orders: Arc<WorkOrders>,
@@ -34,19 +33,6 @@ const READERS: &[Role] = &[
     Role::Service,
 ];
 
-/// The one mapping of this service's errors to gRPC statuses.
-fn to_status(error: Error) -> Status {
-    match error {
-        Error::NotFound(id) => ApiError::NotFound {
-            resource: "work order",
-            id: id.to_string(),
-        },
-        Error::Store(error) => error.into(),
-        Error::Corrupt(error) => ApiError::Internal(error.to_string()),
-    }
-    .into()
-}
-
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid(field, "must be a UUID").into())
 }
@@ -55,7 +41,7 @@ fn to_proto(view: WorkOrderView) -> proto::WorkOrder {
     proto::WorkOrder {
         work_order_id: view.details.work_order_id.to_string(),
         case_id: view.details.case_id.to_string(),
-        kind: codec::kind_to_proto(view.details.kind).into(),
+        kind: proto::WorkOrderKind::from(view.details.kind).into(),
         state: match view.lifecycle {
             Lifecycle::Open => proto::WorkOrderState::Open,
         }
@@ -76,7 +62,11 @@ impl WorkOrderService for WorkOrderGrpc {
     ) -> Result<Response<proto::GetWorkOrderResponse>, Status> {
         authorize(&request, READERS)?;
         let id = parse_uuid("work_order_id", &request.get_ref().work_order_id)?;
-        let view = self.orders.get(id).await.map_err(to_status)?;
+        let view = self
+            .orders
+            .get(id)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         Ok(Response::new(proto::GetWorkOrderResponse {
             work_order: Some(to_proto(view)),
         }))

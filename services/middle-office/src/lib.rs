@@ -1,12 +1,14 @@
 //! svcops middle office: repair, on-site visits, inspection, return-to-factory, parts.
 //!
 //! Today: a work order is opened for every repair or installation case the front office
-//! publishes. `domain` is pure; `app` holds the handlers and the read model; `grpc` the edge.
+//! publishes. One folder per aggregate (`work_order/`: pure, on the kit's `Aggregate`
+//! trait); `front_office_events` reads the front office's events; `app` holds the reaction
+//! (through the kit's executor) and the read model; `grpc` the edge.
 
 pub mod app;
-pub mod codec;
-pub mod domain;
+pub mod front_office_events;
 pub mod grpc;
+pub mod work_order;
 
 use std::sync::Arc;
 

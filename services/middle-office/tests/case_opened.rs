@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use middle_office::app::{WorkOrderList, WorkOrders};
-use middle_office::domain::work_order_id;
+use middle_office::work_order::work_order_id;
 use prost::{Message, Name};
 use svcops_bus::consumer::HandlerError;
 use svcops_bus::envelope::BusEvent;

@@ -1,65 +1,32 @@
-//! Domain <-> protobuf for the middle office's events, and reading the front office's.
+//! What the middle office reads of the front office's events, and which cases need field
+//! work.
 
+use svcops_kit::aggregate::DecodeError;
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as front;
-use svcops_proto::middleoffice::v1 as proto;
 use uuid::Uuid;
 
-use crate::domain::{CaseCategory, Event, Kind, WorkOrderDetails};
+use crate::work_order::Kind;
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot decode {event_type}: {reason}")]
-pub struct Error {
-    pub event_type: String,
-    pub reason: String,
+/// Case categories as the middle office cares about them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseCategory {
+    Repair,
+    Installation,
+    Other,
 }
 
-fn error(event_type: &str, reason: impl ToString) -> Error {
-    Error {
-        event_type: event_type.to_owned(),
-        reason: reason.to_string(),
+/// Which cases get a work order: repairs and installations.
+pub fn work_needed(category: CaseCategory) -> Option<Kind> {
+    match category {
+        CaseCategory::Repair => Some(Kind::Repair),
+        CaseCategory::Installation => Some(Kind::Installation),
+        CaseCategory::Other => None,
     }
 }
 
-pub fn kind_to_proto(kind: Kind) -> proto::WorkOrderKind {
-    match kind {
-        Kind::Repair => proto::WorkOrderKind::Repair,
-        Kind::Installation => proto::WorkOrderKind::Installation,
-    }
-}
-
-pub fn encode(event: &Event) -> proto::WorkOrderOpened {
-    match event {
-        Event::Opened(details) => proto::WorkOrderOpened {
-            work_order_id: details.work_order_id.to_string(),
-            case_id: details.case_id.to_string(),
-            kind: kind_to_proto(details.kind).into(),
-            product: details.product.clone(),
-            serial_number: details.serial_number.clone(),
-            summary: details.summary.clone(),
-        },
-    }
-}
-
-pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Event>, Error> {
-    let Some(opened) = svcops_kit::events::decode::<proto::WorkOrderOpened>(event_type, payload)
-        .map_err(|e| error(event_type, e))?
-    else {
-        return Ok(None);
-    };
-    let kind = match proto::WorkOrderKind::try_from(opened.kind) {
-        Ok(proto::WorkOrderKind::Repair) => Kind::Repair,
-        Ok(proto::WorkOrderKind::Installation) => Kind::Installation,
-        _ => return Err(error(event_type, "unknown work order kind")),
-    };
-    Ok(Some(Event::Opened(WorkOrderDetails {
-        work_order_id: Uuid::parse_str(&opened.work_order_id).map_err(|e| error(event_type, e))?,
-        case_id: Uuid::parse_str(&opened.case_id).map_err(|e| error(event_type, e))?,
-        kind,
-        product: opened.product,
-        serial_number: opened.serial_number,
-        summary: opened.summary,
-    })))
+fn error(event_type: &str, reason: impl ToString) -> DecodeError {
+    DecodeError::new(event_type, reason.to_string())
 }
 
 /// What the middle office needs of a front-office `CaseOpened`.
@@ -72,7 +39,10 @@ pub struct CaseOpened {
     pub summary: String,
 }
 
-pub fn decode_case_opened(event_type: &str, payload: &[u8]) -> Result<Option<CaseOpened>, Error> {
+pub fn decode_case_opened(
+    event_type: &str,
+    payload: &[u8],
+) -> Result<Option<CaseOpened>, DecodeError> {
     let Some(opened) = svcops_kit::events::decode::<front::CaseOpened>(event_type, payload)
         .map_err(|e| error(event_type, e))?
     else {
@@ -117,6 +87,16 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec()
+    }
+
+    #[test]
+    fn only_repairs_and_installations_need_field_work() {
+        assert_eq!(work_needed(CaseCategory::Repair), Some(Kind::Repair));
+        assert_eq!(
+            work_needed(CaseCategory::Installation),
+            Some(Kind::Installation)
+        );
+        assert_eq!(work_needed(CaseCategory::Other), None);
     }
 
     #[test]
