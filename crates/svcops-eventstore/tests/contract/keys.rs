@@ -1,0 +1,380 @@
+//! The personal-data key port: the same suite shape, plus looks at the key table as stored.
+
+use super::*;
+
+/// The same for the personal-data key port. Its cases also look at the key table as stored,
+/// through [`KeyFixture`].
+macro_rules! keys_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres_keys {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::PostgresFixture::new().await;
+                    super::key_cases::$case(&fixture).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+
+        mod sqlite_keys {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::SqliteFixture::new().await;
+                    super::key_cases::$case(&fixture).await;
+                    fixture.teardown().await;
+                }
+            )+
+        }
+    };
+}
+
+keys_suite!(
+    a_subject_keeps_its_first_key,
+    concurrent_first_uses_agree_on_one_key,
+    erasure_destroys_the_key_for_good,
+    the_key_table_holds_neither_subjects_nor_keys,
+    keys_open_only_with_the_secret_they_were_stored_with,
+    plain_rows_from_before_are_protected_at_start,
+);
+
+/// A fresh secret per test: never a real one.
+fn test_secret() -> PersonalDataSecret {
+    PersonalDataSecret::new(
+        format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).as_bytes(),
+    )
+    .expect("64 bytes is long enough")
+}
+
+/// One row of `personal_data_keys` as stored.
+#[derive(Debug)]
+struct KeyRow {
+    key_id: Uuid,
+    subject: Option<String>,
+    key: Option<Vec<u8>>,
+    subject_hash: Option<String>,
+    wrapped_key: Option<Vec<u8>>,
+}
+
+const SELECT_KEY_ROWS: &str =
+    "SELECT key_id, subject, key, subject_hash, wrapped_key FROM personal_data_keys";
+
+fn key_row<R: sqlx::Row>(row: &R) -> KeyRow
+where
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    KeyRow {
+        key_id: row.get(0),
+        subject: row.get(1),
+        key: row.get(2),
+        subject_hash: row.get(3),
+        wrapped_key: row.get(4),
+    }
+}
+
+/// What a key case needs of an adapter: the port over it, and the table behind it.
+#[async_trait::async_trait]
+trait KeyFixture: Sync {
+    /// The port, opened now with `secret` (which is when the secret is checked and plain
+    /// rows are protected).
+    async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error>;
+
+    async fn keys(&self, secret: PersonalDataSecret) -> Keys {
+        self.try_keys(secret).await.expect("keys")
+    }
+
+    async fn rows(&self) -> Vec<KeyRow>;
+    /// Writes a row the way the adapter did before subjects were hashed and keys wrapped.
+    async fn insert_plain_row(&self, key_id: Uuid, subject: &str, key: &[u8]);
+}
+
+#[async_trait::async_trait]
+impl KeyFixture for PostgresFixture {
+    async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error> {
+        Ok(Arc::new(self.store.personal_data_keys(secret).await?))
+    }
+
+    async fn rows(&self) -> Vec<KeyRow> {
+        sqlx::query(SELECT_KEY_ROWS)
+            .fetch_all(self.store.pool())
+            .await
+            .expect("read the key table")
+            .iter()
+            .map(key_row)
+            .collect()
+    }
+
+    async fn insert_plain_row(&self, key_id: Uuid, subject: &str, key: &[u8]) {
+        sqlx::query("INSERT INTO personal_data_keys (key_id, subject, key) VALUES ($1, $2, $3)")
+            .bind(key_id)
+            .bind(subject)
+            .bind(key)
+            .execute(self.store.pool())
+            .await
+            .expect("insert a plain row");
+    }
+}
+
+impl SqliteFixture {
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("events.db")
+    }
+
+    /// A connection of its own, beside the store's.
+    async fn raw(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(self.path()),
+        )
+        .await
+        .expect("open the file")
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyFixture for SqliteFixture {
+    async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error> {
+        Ok(Arc::new(self.store.personal_data_keys(secret).await?))
+    }
+
+    async fn rows(&self) -> Vec<KeyRow> {
+        sqlx::query(SELECT_KEY_ROWS)
+            .fetch_all(&mut self.raw().await)
+            .await
+            .expect("read the key table")
+            .iter()
+            .map(key_row)
+            .collect()
+    }
+
+    async fn insert_plain_row(&self, key_id: Uuid, subject: &str, key: &[u8]) {
+        sqlx::query(
+            "INSERT INTO personal_data_keys (key_id, subject, key, created_at) \
+             VALUES (?1, ?2, ?3, '2024-01-01T00:00:00Z')",
+        )
+        .bind(key_id)
+        .bind(subject)
+        .bind(key)
+        .execute(&mut self.raw().await)
+        .await
+        .expect("insert a plain row");
+    }
+}
+
+/// Whether `haystack` contains `needle` anywhere.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+mod key_cases {
+    use svcops_eventstore::KeyState;
+
+    use super::*;
+
+    pub async fn a_subject_keeps_its_first_key(fixture: &dyn KeyFixture) {
+        let keys = fixture.keys(test_secret()).await;
+        let (id, key) = keys
+            .key_for_subject("+8613800001234", &[1; 32])
+            .await
+            .expect("key");
+        assert_eq!(key, vec![1; 32]);
+        let (again, key) = keys
+            .key_for_subject("+8613800001234", &[2; 32])
+            .await
+            .expect("key");
+        assert_eq!((again, key), (id, vec![1; 32]), "the first key stays");
+        assert_eq!(
+            keys.key(id).await.expect("lookup"),
+            KeyState::Active(vec![1; 32])
+        );
+        assert_eq!(
+            keys.subject_key_id("+8613800001234").await.expect("lookup"),
+            Some(id)
+        );
+        assert_eq!(
+            keys.key(Uuid::new_v4()).await.expect("lookup"),
+            KeyState::Unknown
+        );
+        assert_eq!(
+            keys.subject_key_id("+8613900000000").await.expect("lookup"),
+            None,
+            "looking a subject up creates no key"
+        );
+        let (other, _) = keys
+            .key_for_subject("+8613900000000", &[3; 32])
+            .await
+            .expect("key");
+        assert_ne!(other, id);
+    }
+
+    pub async fn concurrent_first_uses_agree_on_one_key(fixture: &dyn KeyFixture) {
+        let keys = fixture.keys(test_secret()).await;
+        let tasks: Vec<_> = (0..8u8)
+            .map(|n| {
+                let keys = keys.clone();
+                tokio::spawn(async move { keys.key_for_subject("subject", &[n; 32]).await })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for task in tasks {
+            seen.insert(task.await.expect("join").expect("key"));
+        }
+        assert_eq!(seen.len(), 1, "one key for one subject: {seen:?}");
+    }
+
+    pub async fn erasure_destroys_the_key_for_good(fixture: &dyn KeyFixture) {
+        let keys = fixture.keys(test_secret()).await;
+        let (id, _) = keys
+            .key_for_subject("erase-me", &[7; 32])
+            .await
+            .expect("key");
+        assert!(keys.destroy_key(id).await.expect("destroy"));
+        assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
+        assert_eq!(keys.subject_key_id("erase-me").await.expect("lookup"), None);
+        assert!(
+            !keys.destroy_key(id).await.expect("destroy again"),
+            "destroying twice is harmless"
+        );
+        let (new_id, key) = keys
+            .key_for_subject("erase-me", &[8; 32])
+            .await
+            .expect("key");
+        assert_ne!(new_id, id, "a returning subject gets a new key");
+        assert_eq!(key, vec![8; 32]);
+        assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
+        let row = fixture
+            .rows()
+            .await
+            .into_iter()
+            .find(|row| row.key_id == id)
+            .expect("the erased row stays");
+        assert!(
+            row.subject_hash.is_none() && row.wrapped_key.is_none(),
+            "nothing links an erased key to its subject: {row:?}"
+        );
+    }
+
+    pub async fn the_key_table_holds_neither_subjects_nor_keys(fixture: &dyn KeyFixture) {
+        let keys = fixture.keys(test_secret()).await;
+        let (id, _) = keys
+            .key_for_subject("+8613800001234", &[9; 32])
+            .await
+            .expect("key");
+        let rows = fixture.rows().await;
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.key_id, id);
+        assert_eq!((&row.subject, &row.key), (&None, &None), "{row:?}");
+        let subject_hash = row.subject_hash.as_deref().expect("subject hash");
+        assert!(
+            !subject_hash.contains("13800001234"),
+            "the subject column holds the phone: {subject_hash}"
+        );
+        let wrapped = row.wrapped_key.as_deref().expect("wrapped key");
+        assert!(
+            !contains(wrapped, &[9; 8]),
+            "the stored key bytes are the plain key: {wrapped:?}"
+        );
+    }
+
+    pub async fn keys_open_only_with_the_secret_they_were_stored_with(fixture: &dyn KeyFixture) {
+        let secret = test_secret();
+        let (id, _) = fixture
+            .keys(secret.clone())
+            .await
+            .key_for_subject("+8613800001234", &[5; 32])
+            .await
+            .expect("key");
+        match fixture.try_keys(test_secret()).await {
+            Err(Error::PersonalData(personal_data_secret::Error::Mismatch)) => {}
+            Err(other) => panic!("another secret fails with the wrong error: {other}"),
+            Ok(_) => panic!("another secret is accepted"),
+        }
+        assert_eq!(
+            fixture.keys(secret).await.key(id).await.expect("lookup"),
+            KeyState::Active(vec![5; 32]),
+            "the secret the keys were stored under still opens them"
+        );
+    }
+
+    pub async fn plain_rows_from_before_are_protected_at_start(fixture: &dyn KeyFixture) {
+        let id = Uuid::now_v7();
+        fixture
+            .insert_plain_row(id, "+8613800001234", &[4; 32])
+            .await;
+        let secret = test_secret();
+        let keys = fixture.keys(secret.clone()).await;
+        assert_eq!(
+            keys.key(id).await.expect("lookup"),
+            KeyState::Active(vec![4; 32]),
+            "what was sealed before stays readable"
+        );
+        assert_eq!(
+            keys.key_for_subject("+8613800001234", &[6; 32])
+                .await
+                .expect("key"),
+            (id, vec![4; 32]),
+            "the subject keeps its key"
+        );
+        let rows = fixture.rows().await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!((&rows[0].subject, &rows[0].key), (&None, &None), "{rows:?}");
+        // Opening again (a restart) finds nothing plain left and changes nothing.
+        let again = fixture.keys(secret).await;
+        assert_eq!(
+            again.key(id).await.expect("lookup"),
+            KeyState::Active(vec![4; 32])
+        );
+    }
+}
+
+/// SQLite keeps the bytes of deleted and overwritten rows in free space unless
+/// `secure_delete` is on; with it, an erased key's row leaves no trace in the file: neither
+/// the wrapped key nor the subject's hash.
+#[tokio::test]
+async fn sqlite_erasure_leaves_no_trace_of_the_key_row_in_the_file() {
+    let fixture = SqliteFixture::new().await;
+    let keys = fixture.keys(test_secret()).await;
+    let (id, _) = keys
+        .key_for_subject("+8613800001234", &[3; 32])
+        .await
+        .expect("key");
+    let stored = fixture.rows().await.pop().expect("one row");
+    let wrapped = stored.wrapped_key.expect("wrapped key");
+    let subject_hash = stored.subject_hash.expect("subject hash");
+    assert!(keys.destroy_key(id).await.expect("destroy"));
+    drop(keys);
+    fixture.store.close().await;
+    {
+        use sqlx::Connection;
+        let mut raw = fixture.raw().await;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut raw)
+            .await
+            .expect("checkpoint");
+        raw.close().await.expect("close");
+    }
+    for file in ["events.db", "events.db-wal"] {
+        let Ok(bytes) = std::fs::read(fixture.dir.path().join(file)) else {
+            continue;
+        };
+        // Any eight bytes in a row: the page reuses part of the freed space, not all of it.
+        assert!(
+            !wrapped.windows(8).any(|part| contains(&bytes, part)),
+            "{file} still holds part of the erased key"
+        );
+        assert!(
+            !subject_hash
+                .as_bytes()
+                .windows(8)
+                .any(|part| contains(&bytes, part)),
+            "{file} still holds part of the erased subject's hash"
+        );
+    }
+}
