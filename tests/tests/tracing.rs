@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -33,7 +35,7 @@ impl TraceService for Collector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
+        let mut spans = self.spans.lock();
         for resource_spans in request.into_inner().resource_spans {
             let service = resource_spans
                 .resource
@@ -95,7 +97,7 @@ async fn a_case_is_one_trace_across_grpc_and_kafka_exported_over_otlp() {
         "spans of every office in the caller's trace",
         Duration::from_secs(60),
         || {
-            let spans = collector.spans.lock().unwrap().clone();
+            let spans = collector.spans.lock().clone();
             async move {
                 let mut by_service: HashMap<String, HashSet<String>> = HashMap::new();
                 for (service, name, span_trace) in spans {

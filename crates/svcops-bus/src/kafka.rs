@@ -15,10 +15,11 @@
 //! by default every message is its own batch: see [`KafkaConfig::batch_messages`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -131,13 +132,13 @@ struct Closing(Mutex<HashMap<String, Vec<JoinHandle<()>>>>);
 
 impl Closing {
     fn push(&self, group: String, handle: JoinHandle<()>) {
-        let mut groups = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut groups = self.0.lock();
         groups.entry(group).or_default().push(handle);
     }
 
     async fn wait(&self, group: &str) {
         let handles = {
-            let mut groups = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut groups = self.0.lock();
             groups.remove(group).unwrap_or_default()
         };
         for handle in handles {
@@ -209,10 +210,7 @@ impl KafkaBus {
             return Ok(());
         };
         let missing: Vec<&str> = {
-            let known = self
-                .known_topics
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let known = self.known_topics.lock();
             let mut missing: Vec<&str> = names
                 .into_iter()
                 .filter(|name| !known.contains(*name))
@@ -250,10 +248,7 @@ impl KafkaBus {
                 }
             }
         }
-        self.known_topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(created);
+        self.known_topics.lock().extend(created);
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! The consumer runner: poison messages go to `<topic>.dlq` and the consumer keeps going.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use svcops_bus::consumer::{self, FAILURE_ATTEMPTS, Handler, HandlerError};
 use svcops_bus::envelope::{self, BusEvent};
 use svcops_bus::{Bus, EmbeddedBus, Message, topics};
@@ -49,10 +50,10 @@ struct Recorder {
 impl Handler for Recorder {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         if event.event_id == self.poison {
-            *self.poison_attempts.lock().expect("lock") += 1;
+            *self.poison_attempts.lock() += 1;
             return Err(HandlerError::Failed("price list missing".into()));
         }
-        self.handled.lock().expect("lock").push(event.event_id);
+        self.handled.lock().push(event.event_id);
         self.progress.notify_one();
         Ok(())
     }
@@ -96,25 +97,17 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
 
     // The event after both poison messages gets handled.
     tokio::time::timeout(Duration::from_secs(20), async {
-        while !handler
-            .handled
-            .lock()
-            .expect("lock")
-            .contains(&events[2].event_id)
-        {
+        while !handler.handled.lock().contains(&events[2].event_id) {
             handler.progress.notified().await;
         }
     })
     .await
     .expect("consumer reaches the last event");
     assert_eq!(
-        *handler.handled.lock().expect("lock"),
+        *handler.handled.lock(),
         vec![events[0].event_id, events[2].event_id]
     );
-    assert_eq!(
-        *handler.poison_attempts.lock().expect("lock"),
-        FAILURE_ATTEMPTS
-    );
+    assert_eq!(*handler.poison_attempts.lock(), FAILURE_ATTEMPTS);
 
     // Both poison messages are on the dead-letter topic, in order, with origin and error.
     let mut dead_letters = bus
@@ -195,7 +188,7 @@ impl Bus for RefusingDeadLetters {
             return self.inner.publish(topic, messages).await;
         }
         let attempt = {
-            let mut attempts = self.attempts.lock().expect("lock");
+            let mut attempts = self.attempts.lock();
             *attempts += 1;
             *attempts - 1
         };
@@ -203,7 +196,7 @@ impl Bus for RefusingDeadLetters {
             return Err(error);
         }
         self.inner.publish(topic, messages).await?;
-        *self.dead_lettered.lock().expect("lock") += 1;
+        *self.dead_lettered.lock() += 1;
         Ok(())
     }
 
@@ -230,11 +223,8 @@ struct OrderRecorder {
 #[async_trait]
 impl Handler for OrderRecorder {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
-        let dead_lettered = *self.bus.dead_lettered.lock().expect("lock");
-        self.handled
-            .lock()
-            .expect("lock")
-            .push((event.event_id, dead_lettered));
+        let dead_lettered = *self.bus.dead_lettered.lock();
+        self.handled.lock().push((event.event_id, dead_lettered));
         self.progress.notify_one();
         Ok(())
     }
@@ -282,7 +272,7 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
         shutdown.clone(),
     ));
     tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().expect("lock").is_empty() {
+        while handler.handled.lock().is_empty() {
             handler.progress.notified().await;
         }
     })
@@ -296,10 +286,7 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
 
     // The consumer waited for the dead-letter topic before moving on: the poison message was
     // dead-lettered (once) before the next event was handled, so no offset passed it.
-    assert_eq!(
-        *handler.handled.lock().expect("lock"),
-        vec![(after.event_id, 1)]
-    );
+    assert_eq!(*handler.handled.lock(), vec![(after.event_id, 1)]);
     let mut dead_letters = embedded
         .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
         .await
@@ -359,7 +346,7 @@ async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
         shutdown.clone(),
     ));
     tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().expect("lock").len() < 2 {
+        while handler.handled.lock().len() < 2 {
             handler.progress.notified().await;
         }
     })
@@ -371,7 +358,7 @@ async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
         .expect("consumer task")
         .expect("consumer stops cleanly");
     assert_eq!(
-        *handler.handled.lock().expect("lock"),
+        *handler.handled.lock(),
         vec![before.event_id, after.event_id]
     );
     let mut dead_letters = bus
@@ -448,7 +435,7 @@ async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
         shutdown.clone(),
     ));
     tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().expect("lock").is_empty() {
+        while handler.handled.lock().is_empty() {
             handler.progress.notified().await;
         }
     })

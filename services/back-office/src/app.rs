@@ -1,7 +1,9 @@
 //! Reacting to the other offices, tracking queries, and the statistics read model.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
@@ -170,10 +172,7 @@ pub struct StatsSnapshot {
 
 impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let inner = self.inner.lock();
         StatsSnapshot {
             cases_tracked: inner.cases_tracked,
             closed_loop_open: inner.closed_loop_open,
@@ -184,10 +183,7 @@ impl Stats {
 
 impl Tap for Stats {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut inner = self.inner.lock();
         for recorded in events {
             if !inner
                 .seen

@@ -1,7 +1,7 @@
 //! The gRPC edge: `WatchCase` replays a case's timeline, then follows it live.
 
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use svcops_kit::ApiError;
@@ -25,11 +25,11 @@ const PAGE: usize = 500;
 
 /// The running sessions, so a graceful stop can wait for their ends to be recorded.
 #[derive(Clone, Default)]
-pub struct Sessions(Arc<std::sync::Mutex<JoinSet<()>>>);
+pub struct Sessions(Arc<parking_lot::Mutex<JoinSet<()>>>);
 
 impl Sessions {
     fn spawn(&self, session: impl Future<Output = ()> + Send + 'static) {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = self.0.lock();
         // Forget the finished ones, so the set only ever holds running sessions.
         while set.try_join_next().is_some() {}
         set.spawn(session);
@@ -39,7 +39,7 @@ impl Sessions {
     /// shutdown, when sessions stop following). Whatever is left is aborted; the next
     /// start records those ends ([`Timelines::end_sessions_left_open`]).
     pub async fn ended(&self, bound: Duration) {
-        let mut set = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut set = std::mem::take(&mut *self.0.lock());
         let all = async { while set.join_next().await.is_some() {} };
         if tokio::time::timeout(bound, all).await.is_err() {
             tracing::warn!(

@@ -1,7 +1,9 @@
 //! Reacting to the front office, work-order queries, and the work-order read model.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
@@ -163,10 +165,7 @@ impl WorkOrderList {
         before: Option<i64>,
     ) -> (Vec<WorkOrderView>, Option<i64>) {
         let page_size = page_size.max(1);
-        let inner = self
-            .inner
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let inner = self.inner.read();
         let limit = before.unwrap_or(i64::MAX);
         let positions: Vec<i64> = match case_id {
             Some(case_id) => inner
@@ -200,7 +199,7 @@ impl WorkOrderList {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.read().map_or(0, |inner| inner.by_position.len())
+        self.inner.read().by_position.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -210,10 +209,7 @@ impl WorkOrderList {
 
 impl Tap for WorkOrderList {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut inner = self.inner.write();
         for recorded in events {
             let details = match Event::decode(&recorded.event_type, &recorded.payload) {
                 Ok(Some(Event::Opened(details))) => details,
