@@ -38,6 +38,21 @@ pub struct Recorded<E> {
     pub actor_role: String,
 }
 
+impl<E> Recorded<E> {
+    /// `event`, decoded from `stored`, in `stored`'s envelope.
+    pub fn new(event: E, stored: &RecordedEvent) -> Self {
+        Self {
+            event,
+            version: stored.version,
+            position: stored.position,
+            occurred_at: stored.metadata.occurred_at,
+            recorded_at: stored.recorded_at,
+            actor_subject: stored.metadata.actor_subject.clone(),
+            actor_role: stored.metadata.actor_role.clone(),
+        }
+    }
+}
+
 /// A domain event's wire form: its protobuf type name and encoded payload.
 pub trait DomainEvent: Sized + Send + Sync {
     /// Encodes the event as (fully qualified protobuf type name, payload).
@@ -211,8 +226,11 @@ impl<A: Aggregate> Executor<A> {
 
     /// The aggregate's state and version (0 when the stream does not exist).
     pub async fn load(&self, id: Uuid) -> Result<(A, u64), ExecuteError<A::Error>> {
-        let events =
-            svcops_eventstore::read_whole_stream(self.store.as_ref(), &A::stream(id)).await?;
+        self.load_stream(&A::stream(id)).await
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<(A, u64), ExecuteError<A::Error>> {
+        let events = svcops_eventstore::read_whole_stream(self.store.as_ref(), stream).await?;
         Ok(fold(&events)?)
     }
 
@@ -265,7 +283,10 @@ impl<A: Aggregate> Executor<A> {
                     if appended {
                         self.relay.notify_one();
                     }
-                    let (state, version) = self.load(id).await?;
+                    // On a repeated key, the stream the first command wrote: a command that
+                    // creates its aggregate under a fresh id (opening a case) gets the
+                    // aggregate the first call created.
+                    let (state, version) = self.load_stream(&outcome.appended().stream_id).await?;
                     return Ok(Executed {
                         state,
                         version,
@@ -288,15 +309,7 @@ pub fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<(A, u64), DecodeEr
     let mut state = A::default();
     for stored in events {
         if let Some(event) = A::Event::decode(&stored.event_type, &stored.payload)? {
-            state.apply(&Recorded {
-                event,
-                version: stored.version,
-                position: stored.position,
-                occurred_at: stored.metadata.occurred_at,
-                recorded_at: stored.recorded_at,
-                actor_subject: stored.metadata.actor_subject.clone(),
-                actor_role: stored.metadata.actor_role.clone(),
-            });
+            state.apply(&Recorded::new(event, stored));
         }
     }
     Ok((state, events.last().map_or(0, |event| event.version)))
