@@ -1,93 +1,61 @@
-//! Command and query handlers: load, decide, append; read models for lists.
+//! What is not an aggregate: sealing and unsealing personal data around the case commands,
+//! erasure's second write (destroying the data key), the case-list read model and the
+//! dead-letter handler. Every command goes through the kit's executor.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
 use svcops_bus::relay::Tap;
-use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, KeyState, PersonalDataKeys, RecordedEvent, StreamId,
-    read_whole_stream,
+use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys, RecordedEvent};
+use svcops_kit::aggregate::{
+    Aggregate, DomainEvent, ExecuteError, Executor, Idempotency, NeverRefused, Recorded,
 };
 use svcops_kit::events::CommandContext;
-use time::OffsetDateTime;
+use svcops_kit::{ApiError, personal_data};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::codec;
-use crate::domain::{
-    self, Case, CaseDetails, Command, CustomerPhone, Flag, FlagNote, Lifecycle, PhoneNumber,
+use crate::case::{
+    Case, CaseCommand, CaseDetails, CaseError, CaseEvent, CaseView, CustomerPhone, Flag, FlagNote,
+    PhoneNumber,
 };
-use svcops_kit::personal_data;
+use crate::customer::{Customer, CustomerCommand, CustomerEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid request")]
-    Invalid(Vec<domain::Error>),
     #[error(transparent)]
-    Rejected(domain::Error),
+    Case(#[from] ExecuteError<CaseError>),
+    #[error(transparent)]
+    Customer(#[from] ExecuteError<NeverRefused>),
     #[error("case {0} not found")]
     NotFound(Uuid),
     #[error(transparent)]
     Store(#[from] svcops_eventstore::Error),
-    #[error(transparent)]
-    Corrupt(#[from] codec::Error),
     #[error("personal data: {0}")]
     Sealing(String),
 }
 
-/// A case as callers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseView {
-    pub case_id: Uuid,
-    pub details: CaseDetails,
-    pub lifecycle: Lifecycle,
-    pub opened_at: OffsetDateTime,
-    pub opened_by: String,
-    pub opened_by_role: String,
-    pub flags: Vec<FlagNote>,
-    pub version: u64,
-}
-
-pub fn case_stream(case_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("case", case_id)
-}
-
-/// Folds a case stream.
-fn fold(events: &[RecordedEvent]) -> Result<(Case, u64), Error> {
-    let mut case = Case::default();
-    for recorded in events {
-        if let Some(event) = codec::decode(&recorded.event_type, &recorded.payload)? {
-            case.apply(
-                event,
-                recorded.metadata.occurred_at,
-                &recorded.metadata.actor_subject,
-                &recorded.metadata.actor_role,
-            );
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Case(error) => error.into(),
+            Error::Customer(error) => error.into(),
+            Error::NotFound(case_id) => ApiError::NotFound {
+                resource: "case",
+                id: case_id.to_string(),
+            },
+            Error::Store(error) => error.into(),
+            Error::Sealing(error) => ApiError::Internal(error),
         }
     }
-    Ok((case, events.last().map_or(0, |event| event.version)))
-}
-
-fn view(case: Case, version: u64) -> Option<CaseView> {
-    let opened = case.opened?;
-    Some(CaseView {
-        case_id: opened.case_id,
-        details: opened.details,
-        lifecycle: opened.lifecycle,
-        opened_at: opened.opened_at,
-        opened_by: opened.opened_by,
-        opened_by_role: opened.opened_by_role,
-        flags: opened.flags,
-        version,
-    })
 }
 
 /// Handles case commands and queries.
 pub struct Cases {
-    store: Arc<dyn EventStore>,
+    cases: Executor<Case>,
+    customers: Executor<Customer>,
     keys: Arc<dyn PersonalDataKeys>,
-    relay: Arc<Notify>,
     list: Arc<CaseList>,
 }
 
@@ -99,9 +67,9 @@ impl Cases {
         list: Arc<CaseList>,
     ) -> Self {
         Self {
-            store,
+            cases: Executor::new(store.clone(), relay.clone()),
+            customers: Executor::new(store, relay),
             keys,
-            relay,
             list,
         }
     }
@@ -158,20 +126,15 @@ impl Cases {
         let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
-        let recorded = self
-            .store
-            .append(
-                Append::new(
-                    StreamId::for_aggregate("customer", key_id),
-                    ExpectedVersion::Any,
-                    vec![codec::erasure_record(context, key_id)],
-                )
-                .idempotency_key(format!("front-office/erase-customer/{key_id}")),
+        self.customers
+            .execute(
+                key_id,
+                None,
+                context,
+                CustomerCommand::Erase { key_id },
+                Idempotency::key(format!("front-office/erase-customer/{key_id}")),
             )
             .await?;
-        if !recorded.is_duplicate() {
-            self.relay.notify_one();
-        }
         if let Err(error) = self.keys.destroy_key(key_id).await {
             // The record says "erased": the key must not outlive it until someone retries or
             // the office restarts. Keep trying in the background (the caller hears the error
@@ -218,64 +181,37 @@ impl Cases {
         &self,
         context: &CommandContext,
         request_id: Option<&str>,
-        details: CaseDetails,
+        mut details: CaseDetails,
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
-        let mut details = details;
         details.customer_phone = self.seal(details.customer_phone).await?;
-        // What the request asked for, phone as the customer's key id (the sealed bytes
-        // differ on every call, and the phone itself must not be kept beside the key).
-        let request_hash = {
-            let phone = match &details.customer_phone {
-                CustomerPhone::Sealed { key_id, .. } => key_id.to_string(),
-                CustomerPhone::Known(_) | CustomerPhone::Erased => String::new(),
-            };
-            // Enums by their wire numbers, which never change (names may).
-            let (category, priority, channel) = (
-                (codec::category_to_proto(details.category) as i32).to_le_bytes(),
-                (codec::priority_to_proto(details.priority) as i32).to_le_bytes(),
-                (codec::channel_to_proto(details.channel) as i32).to_le_bytes(),
-            );
-            svcops_kit::events::request_hash(&[
-                phone.as_bytes(),
-                &category,
-                &priority,
-                &channel,
-                details.summary.as_bytes(),
-                details.product.as_bytes(),
-                details.serial_number.as_bytes(),
-            ])
-        };
-        let events = Case::default()
-            .decide(Command::Open { case_id, details })
-            .map_err(Error::Rejected)?;
-        let events = events
-            .iter()
-            .map(|event| codec::to_new_event(context, event))
-            .collect::<Result<_, _>>()?;
-        let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
-        if let Some(request_id) = request_id {
+        let idempotency = match request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
-            append = append
-                .idempotency_key(svcops_kit::events::idempotency_key(
-                    "front-office/open-case",
-                    &[&context.actor.subject, request_id],
-                ))
-                .request_hash(request_hash);
-        }
-        let outcome = self.store.append(append).await?;
-        self.relay.notify_one();
-        let stream = &outcome.appended().stream_id;
-        self.load(stream).await
+            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+                "front-office/open-case",
+                &[&context.actor.subject, request_id],
+            ))
+            .with_request_hash(details.request_hash()),
+            None => Idempotency::none(),
+        };
+        let opened = self
+            .cases
+            .execute(
+                case_id,
+                Some(case_id),
+                context,
+                CaseCommand::Open { case_id, details },
+                idempotency,
+            )
+            .await?;
+        let view = CaseView::of(opened.state, opened.version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
     }
 
     pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {
-        self.load(&case_stream(case_id))
-            .await
-            .map_err(|error| match error {
-                Error::NotFound(_) => Error::NotFound(case_id),
-                other => other,
-            })
+        let (case, version) = self.cases.load(case_id).await?;
+        let view = CaseView::of(case, version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
     }
 
     /// Flags the case of a dead-lettered event, once per dead letter. Dead letters of no
@@ -306,60 +242,30 @@ impl Cases {
                 .as_deref()
                 .and_then(|id| Uuid::parse_str(id).ok()),
         };
-        let stream = case_stream(case_id);
-        let unavailable = |error: Error| match error {
-            Error::Store(svcops_eventstore::Error::Unavailable(error)) => {
-                HandlerError::Unavailable(error.to_string())
-            }
-            other => HandlerError::Failed(other.to_string()),
-        };
-        for _ in 0..5 {
-            let events = read_whole_stream(self.store.as_ref(), &stream)
-                .await
-                .map_err(|error| unavailable(error.into()))?;
-            let (case, version) = fold(&events).map_err(unavailable)?;
-            let decided = case.decide(Command::Flag {
-                flag: Flag::ProcessingFailed,
-                detail: detail.clone(),
-            });
-            let events = match decided {
-                Ok(events) => events,
-                Err(domain::Error::NotOpened) => {
-                    tracing::warn!(%case_id, "dead letter of an unknown case");
-                    return Ok(());
-                }
-                Err(error) => return Err(HandlerError::Failed(error.to_string())),
-            };
-            let append = Append::new(
-                stream.clone(),
-                ExpectedVersion::Exact(version),
-                events
-                    .iter()
-                    .map(|event| codec::to_new_event(&context, event))
-                    .collect::<Result<_, _>>()
-                    .map_err(|error| HandlerError::Failed(error.to_string()))?,
+        let flagged = self
+            .cases
+            .execute(
+                case_id,
+                Some(case_id),
+                &context,
+                CaseCommand::Flag {
+                    flag: Flag::ProcessingFailed,
+                    detail: detail.clone(),
+                },
+                Idempotency::key(format!("front-office/dead-letter/{}", dead_letter.key())),
             )
-            .idempotency_key(format!("front-office/dead-letter/{}", dead_letter.key()));
-            match self.store.append(append).await {
-                Ok(_) => {
-                    self.relay.notify_one();
-                    tracing::warn!(%case_id, %detail, "case flagged: processing failed");
-                    return Ok(());
-                }
-                Err(svcops_eventstore::Error::Concurrency { .. }) => continue,
-                Err(error) => return Err(unavailable(error.into())),
+            .await;
+        match flagged {
+            Ok(_) => {
+                tracing::warn!(%case_id, %detail, "case flagged: processing failed");
+                Ok(())
             }
+            Err(ExecuteError::Domain(CaseError::NotOpened)) => {
+                tracing::warn!(%case_id, "dead letter of an unknown case");
+                Ok(())
+            }
+            Err(error) => Err(error.into_handler_error()),
         }
-        Err(HandlerError::Unavailable(format!(
-            "{stream}: too many concurrent writers"
-        )))
-    }
-
-    async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
-        let events = read_whole_stream(self.store.as_ref(), stream).await?;
-        let (case, version) = fold(&events)?;
-        let view = view(case, version).ok_or(Error::NotFound(Uuid::nil()))?;
-        self.unseal_view(view).await
     }
 
     /// Newest first, `page_size` at a time, after the page token's position.
@@ -432,39 +338,33 @@ impl Tap for CaseList {
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
-            let event = match codec::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(event)) => event,
+            let event = match CaseEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(event)) => Recorded::new(event, recorded),
                 Ok(None) => continue,
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "case list skips an undecodable event");
                     continue;
                 }
             };
-            match event {
-                domain::Event::Opened { case_id, .. } => {
-                    if positions.contains_key(&case_id) {
+            match &event.event {
+                CaseEvent::Opened { case_id, .. } => {
+                    if positions.contains_key(case_id) {
                         continue; // seen already (rebuild and tap overlap, or a re-published batch)
                     }
                     let mut case = Case::default();
-                    case.apply(
-                        event,
-                        recorded.metadata.occurred_at,
-                        &recorded.metadata.actor_subject,
-                        &recorded.metadata.actor_role,
-                    );
-                    if let Some(view) = view(case, recorded.version) {
-                        positions.insert(case_id, recorded.position);
+                    case.apply(&event);
+                    if let Some(view) = CaseView::of(case, recorded.version) {
+                        positions.insert(*case_id, recorded.position);
                         cases.insert(recorded.position, view);
                     }
                 }
-                domain::Event::Flagged {
+                CaseEvent::Flagged {
                     case_id,
                     flag,
                     detail,
-                    ..
                 } => {
                     let Some(view) = positions
-                        .get(&case_id)
+                        .get(case_id)
                         .and_then(|position| cases.get_mut(position))
                     else {
                         continue;
@@ -474,9 +374,9 @@ impl Tap for CaseList {
                     }
                     view.version = recorded.version;
                     view.flags.push(FlagNote {
-                        flag,
-                        detail,
-                        flagged_at: recorded.metadata.occurred_at,
+                        flag: *flag,
+                        detail: detail.clone(),
+                        flagged_at: event.occurred_at,
                     });
                 }
             }
@@ -499,8 +399,8 @@ impl Tap for ErasureRecords {
     fn observe(&self, events: &[RecordedEvent]) {
         let mut key_ids = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
         for recorded in events {
-            match codec::erased_key_id(&recorded.event_type, &recorded.payload) {
-                Ok(Some(key_id)) => key_ids.push(key_id),
+            match CustomerEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(CustomerEvent::DataErased { key_id })) => key_ids.push(key_id),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "undecodable erasure record");
@@ -534,11 +434,10 @@ impl DeadLetterHandler for DeadLetters {
 #[cfg(test)]
 mod tests {
     use svcops_eventstore::{EventMetadata, RecordedEvent};
-    use svcops_kit::events::CommandContext;
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::domain::{Category, Channel, Priority};
+    use crate::case::{Category, Channel, Priority};
 
     fn opened_at(position: i64) -> RecordedEvent {
         let case_id = Uuid::now_v7();
@@ -560,11 +459,11 @@ mod tests {
             subject: "alice".into(),
             role: svcops_kit::Role::Agent,
         });
-        let event = codec::to_new_event(&context, &domain::Event::Opened { case_id, details })
-            .expect("encodes");
+        let (event_type, payload) = CaseEvent::Opened { case_id, details }.encode();
+        let event = context.new_event(Some(case_id), event_type, payload);
         RecordedEvent {
             position,
-            stream_id: case_stream(case_id),
+            stream_id: Case::stream(case_id),
             version: 1,
             event_id: event.event_id,
             event_type: event.event_type,

@@ -1,13 +1,14 @@
 //! svcops front office: contact intake, customers and cases.
 //!
-//! - `domain`: the case aggregate, pure;
-//! - `app`: command/query handlers and the case list read model;
-//! - `codec`: domain <-> protobuf;
+//! - `case`, `customer`: the aggregates, a folder each (pure state, commands, events; the
+//!   codec to protobuf; given/when/then tests on the kit's testkit);
+//! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
+//!   go through the kit's executor), the case list read model, the dead-letter handler;
 //! - `grpc`: the gRPC edge.
 
 pub mod app;
-pub mod codec;
-pub mod domain;
+pub mod case;
+pub mod customer;
 pub mod grpc;
 
 use std::sync::Arc;
