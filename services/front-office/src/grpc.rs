@@ -29,7 +29,8 @@ impl CaseGrpc {
     }
 }
 
-fn to_status(error: impl Into<ApiError>) -> Status {
+/// Every error of the handlers says its own status (`From<…> for ApiError`).
+fn status(error: impl Into<ApiError>) -> Status {
     error.into().into()
 }
 
@@ -141,7 +142,7 @@ impl CaseService for CaseGrpc {
             .cases
             .open(&context, request_id.as_deref(), details)
             .await
-            .map_err(to_status)?;
+            .map_err(status)?;
         tracing::info!(case_id = %view.case_id, actor = %principal.subject, "case opened");
         Ok(Response::new(proto::OpenCaseResponse {
             case: Some(to_proto(view, &principal)),
@@ -164,7 +165,7 @@ impl CaseService for CaseGrpc {
             ],
         )?;
         let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
-        let view = self.cases.get(case_id).await.map_err(to_status)?;
+        let view = self.cases.get(case_id).await.map_err(status)?;
         Ok(Response::new(proto::GetCaseResponse {
             case: Some(to_proto(view, &principal)),
         }))
@@ -186,7 +187,7 @@ impl CaseService for CaseGrpc {
         )?;
         let (size, after) =
             paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let (views, next) = self.cases.list(size, after).await.map_err(to_status)?;
+        let (views, next) = self.cases.list(size, after).await.map_err(status)?;
         Ok(Response::new(proto::ListCasesResponse {
             cases: views
                 .into_iter()
@@ -202,13 +203,13 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::EraseCustomerDataResponse>, Status> {
         let principal = authorize(&request, &[Role::Manager])?;
         let phone = PhoneNumber::parse("customer_phone", &request.get_ref().customer_phone)
-            .map_err(to_status)?;
+            .map_err(status)?;
         let context = CommandContext::from_caller(principal.clone());
         let erased = self
             .cases
             .erase_customer(&context, &phone)
             .await
-            .map_err(to_status)?;
+            .map_err(status)?;
         tracing::info!(erased, actor = %principal.subject, "customer data erasure requested");
         Ok(Response::new(proto::EraseCustomerDataResponse { erased }))
     }
