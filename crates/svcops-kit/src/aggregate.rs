@@ -38,6 +38,21 @@ pub struct Recorded<E> {
     pub actor_role: String,
 }
 
+impl<E> Recorded<E> {
+    /// `event`, decoded from `stored`, in `stored`'s envelope.
+    pub fn new(event: E, stored: &RecordedEvent) -> Self {
+        Self {
+            event,
+            version: stored.version,
+            position: stored.position,
+            occurred_at: stored.metadata.occurred_at,
+            recorded_at: stored.recorded_at,
+            actor_subject: stored.metadata.actor_subject.clone(),
+            actor_role: stored.metadata.actor_role.clone(),
+        }
+    }
+}
+
 /// A domain event's wire form: its protobuf type name and encoded payload.
 pub trait DomainEvent: Sized + Send + Sync {
     /// Encodes the event as (fully qualified protobuf type name, payload).
@@ -299,15 +314,7 @@ pub fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Result<(A, u64), DecodeEr
     let mut state = A::default();
     for stored in events {
         if let Some(event) = A::Event::decode(&stored.event_type, &stored.payload)? {
-            state.apply(&Recorded {
-                event,
-                version: stored.version,
-                position: stored.position,
-                occurred_at: stored.metadata.occurred_at,
-                recorded_at: stored.recorded_at,
-                actor_subject: stored.metadata.actor_subject.clone(),
-                actor_role: stored.metadata.actor_role.clone(),
-            });
+            state.apply(&Recorded::new(event, stored));
         }
     }
     Ok((state, events.last().map_or(0, |event| event.version)))

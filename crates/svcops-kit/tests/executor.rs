@@ -218,3 +218,25 @@ async fn concurrent_commands_on_one_stream_all_land_by_retrying_their_races() {
     let (state, version) = counter.load(id).await.expect("load");
     assert_eq!((state.value, version), (4, 4));
 }
+
+#[tokio::test]
+async fn a_repeated_key_under_a_fresh_id_returns_the_aggregate_the_first_call_created() {
+    // A command that creates its aggregate picks a fresh id on every call (opening a case);
+    // its retry must get what the first call created, not an empty fresh stream.
+    let (counter, _store, _dir) = executor().await;
+    let add = Add {
+        amount: 7,
+        limit: 100,
+    };
+    let key = || Idempotency::key("test/create/r-1").with_request_hash(vec![1]);
+    let first = counter
+        .execute(Uuid::now_v7(), None, &context(), add, key())
+        .await
+        .expect("first");
+    let again = counter
+        .execute(Uuid::now_v7(), None, &context(), add, key())
+        .await
+        .expect("again");
+    assert!(first.appended && !again.appended);
+    assert_eq!((again.state.value, again.version), (7, 1));
+}

@@ -1,93 +1,59 @@
-//! Command and query handlers: load, decide, append; read models for lists.
+//! What is not an aggregate: sealing and unsealing personal data around the case commands,
+//! erasure's second write (destroying the data key), the dead-letter handler, and reading
+//! cases (one case from its stream, pages from the case list read model). Every command
+//! goes through the kit's executor.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
 use svcops_bus::relay::Tap;
-use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, KeyState, PersonalDataKeys, RecordedEvent, StreamId,
-    read_whole_stream,
-};
+use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys, RecordedEvent};
+use svcops_kit::aggregate::{DomainEvent, ExecuteError, Executor, Idempotency, NeverRefused};
 use svcops_kit::events::CommandContext;
-use time::OffsetDateTime;
+use svcops_kit::{ApiError, personal_data};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::codec;
-use crate::domain::{
-    self, Case, CaseDetails, Command, CustomerPhone, Flag, FlagNote, Lifecycle, PhoneNumber,
+use crate::case::{
+    Case, CaseCommand, CaseDetails, CaseError, CaseView, CustomerPhone, Flag, PhoneNumber,
 };
-use svcops_kit::personal_data;
+use crate::case_list::CaseList;
+use crate::customer::{Customer, CustomerCommand, CustomerEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid request")]
-    Invalid(Vec<domain::Error>),
     #[error(transparent)]
-    Rejected(domain::Error),
+    Case(#[from] ExecuteError<CaseError>),
+    #[error(transparent)]
+    Customer(#[from] ExecuteError<NeverRefused>),
     #[error("case {0} not found")]
     NotFound(Uuid),
     #[error(transparent)]
     Store(#[from] svcops_eventstore::Error),
-    #[error(transparent)]
-    Corrupt(#[from] codec::Error),
     #[error("personal data: {0}")]
     Sealing(String),
 }
 
-/// A case as callers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseView {
-    pub case_id: Uuid,
-    pub details: CaseDetails,
-    pub lifecycle: Lifecycle,
-    pub opened_at: OffsetDateTime,
-    pub opened_by: String,
-    pub opened_by_role: String,
-    pub flags: Vec<FlagNote>,
-    pub version: u64,
-}
-
-pub fn case_stream(case_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("case", case_id)
-}
-
-/// Folds a case stream.
-fn fold(events: &[RecordedEvent]) -> Result<(Case, u64), Error> {
-    let mut case = Case::default();
-    for recorded in events {
-        if let Some(event) = codec::decode(&recorded.event_type, &recorded.payload)? {
-            case.apply(
-                event,
-                recorded.metadata.occurred_at,
-                &recorded.metadata.actor_subject,
-                &recorded.metadata.actor_role,
-            );
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Case(error) => error.into(),
+            Error::Customer(error) => error.into(),
+            Error::NotFound(case_id) => ApiError::NotFound {
+                resource: "case",
+                id: case_id.to_string(),
+            },
+            Error::Store(error) => error.into(),
+            Error::Sealing(error) => ApiError::Internal(error),
         }
     }
-    Ok((case, events.last().map_or(0, |event| event.version)))
-}
-
-fn view(case: Case, version: u64) -> Option<CaseView> {
-    let opened = case.opened?;
-    Some(CaseView {
-        case_id: opened.case_id,
-        details: opened.details,
-        lifecycle: opened.lifecycle,
-        opened_at: opened.opened_at,
-        opened_by: opened.opened_by,
-        opened_by_role: opened.opened_by_role,
-        flags: opened.flags,
-        version,
-    })
 }
 
 /// Handles case commands and queries.
 pub struct Cases {
-    store: Arc<dyn EventStore>,
+    cases: Executor<Case>,
+    customers: Executor<Customer>,
     keys: Arc<dyn PersonalDataKeys>,
-    relay: Arc<Notify>,
     list: Arc<CaseList>,
 }
 
@@ -99,9 +65,9 @@ impl Cases {
         list: Arc<CaseList>,
     ) -> Self {
         Self {
-            store,
+            cases: Executor::new(store.clone(), relay.clone()),
+            customers: Executor::new(store, relay),
             keys,
-            relay,
             list,
         }
     }
@@ -158,20 +124,15 @@ impl Cases {
         let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
-        let recorded = self
-            .store
-            .append(
-                Append::new(
-                    StreamId::for_aggregate("customer", key_id),
-                    ExpectedVersion::Any,
-                    vec![codec::erasure_record(context, key_id)],
-                )
-                .idempotency_key(format!("front-office/erase-customer/{key_id}")),
+        self.customers
+            .execute(
+                key_id,
+                None,
+                context,
+                CustomerCommand::Erase { key_id },
+                Idempotency::key(format!("front-office/erase-customer/{key_id}")),
             )
             .await?;
-        if !recorded.is_duplicate() {
-            self.relay.notify_one();
-        }
         if let Err(error) = self.keys.destroy_key(key_id).await {
             // The record says "erased": the key must not outlive it until someone retries or
             // the office restarts. Keep trying in the background (the caller hears the error
@@ -218,64 +179,37 @@ impl Cases {
         &self,
         context: &CommandContext,
         request_id: Option<&str>,
-        details: CaseDetails,
+        mut details: CaseDetails,
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
-        let mut details = details;
         details.customer_phone = self.seal(details.customer_phone).await?;
-        // What the request asked for, phone as the customer's key id (the sealed bytes
-        // differ on every call, and the phone itself must not be kept beside the key).
-        let request_hash = {
-            let phone = match &details.customer_phone {
-                CustomerPhone::Sealed { key_id, .. } => key_id.to_string(),
-                CustomerPhone::Known(_) | CustomerPhone::Erased => String::new(),
-            };
-            // Enums by their wire numbers, which never change (names may).
-            let (category, priority, channel) = (
-                (codec::category_to_proto(details.category) as i32).to_le_bytes(),
-                (codec::priority_to_proto(details.priority) as i32).to_le_bytes(),
-                (codec::channel_to_proto(details.channel) as i32).to_le_bytes(),
-            );
-            svcops_kit::events::request_hash(&[
-                phone.as_bytes(),
-                &category,
-                &priority,
-                &channel,
-                details.summary.as_bytes(),
-                details.product.as_bytes(),
-                details.serial_number.as_bytes(),
-            ])
-        };
-        let events = Case::default()
-            .decide(Command::Open { case_id, details })
-            .map_err(Error::Rejected)?;
-        let events = events
-            .iter()
-            .map(|event| codec::to_new_event(context, event))
-            .collect::<Result<_, _>>()?;
-        let mut append = Append::new(case_stream(case_id), ExpectedVersion::NoStream, events);
-        if let Some(request_id) = request_id {
+        let idempotency = match request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
-            append = append
-                .idempotency_key(svcops_kit::events::idempotency_key(
-                    "front-office/open-case",
-                    &[&context.actor.subject, request_id],
-                ))
-                .request_hash(request_hash);
-        }
-        let outcome = self.store.append(append).await?;
-        self.relay.notify_one();
-        let stream = &outcome.appended().stream_id;
-        self.load(stream).await
+            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+                "front-office/open-case",
+                &[&context.actor.subject, request_id],
+            ))
+            .with_request_hash(details.request_hash()),
+            None => Idempotency::none(),
+        };
+        let opened = self
+            .cases
+            .execute(
+                case_id,
+                Some(case_id),
+                context,
+                CaseCommand::Open { case_id, details },
+                idempotency,
+            )
+            .await?;
+        let view = CaseView::of(opened.state, opened.version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
     }
 
     pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {
-        self.load(&case_stream(case_id))
-            .await
-            .map_err(|error| match error {
-                Error::NotFound(_) => Error::NotFound(case_id),
-                other => other,
-            })
+        let (case, version) = self.cases.load(case_id).await?;
+        let view = CaseView::of(case, version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
     }
 
     /// Flags the case of a dead-lettered event, once per dead letter. Dead letters of no
@@ -306,60 +240,30 @@ impl Cases {
                 .as_deref()
                 .and_then(|id| Uuid::parse_str(id).ok()),
         };
-        let stream = case_stream(case_id);
-        let unavailable = |error: Error| match error {
-            Error::Store(svcops_eventstore::Error::Unavailable(error)) => {
-                HandlerError::Unavailable(error.to_string())
-            }
-            other => HandlerError::Failed(other.to_string()),
-        };
-        for _ in 0..5 {
-            let events = read_whole_stream(self.store.as_ref(), &stream)
-                .await
-                .map_err(|error| unavailable(error.into()))?;
-            let (case, version) = fold(&events).map_err(unavailable)?;
-            let decided = case.decide(Command::Flag {
-                flag: Flag::ProcessingFailed,
-                detail: detail.clone(),
-            });
-            let events = match decided {
-                Ok(events) => events,
-                Err(domain::Error::NotOpened) => {
-                    tracing::warn!(%case_id, "dead letter of an unknown case");
-                    return Ok(());
-                }
-                Err(error) => return Err(HandlerError::Failed(error.to_string())),
-            };
-            let append = Append::new(
-                stream.clone(),
-                ExpectedVersion::Exact(version),
-                events
-                    .iter()
-                    .map(|event| codec::to_new_event(&context, event))
-                    .collect::<Result<_, _>>()
-                    .map_err(|error| HandlerError::Failed(error.to_string()))?,
+        let flagged = self
+            .cases
+            .execute(
+                case_id,
+                Some(case_id),
+                &context,
+                CaseCommand::Flag {
+                    flag: Flag::ProcessingFailed,
+                    detail: detail.clone(),
+                },
+                Idempotency::key(format!("front-office/dead-letter/{}", dead_letter.key())),
             )
-            .idempotency_key(format!("front-office/dead-letter/{}", dead_letter.key()));
-            match self.store.append(append).await {
-                Ok(_) => {
-                    self.relay.notify_one();
-                    tracing::warn!(%case_id, %detail, "case flagged: processing failed");
-                    return Ok(());
-                }
-                Err(svcops_eventstore::Error::Concurrency { .. }) => continue,
-                Err(error) => return Err(unavailable(error.into())),
+            .await;
+        match flagged {
+            Ok(_) => {
+                tracing::warn!(%case_id, %detail, "case flagged: processing failed");
+                Ok(())
             }
+            Err(ExecuteError::Domain(CaseError::NotOpened)) => {
+                tracing::warn!(%case_id, "dead letter of an unknown case");
+                Ok(())
+            }
+            Err(error) => Err(error.into_handler_error()),
         }
-        Err(HandlerError::Unavailable(format!(
-            "{stream}: too many concurrent writers"
-        )))
-    }
-
-    async fn load(&self, stream: &StreamId) -> Result<CaseView, Error> {
-        let events = read_whole_stream(self.store.as_ref(), stream).await?;
-        let (case, version) = fold(&events)?;
-        let view = view(case, version).ok_or(Error::NotFound(Uuid::nil()))?;
-        self.unseal_view(view).await
     }
 
     /// Newest first, `page_size` at a time, after the page token's position.
@@ -377,130 +281,23 @@ impl Cases {
     }
 }
 
-/// Read model: every case, newest first. Rebuilt from the log at start, then kept current
-/// by the relay tap (which sees each event before it is published).
-#[derive(Default)]
-pub struct CaseList {
-    // Keyed by the position of the case's first event: stable and newest-last.
-    cases: RwLock<BTreeMap<i64, CaseView>>,
-    positions: RwLock<std::collections::HashMap<Uuid, i64>>,
-}
-
-impl CaseList {
-    fn page(&self, page_size: usize, before: Option<i64>) -> (Vec<CaseView>, Option<i64>) {
-        let page_size = page_size.max(1);
-        let cases = self
-            .cases
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let range = match before {
-            Some(position) => cases.range(..position),
-            None => cases.range(..),
-        };
-        let page: Vec<(i64, CaseView)> = range
-            .rev()
-            .take(page_size + 1)
-            .map(|(position, view)| (*position, view.clone()))
-            .collect();
-        let next = (page.len() > page_size).then(|| page[page_size - 1].0);
-        (
-            page.into_iter()
-                .take(page_size)
-                .map(|(_, view)| view)
-                .collect(),
-            next,
-        )
-    }
-
-    pub fn len(&self) -> usize {
-        self.cases.read().map_or(0, |cases| cases.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Tap for CaseList {
-    fn observe(&self, events: &[RecordedEvent]) {
-        let mut cases = self
-            .cases
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let mut positions = self
-            .positions
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
-        for recorded in events {
-            let event = match codec::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(event)) => event,
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::error!(%error, position = recorded.position, "case list skips an undecodable event");
-                    continue;
-                }
-            };
-            match event {
-                domain::Event::Opened { case_id, .. } => {
-                    if positions.contains_key(&case_id) {
-                        continue; // seen already (rebuild and tap overlap, or a re-published batch)
-                    }
-                    let mut case = Case::default();
-                    case.apply(
-                        event,
-                        recorded.metadata.occurred_at,
-                        &recorded.metadata.actor_subject,
-                        &recorded.metadata.actor_role,
-                    );
-                    if let Some(view) = view(case, recorded.version) {
-                        positions.insert(case_id, recorded.position);
-                        cases.insert(recorded.position, view);
-                    }
-                }
-                domain::Event::Flagged {
-                    case_id,
-                    flag,
-                    detail,
-                    ..
-                } => {
-                    let Some(view) = positions
-                        .get(&case_id)
-                        .and_then(|position| cases.get_mut(position))
-                    else {
-                        continue;
-                    };
-                    if recorded.version <= view.version {
-                        continue;
-                    }
-                    view.version = recorded.version;
-                    view.flags.push(FlagNote {
-                        flag,
-                        detail,
-                        flagged_at: recorded.metadata.occurred_at,
-                    });
-                }
-            }
-        }
-    }
-}
-
 /// The data keys named by erasure records, gathered while the log is replayed at start (see
 /// [`Cases::finish_erasures`]).
 #[derive(Default)]
-pub struct ErasureRecords(std::sync::Mutex<Vec<Uuid>>);
+pub struct ErasureRecords(parking_lot::Mutex<Vec<Uuid>>);
 
 impl ErasureRecords {
     pub fn take(&self) -> Vec<Uuid> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poison| poison.into_inner()))
+        std::mem::take(&mut *self.0.lock())
     }
 }
 
 impl Tap for ErasureRecords {
     fn observe(&self, events: &[RecordedEvent]) {
-        let mut key_ids = self.0.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut key_ids = self.0.lock();
         for recorded in events {
-            match codec::erased_key_id(&recorded.event_type, &recorded.payload) {
-                Ok(Some(key_id)) => key_ids.push(key_id),
+            match CustomerEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(CustomerEvent::DataErased { key_id })) => key_ids.push(key_id),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "undecodable erasure record");
@@ -528,83 +325,5 @@ pub struct DeadLetters(pub Arc<Cases>);
 impl DeadLetterHandler for DeadLetters {
     async fn handle(&self, dead_letter: &DeadLetter) -> Result<(), HandlerError> {
         self.0.flag_dead_letter(dead_letter).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use svcops_eventstore::{EventMetadata, RecordedEvent};
-    use svcops_kit::events::CommandContext;
-    use time::OffsetDateTime;
-
-    use super::*;
-    use crate::domain::{Category, Channel, Priority};
-
-    fn opened_at(position: i64) -> RecordedEvent {
-        let case_id = Uuid::now_v7();
-        let mut details = CaseDetails::parse(
-            "+8613800001234",
-            Category::Repair,
-            Priority::Normal,
-            Channel::Hotline,
-            &format!("case {position}"),
-            "",
-            "",
-        )
-        .expect("valid");
-        details.customer_phone = CustomerPhone::Sealed {
-            key_id: Uuid::now_v7(),
-            sealed: vec![1, 2, 3],
-        };
-        let context = CommandContext::from_caller(svcops_kit::Principal {
-            subject: "alice".into(),
-            role: svcops_kit::Role::Agent,
-        });
-        let event = codec::to_new_event(&context, &domain::Event::Opened { case_id, details })
-            .expect("encodes");
-        RecordedEvent {
-            position,
-            stream_id: case_stream(case_id),
-            version: 1,
-            event_id: event.event_id,
-            event_type: event.event_type,
-            payload: event.payload,
-            metadata: EventMetadata {
-                occurred_at: OffsetDateTime::UNIX_EPOCH,
-                ..event.metadata
-            },
-            recorded_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
-
-    fn summaries(views: &[CaseView]) -> Vec<&str> {
-        views
-            .iter()
-            .map(|view| view.details.summary.as_str())
-            .collect()
-    }
-
-    #[test]
-    fn pages_run_newest_first_without_gaps_or_repeats() {
-        let list = CaseList::default();
-        let events: Vec<_> = (1..=5).map(opened_at).collect();
-        list.observe(&events);
-        // Replayed again (rebuild and tap overlap): nothing doubles.
-        list.observe(&events);
-        assert_eq!(list.len(), 5);
-
-        let (first, next) = list.page(2, None);
-        assert_eq!(summaries(&first), ["case 5", "case 4"]);
-        let (second, next) = list.page(2, next);
-        assert_eq!(summaries(&second), ["case 3", "case 2"]);
-        let (third, next) = list.page(2, next);
-        assert_eq!(summaries(&third), ["case 1"]);
-        assert_eq!(next, None);
-
-        let (all, next) = list.page(5, None);
-        assert_eq!(all.len(), 5);
-        assert_eq!(next, None, "an exactly full page has no next page");
-        let (one, _) = list.page(0, None);
-        assert_eq!(one.len(), 1, "a zero page size is treated as one");
     }
 }

@@ -13,9 +13,11 @@ use svcops_proto::frontoffice::v1::case_service_server::CaseService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{CaseView, Cases, Error};
-use crate::codec;
-use crate::domain::{self, CaseDetails, Channel, CustomerPhone, Lifecycle, PhoneNumber, Priority};
+use crate::app::Cases;
+use crate::case::{
+    self, CaseDetails, CaseError, CaseView, Category, Channel, CustomerPhone, Lifecycle,
+    PhoneNumber, Priority,
+};
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
@@ -27,28 +29,9 @@ impl CaseGrpc {
     }
 }
 
-/// The one mapping of this service's errors to gRPC statuses.
-fn to_status(error: Error) -> Status {
-    let api = match error {
-        Error::Invalid(errors) => ApiError::InvalidArgument(
-            errors
-                .into_iter()
-                .map(|error| match error {
-                    domain::Error::Invalid { field, reason } => FieldViolation::new(field, reason),
-                    other => FieldViolation::new("", other.to_string()),
-                })
-                .collect(),
-        ),
-        Error::Rejected(error) => ApiError::FailedPrecondition(error.to_string()),
-        Error::NotFound(case_id) => ApiError::NotFound {
-            resource: "case",
-            id: case_id.to_string(),
-        },
-        Error::Store(error) => error.into(),
-        Error::Corrupt(error) => ApiError::Internal(error.to_string()),
-        Error::Sealing(error) => ApiError::Internal(error),
-    };
-    api.into()
+/// Every error of the handlers says its own status (`From<…> for ApiError`).
+fn status(error: impl Into<ApiError>) -> Status {
+    error.into().into()
 }
 
 pub fn parse_case_id(field: &str, raw: &str) -> Result<Uuid, Status> {
@@ -67,9 +50,9 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
         case_id: view.case_id.to_string(),
         customer_data_erased: matches!(view.details.customer_phone, CustomerPhone::Erased),
         customer_phone: phone.unwrap_or_default(),
-        category: codec::category_to_proto(view.details.category).into(),
-        priority: codec::priority_to_proto(view.details.priority).into(),
-        channel: codec::channel_to_proto(view.details.channel).into(),
+        category: common::CaseCategory::from(view.details.category).into(),
+        priority: common::Priority::from(view.details.priority).into(),
+        channel: proto::Channel::from(view.details.channel).into(),
         summary: view.details.summary,
         product: view.details.product,
         serial_number: view.details.serial_number,
@@ -87,7 +70,7 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
             .flags
             .into_iter()
             .map(|note| proto::CaseFlagNote {
-                flag: codec::flag_to_proto_i32(note.flag),
+                flag: proto::CaseFlag::from(note.flag).into(),
                 detail: note.detail,
                 flagged_at: Some(to_timestamp(note.flagged_at)),
             })
@@ -109,24 +92,24 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
             "must not contain control characters",
         ));
     }
-    let category = codec::category_from_proto(request.category);
+    let category = case::category_from_proto(request.category);
     if category.is_none() {
         violations.push(FieldViolation::new(
             "category",
             "must be one of consultation, complaint, repair, installation, return",
         ));
     }
-    let priority = codec::priority_from_proto(request.priority);
+    let priority = case::priority_from_proto(request.priority);
     if priority.is_none() {
         violations.push(FieldViolation::new("priority", "unknown priority"));
     }
-    let channel = codec::channel_from_proto(request.channel);
+    let channel = case::channel_from_proto(request.channel);
     if channel.is_none() {
         violations.push(FieldViolation::new("channel", "unknown channel"));
     }
     let details = CaseDetails::parse(
         &request.customer_phone,
-        category.unwrap_or(domain::Category::Consultation),
+        category.unwrap_or(Category::Consultation),
         priority.flatten().unwrap_or(Priority::Normal),
         channel.flatten().unwrap_or(Channel::Hotline),
         &request.summary,
@@ -140,12 +123,7 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
         )),
         Ok(_) => Err(ApiError::InvalidArgument(violations).into()),
         Err(errors) => {
-            violations.extend(errors.into_iter().filter_map(|error| match error {
-                domain::Error::Invalid { field, reason } => {
-                    Some(FieldViolation::new(field, reason))
-                }
-                domain::Error::AlreadyOpened(_) | domain::Error::NotOpened => None,
-            }));
+            violations.extend(errors.iter().filter_map(CaseError::field_violation));
             Err(ApiError::InvalidArgument(violations).into())
         }
     }
@@ -164,7 +142,7 @@ impl CaseService for CaseGrpc {
             .cases
             .open(&context, request_id.as_deref(), details)
             .await
-            .map_err(to_status)?;
+            .map_err(status)?;
         tracing::info!(case_id = %view.case_id, actor = %principal.subject, "case opened");
         Ok(Response::new(proto::OpenCaseResponse {
             case: Some(to_proto(view, &principal)),
@@ -187,7 +165,7 @@ impl CaseService for CaseGrpc {
             ],
         )?;
         let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
-        let view = self.cases.get(case_id).await.map_err(to_status)?;
+        let view = self.cases.get(case_id).await.map_err(status)?;
         Ok(Response::new(proto::GetCaseResponse {
             case: Some(to_proto(view, &principal)),
         }))
@@ -209,7 +187,7 @@ impl CaseService for CaseGrpc {
         )?;
         let (size, after) =
             paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let (views, next) = self.cases.list(size, after).await.map_err(to_status)?;
+        let (views, next) = self.cases.list(size, after).await.map_err(status)?;
         Ok(Response::new(proto::ListCasesResponse {
             cases: views
                 .into_iter()
@@ -225,18 +203,13 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::EraseCustomerDataResponse>, Status> {
         let principal = authorize(&request, &[Role::Manager])?;
         let phone = PhoneNumber::parse("customer_phone", &request.get_ref().customer_phone)
-            .map_err(|error| match error {
-                domain::Error::Invalid { field, reason } => {
-                    Status::from(ApiError::invalid(field, reason))
-                }
-                other => Status::from(ApiError::invalid("customer_phone", other.to_string())),
-            })?;
+            .map_err(status)?;
         let context = CommandContext::from_caller(principal.clone());
         let erased = self
             .cases
             .erase_customer(&context, &phone)
             .await
-            .map_err(to_status)?;
+            .map_err(status)?;
         tracing::info!(erased, actor = %principal.subject, "customer data erasure requested");
         Ok(Response::new(proto::EraseCustomerDataResponse { erased }))
     }

@@ -1,13 +1,16 @@
 //! svcops front office: contact intake, customers and cases.
 //!
-//! - `domain`: the case aggregate, pure;
-//! - `app`: command/query handlers and the case list read model;
-//! - `codec`: domain <-> protobuf;
+//! - `case`, `customer`: the aggregates, a folder each (pure state, commands, events; the
+//!   codec to protobuf; given/when/then tests on the kit's testkit);
+//! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
+//!   go through the kit's executor), the dead-letter handler;
+//! - `case_list`: the read model of every case, for listing;
 //! - `grpc`: the gRPC edge.
 
 pub mod app;
-pub mod codec;
-pub mod domain;
+pub mod case;
+pub mod case_list;
+pub mod customer;
 pub mod grpc;
 
 use std::sync::Arc;
@@ -39,7 +42,7 @@ impl Office for FrontOffice {
             .keys
             .clone()
             .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
-        let list = Arc::new(app::CaseList::default());
+        let list = Arc::new(case_list::CaseList::default());
         let erasures = app::ErasureRecords::default();
         svcops_bus::relay::replay(
             ports.store.as_ref(),

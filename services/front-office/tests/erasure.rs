@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use front_office::app::{CaseList, Cases};
-use front_office::domain::{CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority};
+use front_office::app::Cases;
+use front_office::case::{CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority};
+use front_office::case_list::CaseList;
 use sqlx::Connection;
 use svcops_eventstore::{EventStore, PersonalDataKeys, PersonalDataSecret, SqliteStore};
 use svcops_kit::events::CommandContext;

@@ -1,0 +1,35 @@
+//! A case as callers see it: the state of an opened case with its stream version.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Case, CaseDetails, FlagNote, Lifecycle};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseView {
+    pub case_id: Uuid,
+    pub details: CaseDetails,
+    pub lifecycle: Lifecycle,
+    pub opened_at: OffsetDateTime,
+    pub opened_by: String,
+    pub opened_by_role: String,
+    pub flags: Vec<FlagNote>,
+    pub version: u64,
+}
+
+impl CaseView {
+    /// The view of a case at `version`; `None` while it is not opened.
+    pub fn of(case: Case, version: u64) -> Option<Self> {
+        let opened = case.opened?;
+        Some(Self {
+            case_id: opened.case_id,
+            details: opened.details,
+            lifecycle: opened.lifecycle,
+            opened_at: opened.opened_at,
+            opened_by: opened.opened_by,
+            opened_by_role: opened.opened_by_role,
+            flags: opened.flags,
+            version,
+        })
+    }
+}
