@@ -14,7 +14,7 @@ use svcops_eventstore::{
     read_whole_stream,
 };
 use svcops_kit::events::{CommandContext, decode, from_timestamp, to_timestamp};
-use svcops_kit::{Principal, Role};
+use svcops_kit::{ApiError, Principal, Role};
 use svcops_proto::listenin::v1 as proto;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
@@ -94,14 +94,26 @@ pub enum Error {
     Corrupt(#[from] prost::DecodeError),
 }
 
-impl From<Error> for HandlerError {
+impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {
-            Error::Store(svcops_eventstore::Error::Unavailable(error)) => {
+            Error::Store(error) => error.into(),
+            Error::Corrupt(error) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<Error> for HandlerError {
+    /// An outage is waited out; so is a lost race for a timeline's next version (appends
+    /// there are at `Any` version, so a retry simply lands after the winner). Anything
+    /// else is dead-lettered after the consumer's bounded retries.
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Store(error)
+                if error.is_transient()
+                    || matches!(error, svcops_eventstore::Error::Concurrency { .. }) =>
+            {
                 HandlerError::Unavailable(error.to_string())
-            }
-            Error::Store(svcops_eventstore::Error::Concurrency { .. }) => {
-                HandlerError::Unavailable("timeline contended".into())
             }
             other => HandlerError::Failed(other.to_string()),
         }

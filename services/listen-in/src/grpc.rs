@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{self, Entry, Error, Timelines};
+use crate::app::{self, Entry, Timelines};
 use crate::describe::describe;
 
 /// Entries read from the store at once.
@@ -92,14 +92,6 @@ impl ListenInGrpc {
     }
 }
 
-fn to_status(error: Error) -> Status {
-    match error {
-        Error::Store(error) => ApiError::from(error),
-        Error::Corrupt(error) => ApiError::Internal(error.to_string()),
-    }
-    .into()
-}
-
 fn office(source: &str) -> common::Office {
     match source.rsplit('/').next() {
         Some("front-office") => common::Office::Front,
@@ -147,7 +139,7 @@ async fn send_from_store(
         let entries = match timelines.read(case_id, last, PAGE).await {
             Ok(entries) => entries,
             Err(error) => {
-                let _ = sender.send(Err(to_status(error))).await;
+                let _ = sender.send(Err(ApiError::from(error).into())).await;
                 return None;
             }
         };
@@ -238,7 +230,7 @@ impl ListenInService for ListenInGrpc {
             .timelines
             .wait_for_case(case_id, self.unknown_case_grace.deadline())
             .await
-            .map_err(to_status)?
+            .map_err(|error| Status::from(ApiError::from(error)))?
         {
             return Err(ApiError::NotFound {
                 resource: "case",
@@ -255,7 +247,7 @@ impl ListenInService for ListenInGrpc {
         timelines
             .start_session(&context, session_id, case_id, proto::ListenMode::Observe)
             .await
-            .map_err(to_status)?;
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         tracing::info!(%case_id, %session_id, listener = %listener.subject, "listen-in session started");
         let catch_up_only = body.catch_up_only;
         self.sessions.spawn(async move {
