@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{self, Entry, Timelines};
 use crate::describe::describe;
+use crate::session_log::{self, SessionLog};
+use crate::timeline::{Entry, Timelines};
 
 /// Entries read from the store at once.
 const PAGE: usize = 500;
@@ -37,7 +38,7 @@ impl Sessions {
 
     /// Waits, at most `bound`, for every session to end and record its end (call after
     /// shutdown, when sessions stop following). Whatever is left is aborted; the next
-    /// start records those ends ([`Timelines::end_sessions_left_open`]).
+    /// start records those ends ([`SessionLog::end_sessions_left_open`]).
     pub async fn ended(&self, bound: Duration) {
         let mut set = std::mem::take(&mut *self.0.lock());
         let all = async { while set.join_next().await.is_some() {} };
@@ -71,6 +72,7 @@ impl UnknownCaseGrace {
 
 pub struct ListenInGrpc {
     timelines: Arc<Timelines>,
+    session_log: Arc<SessionLog>,
     shutdown: CancellationToken,
     sessions: Sessions,
     unknown_case_grace: UnknownCaseGrace,
@@ -79,12 +81,14 @@ pub struct ListenInGrpc {
 impl ListenInGrpc {
     pub fn new(
         timelines: Arc<Timelines>,
+        session_log: Arc<SessionLog>,
         shutdown: CancellationToken,
         sessions: Sessions,
         unknown_case_grace: UnknownCaseGrace,
     ) -> Self {
         Self {
             timelines,
+            session_log,
             shutdown,
             sessions,
             unknown_case_grace,
@@ -157,11 +161,11 @@ async fn send_from_store(
 /// Why a session stopped following, as its end records it.
 fn end_reason(catch_up_only: bool, shut_down: bool) -> &'static str {
     if shut_down {
-        app::ENDED_SHUT_DOWN
+        session_log::ENDED_SHUT_DOWN
     } else if catch_up_only {
-        app::ENDED_CAUGHT_UP
+        session_log::ENDED_CAUGHT_UP
     } else {
-        app::ENDED_LISTENER_LEFT
+        session_log::ENDED_LISTENER_LEFT
     }
 }
 
@@ -242,10 +246,11 @@ impl ListenInService for ListenInGrpc {
         let context = CommandContext::from_caller(listener.clone());
         let (sender, receiver) = mpsc::channel(256);
         let timelines = self.timelines.clone();
+        let session_log = self.session_log.clone();
         let shutdown = self.shutdown.clone();
         // Every listen is on the record: start before the first entry, end when it stops.
-        timelines
-            .start_session(&context, session_id, case_id, proto::ListenMode::Observe)
+        session_log
+            .start(&context, session_id, case_id, proto::ListenMode::Observe)
             .await
             .map_err(|error| Status::from(ApiError::from(error)))?;
         tracing::info!(%case_id, %session_id, listener = %listener.subject, "listen-in session started");
@@ -261,8 +266,8 @@ impl ListenInService for ListenInGrpc {
             )
             .await;
             let reason = end_reason(catch_up_only, shutdown.is_cancelled());
-            if let Err(error) = timelines
-                .end_session(&context, session_id, case_id, reason)
+            if let Err(error) = session_log
+                .end(&context, session_id, case_id, reason)
                 .await
             {
                 tracing::warn!(%error, %session_id, "could not record the end of a listen-in session; the next start will");
@@ -284,7 +289,7 @@ mod tests {
     use tokio_stream::StreamExt;
 
     use super::*;
-    use crate::domain::Limits;
+    use crate::hold_aside::Limits;
 
     struct Harness {
         _dir: tempfile::TempDir,
@@ -302,21 +307,27 @@ mod tests {
             .expect("store");
         let store: Arc<dyn EventStore> = Arc::new(store);
         let timelines = Arc::new(
-            Timelines::open(
-                store.clone(),
-                Arc::new(tokio::sync::Notify::new()),
-                Limits::default(),
-            )
-            .await
-            .expect("timelines"),
+            Timelines::open(store.clone(), Limits::default())
+                .await
+                .expect("timelines"),
         );
+        let session_log = Arc::new(SessionLog::new(
+            store.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
         let shutdown = CancellationToken::new();
         let sessions = Sessions::default();
         let grace = UnknownCaseGrace {
             per_request: grace,
             not_before: tokio::time::Instant::now(),
         };
-        let grpc = ListenInGrpc::new(timelines.clone(), shutdown.clone(), sessions.clone(), grace);
+        let grpc = ListenInGrpc::new(
+            timelines.clone(),
+            session_log,
+            shutdown.clone(),
+            sessions.clone(),
+            grace,
+        );
         Harness {
             _dir: dir,
             store,
@@ -473,6 +484,6 @@ mod tests {
             })
             .map(|ended| ended.reason)
             .collect();
-        assert_eq!(ended, [app::ENDED_SHUT_DOWN]);
+        assert_eq!(ended, [session_log::ENDED_SHUT_DOWN]);
     }
 }

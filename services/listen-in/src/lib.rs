@@ -1,14 +1,17 @@
 //! svcops listen-in: executives follow live cases across every office.
 //!
-//! It consumes all four topics into per-case timelines in its own store (`app`), ordered by
-//! the pure rules of `domain` (causes before effects, each stream in its order), and
-//! `WatchCase` (`grpc`) replays a timeline and then follows it. `describe` renders events
-//! for people; personal data reaches listen-in only sealed, so it never shows.
+//! It consumes all four topics (`app`) into per-case timelines in its own store
+//! (`timeline`), ordered by the pure rules of `hold_aside` (causes before effects, each
+//! stream in its order), and `WatchCase` (`grpc`) replays a timeline and then follows it,
+//! each listen on the record (`session_log`, over the `session` aggregate). `describe`
+//! renders events for people; personal data reaches listen-in only sealed, so it never shows.
 
 pub mod app;
 pub mod describe;
-pub mod domain;
 pub mod grpc;
+pub mod hold_aside;
+pub mod session_log;
+pub mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +49,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let limits = domain::Limits::default();
+        let limits = hold_aside::Limits::default();
         Self {
             unknown_case_grace_ms: 3_000,
             startup_grace_ms: 10_000,
@@ -57,8 +60,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    fn limits(&self) -> domain::Limits {
-        domain::Limits {
+    fn limits(&self) -> hold_aside::Limits {
+        hold_aside::Limits {
             max_held: self.hold_max_events,
             max_age: Duration::from_secs(self.hold_max_age_seconds),
         }
@@ -72,7 +75,8 @@ struct Config {
 }
 
 pub struct ListenIn {
-    timelines: Arc<app::Timelines>,
+    timelines: Arc<timeline::Timelines>,
+    session_log: Arc<session_log::SessionLog>,
     unknown_case_grace: grpc::UnknownCaseGrace,
     shutdown: CancellationToken,
     /// The relay stops after the sessions have recorded their ends, so it publishes them.
@@ -94,16 +98,19 @@ impl Office for ListenIn {
             topics::LISTEN_IN,
             app::SOURCE,
         );
-        let timelines = Arc::new(
-            app::Timelines::open(ports.store.clone(), relay.waker(), settings.limits()).await?,
-        );
+        let timelines =
+            Arc::new(timeline::Timelines::open(ports.store.clone(), settings.limits()).await?);
+        let session_log = Arc::new(session_log::SessionLog::new(
+            ports.store.clone(),
+            relay.waker(),
+        ));
         // Before serving: every session open on the record now was left open by a crash.
-        timelines.end_sessions_left_open().await?;
+        session_log.end_sessions_left_open().await?;
         let handler: Arc<dyn consumer::Handler> = Arc::new(app::AllOffices(timelines.clone()));
         let relay_shutdown = CancellationToken::new();
         let mut tasks = vec![
             tokio::spawn(relay.run(relay_shutdown.clone())),
-            tokio::spawn(app::sweep_until(timelines.clone(), shutdown.clone())),
+            tokio::spawn(timeline::sweep_until(timelines.clone(), shutdown.clone())),
         ];
         // One consumer per topic: an effect whose cause is on another office's topic is held
         // aside, and the topics are consumed independently, so nothing waits on a lagging one.
@@ -118,6 +125,7 @@ impl Office for ListenIn {
         }
         Ok(Self {
             timelines,
+            session_log,
             unknown_case_grace: grpc::UnknownCaseGrace {
                 per_request: Duration::from_millis(settings.unknown_case_grace_ms),
                 not_before: started + Duration::from_millis(settings.startup_grace_ms),
@@ -133,6 +141,7 @@ impl Office for ListenIn {
         routes.add_service(ListenInServiceServer::with_interceptor(
             grpc::ListenInGrpc::new(
                 self.timelines.clone(),
+                self.session_log.clone(),
                 self.shutdown.clone(),
                 self.sessions.clone(),
                 self.unknown_case_grace,
