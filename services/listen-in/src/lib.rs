@@ -10,6 +10,7 @@ pub mod app;
 pub mod describe;
 pub mod grpc;
 pub mod hold_aside;
+pub mod session;
 pub mod session_log;
 pub mod timeline;
 

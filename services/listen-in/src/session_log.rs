@@ -7,11 +7,13 @@ use std::sync::Arc;
 use svcops_eventstore::{
     Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
 };
-use svcops_kit::events::{CommandContext, decode};
+use svcops_kit::aggregate::{Aggregate, DomainEvent, ExecuteError, Executor, Idempotency, fold};
+use svcops_kit::events::CommandContext;
 use svcops_kit::{ApiError, Principal, Role};
-use svcops_proto::listenin::v1 as proto;
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::session::{self, Command, Ended, Event, Lifecycle, ListenSession, Mode, Started};
 
 /// Why a session ended, as its end records it.
 pub const ENDED_LISTENER_LEFT: &str = "listener left";
@@ -26,7 +28,7 @@ const SESSIONS_CHECKPOINT: &str = "listen-in/sessions";
 const PAGE: usize = 500;
 
 pub fn session_stream(session_id: Uuid) -> StreamId {
-    StreamId::for_aggregate("listen", session_id)
+    ListenSession::stream(session_id)
 }
 
 /// Local-only: every session started, so a start after a crash can end the ones left open.
@@ -34,30 +36,42 @@ fn index_stream() -> StreamId {
     StreamId::parse("listen_in_sessions").unwrap_or_else(|_| unreachable!("valid stream id"))
 }
 
+/// The idempotency key of a session's end (as ever: existing ends keep it).
+fn ended_key(session_id: Uuid) -> String {
+    format!("listen-in/session-ended/{session_id}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Writing the index.
     #[error(transparent)]
     Store(#[from] svcops_eventstore::Error),
+    #[error(transparent)]
+    Session(#[from] ExecuteError<session::Error>),
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match error {
             Error::Store(error) => error.into(),
+            Error::Session(error) => error.into(),
         }
     }
 }
 
-/// Starts and ends listen sessions on the record.
+/// Starts and ends listen sessions on the record, through the executor.
 pub struct SessionLog {
     store: Arc<dyn EventStore>,
-    relay: Arc<Notify>,
+    sessions: Executor<ListenSession>,
 }
 
 impl SessionLog {
     /// `relay` is woken after every start and end, so they are published at once.
     pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>) -> Self {
-        Self { store, relay }
+        Self {
+            sessions: Executor::new(store.clone(), relay),
+            store,
+        }
     }
 
     /// Puts a session's start on the record.
@@ -66,29 +80,32 @@ impl SessionLog {
         context: &CommandContext,
         session_id: Uuid,
         case_id: Uuid,
-        mode: proto::ListenMode,
+        mode: Mode,
     ) -> Result<(), Error> {
-        let started = proto::ListenSessionStarted {
-            session_id: session_id.to_string(),
-            case_id: case_id.to_string(),
-            mode: mode.into(),
+        let started = Started {
+            session_id,
+            case_id,
+            mode,
         };
         // The index first: a crash between the two leaves an indexed session without a
         // start, which the next start skips; the other order could leave a start no one ends.
+        let (event_type, payload) = Event::Started(started.clone()).encode();
         let index = Append::new(
             index_stream(),
             ExpectedVersion::Any,
-            vec![context.event(Some(case_id), &started)],
+            vec![context.new_event(Some(case_id), event_type, payload)],
         )
         .local_only();
         self.store.append(index).await?;
-        let append = Append::new(
-            session_stream(session_id),
-            ExpectedVersion::NoStream,
-            vec![context.event(Some(case_id), &started)],
-        );
-        self.store.append(append).await?;
-        self.relay.notify_one();
+        self.sessions
+            .execute(
+                session_id,
+                Some(case_id),
+                context,
+                Command::Start(started),
+                Idempotency::none(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -100,19 +117,20 @@ impl SessionLog {
         case_id: Uuid,
         reason: &str,
     ) -> Result<(), Error> {
-        let ended = proto::ListenSessionEnded {
-            session_id: session_id.to_string(),
-            case_id: case_id.to_string(),
+        let ended = Ended {
+            session_id,
+            case_id,
             reason: reason.to_owned(),
         };
-        let append = Append::new(
-            session_stream(session_id),
-            ExpectedVersion::Any,
-            vec![context.event(Some(case_id), &ended)],
-        )
-        .idempotency_key(format!("listen-in/session-ended/{session_id}"));
-        self.store.append(append).await?;
-        self.relay.notify_one();
+        self.sessions
+            .execute(
+                session_id,
+                Some(case_id),
+                context,
+                Command::End(ended),
+                Idempotency::key(ended_key(session_id)),
+            )
+            .await?;
         Ok(())
     }
 
@@ -156,37 +174,33 @@ impl SessionLog {
         Ok(ended)
     }
 
-    /// Ends the indexed session of `record` if it started and did not end.
+    /// Ends the indexed session of `record` if it started and did not end. Only an outage
+    /// stops the start; a session that cannot be ended is logged and skipped.
     async fn end_left_open(
         &self,
         record: &RecordedEvent,
     ) -> Result<bool, svcops_eventstore::Error> {
-        let started =
-            match decode::<proto::ListenSessionStarted>(&record.event_type, &record.payload) {
-                Ok(Some(started)) => started,
-                Ok(None) | Err(_) => {
-                    tracing::error!(
-                        version = record.version,
-                        "undecodable session index record skipped"
-                    );
-                    return Ok(false);
-                }
-            };
-        let (Ok(session_id), Ok(case_id)) = (
-            Uuid::parse_str(&started.session_id),
-            Uuid::parse_str(&started.case_id),
-        ) else {
+        let Ok(Some(Event::Started(indexed))) = Event::decode(&record.event_type, &record.payload)
+        else {
+            tracing::error!(
+                version = record.version,
+                "undecodable session index record skipped"
+            );
             return Ok(false);
         };
-        let session = read_whole_stream(self.store.as_ref(), &session_stream(session_id)).await?;
-        let Some(start) = session.first() else {
-            // Indexed, then the process died before the start was recorded.
+        let session_id = indexed.session_id;
+        let stored = read_whole_stream(self.store.as_ref(), &session_stream(session_id)).await?;
+        let session = match fold::<ListenSession>(&stored) {
+            Ok((session, _)) => session,
+            Err(error) => {
+                tracing::error!(%session_id, %error, "undecodable listen session skipped");
+                return Ok(false);
+            }
+        };
+        // Not started: indexed, then the process died before the start was recorded.
+        let (Lifecycle::Listening, Some(start)) = (session.lifecycle, stored.first()) else {
             return Ok(false);
         };
-        let ended_type = <proto::ListenSessionEnded as prost::Name>::full_name();
-        if session.iter().any(|event| event.event_type == ended_type) {
-            return Ok(false);
-        }
         // Ended on behalf of the listener, in the same causal chain as the start.
         let context = CommandContext {
             actor: Principal {
@@ -197,11 +211,15 @@ impl SessionLog {
             causation_id: Some(start.event_id),
         };
         match self
-            .end(&context, session_id, case_id, ENDED_RESTARTED)
+            .end(&context, session_id, indexed.case_id, ENDED_RESTARTED)
             .await
         {
             Ok(()) => Ok(true),
-            Err(Error::Store(error)) => Err(error),
+            Err(Error::Store(error) | Error::Session(ExecuteError::Store(error))) => Err(error),
+            Err(error) => {
+                tracing::error!(%session_id, %error, "could not end a listen session left open");
+                Ok(false)
+            }
         }
     }
 }
@@ -211,6 +229,8 @@ mod tests {
     use std::path::Path;
 
     use svcops_eventstore::SqliteStore;
+    use svcops_kit::events::decode;
+    use svcops_proto::listenin::v1 as proto;
 
     use super::*;
 
@@ -245,7 +265,7 @@ mod tests {
         {
             let log = open(&path).await;
             for session in [open_session, closed_session] {
-                log.start(&context, session, case_id, proto::ListenMode::Observe)
+                log.start(&context, session, case_id, Mode::Observe)
                     .await
                     .expect("start");
             }

@@ -1,0 +1,93 @@
+//! Listen session events <-> protobuf.
+
+use prost::Message;
+use svcops_kit::aggregate::{DecodeError, DomainEvent};
+use svcops_kit::events::decode;
+use svcops_proto::listenin::v1 as proto;
+use uuid::Uuid;
+
+use super::{Ended, Event, Mode, Started};
+
+impl From<Mode> for proto::ListenMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Observe => proto::ListenMode::Observe,
+            Mode::Whisper => proto::ListenMode::Whisper,
+            Mode::Barge => proto::ListenMode::Barge,
+        }
+    }
+}
+
+impl From<&Started> for proto::ListenSessionStarted {
+    fn from(started: &Started) -> Self {
+        proto::ListenSessionStarted {
+            session_id: started.session_id.to_string(),
+            case_id: started.case_id.to_string(),
+            mode: proto::ListenMode::from(started.mode).into(),
+        }
+    }
+}
+
+impl From<&Ended> for proto::ListenSessionEnded {
+    fn from(ended: &Ended) -> Self {
+        proto::ListenSessionEnded {
+            session_id: ended.session_id.to_string(),
+            case_id: ended.case_id.to_string(),
+            reason: ended.reason.clone(),
+        }
+    }
+}
+
+impl TryFrom<proto::ListenSessionStarted> for Started {
+    type Error = String;
+
+    fn try_from(started: proto::ListenSessionStarted) -> Result<Self, String> {
+        let mode = match proto::ListenMode::try_from(started.mode) {
+            Ok(proto::ListenMode::Observe) => Mode::Observe,
+            Ok(proto::ListenMode::Whisper) => Mode::Whisper,
+            Ok(proto::ListenMode::Barge) => Mode::Barge,
+            _ => return Err("unknown listen mode".to_owned()),
+        };
+        Ok(Started {
+            session_id: Uuid::parse_str(&started.session_id).map_err(|e| e.to_string())?,
+            case_id: Uuid::parse_str(&started.case_id).map_err(|e| e.to_string())?,
+            mode,
+        })
+    }
+}
+
+impl DomainEvent for Event {
+    fn encode(&self) -> (String, Vec<u8>) {
+        match self {
+            Event::Started(started) => (
+                <proto::ListenSessionStarted as prost::Name>::full_name(),
+                proto::ListenSessionStarted::from(started).encode_to_vec(),
+            ),
+            Event::Ended(ended) => (
+                <proto::ListenSessionEnded as prost::Name>::full_name(),
+                proto::ListenSessionEnded::from(ended).encode_to_vec(),
+            ),
+        }
+    }
+
+    fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
+        let corrupt = |reason: &dyn std::fmt::Display| DecodeError::new(event_type, reason);
+        if let Some(started) = decode::<proto::ListenSessionStarted>(event_type, payload)
+            .map_err(|error| corrupt(&error))?
+        {
+            return Started::try_from(started)
+                .map(|started| Some(Event::Started(started)))
+                .map_err(|error| corrupt(&error));
+        }
+        let Some(ended) = decode::<proto::ListenSessionEnded>(event_type, payload)
+            .map_err(|error| corrupt(&error))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Event::Ended(Ended {
+            session_id: Uuid::parse_str(&ended.session_id).map_err(|e| corrupt(&e))?,
+            case_id: Uuid::parse_str(&ended.case_id).map_err(|e| corrupt(&e))?,
+            reason: ended.reason,
+        })))
+    }
+}
