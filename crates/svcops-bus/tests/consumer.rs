@@ -38,6 +38,37 @@ fn recorded(position: i64) -> RecordedEvent {
     }
 }
 
+/// Runs the consumer as `GROUP` on `TOPIC` until `done` holds (checked after each handled
+/// event, signalled on `progress`), then shuts it down and checks it stopped cleanly.
+async fn consume_until<H: Handler>(
+    bus: Arc<dyn Bus>,
+    handler: Arc<H>,
+    progress: &Notify,
+    done: impl Fn() -> bool,
+    what: &str,
+) {
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(consumer::run(
+        bus,
+        GROUP,
+        &[TOPIC],
+        handler,
+        shutdown.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !done() {
+            progress.notified().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out: {what}"));
+    shutdown.cancel();
+    running
+        .await
+        .expect("consumer task")
+        .expect("consumer stops cleanly");
+}
+
 /// Records what it handled; always fails on one event.
 struct Recorder {
     poison: Uuid,
@@ -263,26 +294,14 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
         handled: Mutex::default(),
         progress: Notify::new(),
     });
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer::run(
+    consume_until(
         bus.clone(),
-        GROUP,
-        &[TOPIC],
         handler.clone(),
-        shutdown.clone(),
-    ));
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().is_empty() {
-            handler.progress.notified().await;
-        }
-    })
-    .await
-    .expect("the event after the poison message is handled");
-    shutdown.cancel();
-    running
-        .await
-        .expect("consumer task")
-        .expect("consumer stops cleanly");
+        &handler.progress,
+        || !handler.handled.lock().is_empty(),
+        "the event after the poison message is handled",
+    )
+    .await;
 
     // The consumer waited for the dead-letter topic before moving on: the poison message was
     // dead-lettered (once) before the next event was handled, so no offset passed it.
@@ -337,26 +356,14 @@ async fn a_corrupt_row_of_the_embedded_bus_is_dead_lettered_not_skipped() {
         poison_attempts: Mutex::default(),
         progress: Notify::new(),
     });
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer::run(
+    consume_until(
         bus.clone(),
-        GROUP,
-        &[TOPIC],
         handler.clone(),
-        shutdown.clone(),
-    ));
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().len() < 2 {
-            handler.progress.notified().await;
-        }
-    })
-    .await
-    .expect("both readable events are handled");
-    shutdown.cancel();
-    running
-        .await
-        .expect("consumer task")
-        .expect("consumer stops cleanly");
+        &handler.progress,
+        || handler.handled.lock().len() >= 2,
+        "both readable events are handled",
+    )
+    .await;
     assert_eq!(
         *handler.handled.lock(),
         vec![before.event_id, after.event_id]
@@ -426,26 +433,14 @@ async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
         poison_attempts: Mutex::default(),
         progress: Notify::new(),
     });
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(consumer::run(
+    consume_until(
         bus.clone(),
-        GROUP,
-        &[TOPIC],
         handler.clone(),
-        shutdown.clone(),
-    ));
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while handler.handled.lock().is_empty() {
-            handler.progress.notified().await;
-        }
-    })
-    .await
-    .expect("the consumer is not wedged by the dead letter");
-    shutdown.cancel();
-    running
-        .await
-        .expect("consumer task")
-        .expect("consumer stops cleanly");
+        &handler.progress,
+        || !handler.handled.lock().is_empty(),
+        "the consumer is not wedged by the dead letter",
+    )
+    .await;
     let mut dead_letters = embedded
         .subscribe("inspector", &[&topics::dead_letter(TOPIC)])
         .await
