@@ -16,6 +16,8 @@
 mod group_commit;
 pub mod personal_data_secret;
 mod postgres;
+pub mod projection;
+pub mod read_model;
 mod sqlite;
 mod types;
 
@@ -55,6 +57,14 @@ pub enum Error {
     /// A stored row could not be read back (corruption or an incompatible schema).
     #[error("corrupt event row at position {position}: {reason}")]
     Corrupt { position: i64, reason: String },
+    /// A read-model table or row is not what its projection expects (a bug or a schema
+    /// changed by hand).
+    #[error("read model: {reason}")]
+    ReadModel { reason: String },
+    /// A read model cannot answer yet: it is behind the position asked for, or a new
+    /// version of it is still being built. Retrying later succeeds.
+    #[error("read model {name} is not ready: {reason}")]
+    ReadModelNotReady { name: &'static str, reason: String },
     /// A data key could not be wrapped or unwrapped with the personal data secret.
     #[error(transparent)]
     PersonalData(#[from] personal_data_secret::Error),
@@ -64,7 +74,7 @@ impl Error {
     /// Whether retrying the same call later may succeed (the store was unreachable or busy),
     /// as opposed to a refusal that will repeat whatever the retries.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::ReadModelNotReady { .. })
     }
 }
 
@@ -119,10 +129,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads committed events with a position greater than `after`, in position order.
     ///
-    /// Meant for rebuilding read models from the whole log. Under concurrent writers on
-    /// PostgreSQL a later call can still return a position lower than one already seen, so
-    /// it is not a tailing mechanism: tail with [`EventStore::unpublished`].
+    /// Positions commit in order (PostgreSQL draws them under a transaction-level lock,
+    /// SQLite has one writer), so a later call never returns a position at or below one an
+    /// earlier call returned: projections tail the log with it.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
+
+    /// The position of the newest committed event (0 for an empty log). Positions commit in
+    /// order, so everything at or below it is visible.
+    async fn head(&self) -> Result<Position, Error>;
 
     /// Committed events not yet marked published, in position order.
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error>;

@@ -26,9 +26,15 @@ const GROUP_COMMIT_WRITERS: u32 = 8;
 // Idempotency row, version guard, events, outbox: all in one statement, hence one implicit
 // transaction. `$3` is the first version to write; the guard checks that the version before
 // it exists, the unique (stream_id, version) constraint that nothing is already at it.
+// `position_lock` takes the lock positions are drawn under (migration 0005) before the
+// idempotency row is claimed: were it taken later, at the first position, two appends with
+// one key could each hold what the other waits for.
 const APPEND: &str = r#"
-WITH guard AS (
+WITH position_lock AS (
+    SELECT pg_advisory_xact_lock(7379626301)
+), guard AS (
     SELECT ($3 = 1 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2 AND version = $3 - 1)) AS ok
+    FROM position_lock
 ), idem AS (
     -- Only an append that passes the guard claims the key: a rejected one must leave it
     -- free for the corrected retry.
@@ -426,6 +432,14 @@ impl EventStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    async fn head(&self) -> Result<Position, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::bigint FROM events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

@@ -63,6 +63,14 @@ impl SqliteStore {
         Ok(Self { writer, readers })
     }
 
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    pub(crate) fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     /// Closes every connection (the last one checkpoints and removes the WAL file).
     pub async fn close(&self) {
         self.readers.close().await;
@@ -393,6 +401,14 @@ impl EventStore for SqliteStore {
             select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
         self.fetch_events(sql, |query| query.bind(after).bind(db_limit(limit)))
             .await
+    }
+
+    async fn head(&self) -> Result<Position, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(&self.readers)
+                .await?,
+        )
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

@@ -95,7 +95,9 @@ impl From<svcops_eventstore::Error> for ApiError {
         use svcops_eventstore::Error as Store;
         match error {
             Store::Concurrency { .. } => Self::Conflict(format!("{error}; re-read and retry")),
-            Store::Unavailable(_) => Self::Unavailable(error.to_string()),
+            Store::Unavailable(_) | Store::ReadModelNotReady { .. } => {
+                Self::Unavailable(error.to_string())
+            }
             Store::IdempotencyKeyReused { .. } => Self::invalid(
                 "request_id",
                 "was already used by a different request; use a new request_id",
@@ -106,6 +108,7 @@ impl From<svcops_eventstore::Error> for ApiError {
             | Store::Invalid(_)
             | Store::Migration(_)
             | Store::Corrupt { .. }
+            | Store::ReadModel { .. }
             | Store::PersonalData(_) => Self::Internal(error.to_string()),
         }
     }

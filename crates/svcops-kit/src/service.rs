@@ -55,6 +55,9 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Ports {
     pub store: Arc<dyn EventStore>,
+    /// Read-model tables in the store's database (the same adapter as `store`), for the
+    /// office's projections.
+    pub read_models: Arc<dyn svcops_eventstore::read_model::ReadModels>,
     /// Data keys for personal data, kept in the same database as the store; only for an
     /// office that holds personal data ([`Office::HOLDS_PERSONAL_DATA`]).
     pub keys: Option<Arc<dyn PersonalDataKeys>>,
@@ -187,6 +190,7 @@ pub async fn run<O: Office>(
         )),
         None => None,
     };
+    let read_models: Arc<dyn svcops_eventstore::read_model::ReadModels> = postgres.clone();
     let store: Arc<dyn EventStore> = postgres;
     let kafka = KafkaBus::connect(KafkaConfig {
         partitions: config.kafka_partitions,
@@ -201,6 +205,7 @@ pub async fn run<O: Office>(
     let office = O::start(
         Ports {
             store: store.clone(),
+            read_models,
             keys,
             bus: bus.clone(),
         },

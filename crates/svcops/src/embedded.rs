@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use svcops_bus::{Bus, EmbeddedBus};
+use svcops_eventstore::read_model::ReadModels;
 use svcops_eventstore::{EventStore, PersonalDataKeys, PersonalDataSecret, SqliteStore};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::server::{BusDependency, Dependency, StoreDependency};
@@ -130,11 +131,20 @@ async fn start<O: Office>(
     } else {
         None
     };
+    let read_models: Arc<dyn ReadModels> = Arc::new(sqlite.clone());
     let store: Arc<dyn EventStore> = Arc::new(sqlite);
     stores.push(store.clone());
-    O::start(Ports { store, keys, bus }, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot start {}", O::NAME))
+    O::start(
+        Ports {
+            store,
+            read_models,
+            keys,
+            bus,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot start {}", O::NAME))
 }
 
 /// Runs the embedded cluster until `shutdown`, with Prometheus metrics on `metrics_listen`

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
-use svcops_bus::relay::Tap;
-use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys, RecordedEvent};
-use svcops_kit::aggregate::{DomainEvent, ExecuteError, Executor, Idempotency, NeverRefused};
+use svcops_eventstore::projection::ReadModel;
+use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys};
+use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency, NeverRefused};
 use svcops_kit::events::CommandContext;
 use svcops_kit::{ApiError, personal_data};
 use tokio::sync::Notify;
@@ -17,8 +17,11 @@ use uuid::Uuid;
 use crate::case::{
     Case, CaseCommand, CaseDetails, CaseError, CaseView, CustomerPhone, Flag, PhoneNumber,
 };
-use crate::case_list::CaseList;
-use crate::customer::{Customer, CustomerCommand, CustomerEvent};
+use crate::customer::{Customer, CustomerCommand};
+
+/// How long a list waits for the case list to apply what was written before it was asked
+/// (read your writes), before answering UNAVAILABLE.
+const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -54,7 +57,7 @@ pub struct Cases {
     cases: Executor<Case>,
     customers: Executor<Customer>,
     keys: Arc<dyn PersonalDataKeys>,
-    list: Arc<CaseList>,
+    list: ReadModel,
 }
 
 impl Cases {
@@ -62,7 +65,7 @@ impl Cases {
         store: Arc<dyn EventStore>,
         keys: Arc<dyn PersonalDataKeys>,
         relay: Arc<Notify>,
-        list: Arc<CaseList>,
+        list: ReadModel,
     ) -> Self {
         Self {
             cases: Executor::new(store.clone(), relay.clone()),
@@ -272,49 +275,13 @@ impl Cases {
         page_size: usize,
         after: Option<i64>,
     ) -> Result<(Vec<CaseView>, Option<i64>), Error> {
-        let (views, next) = self.list.page(page_size, after);
+        let tables = self.list.caught_up(READ_YOUR_WRITES).await?;
+        let (views, next) = crate::case_list::page(&self.list, &tables, page_size, after).await?;
         let mut unsealed = Vec::with_capacity(views.len());
         for view in views {
             unsealed.push(self.unseal_view(view).await?);
         }
         Ok((unsealed, next))
-    }
-}
-
-/// The data keys named by erasure records, gathered while the log is replayed at start (see
-/// [`Cases::finish_erasures`]).
-#[derive(Default)]
-pub struct ErasureRecords(parking_lot::Mutex<Vec<Uuid>>);
-
-impl ErasureRecords {
-    pub fn take(&self) -> Vec<Uuid> {
-        std::mem::take(&mut *self.0.lock())
-    }
-}
-
-impl Tap for ErasureRecords {
-    fn observe(&self, events: &[RecordedEvent]) {
-        let mut key_ids = self.0.lock();
-        for recorded in events {
-            match CustomerEvent::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(CustomerEvent::DataErased { key_id })) => key_ids.push(key_id),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(%error, position = recorded.position, "undecodable erasure record");
-                }
-            }
-        }
-    }
-}
-
-/// Several taps fed by one replay of the log.
-pub struct Taps<'a>(pub &'a [&'a dyn Tap]);
-
-impl Tap for Taps<'_> {
-    fn observe(&self, events: &[RecordedEvent]) {
-        for tap in self.0 {
-            tap.observe(events);
-        }
     }
 }
 

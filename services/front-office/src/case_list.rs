@@ -1,186 +1,291 @@
-//! Read model: every case, newest first, for listing. Rebuilt from the log at start, then
-//! kept current by the relay tap.
+//! The case list: every case, newest first, for listing. A persisted projection
+//! (`svcops_eventstore::projection`): tables in the office's own database, fed from its log.
 
-use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
-
-use svcops_bus::relay::Tap;
-use svcops_eventstore::RecordedEvent;
-use svcops_kit::aggregate::{Aggregate, DomainEvent, Recorded};
+use async_trait::async_trait;
+use svcops_eventstore::projection::{Projection, ReadModel, Tables};
+use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, SqlRow, SqlValue};
+use svcops_eventstore::{Error, RecordedEvent};
+use svcops_kit::aggregate::DomainEvent;
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as proto;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::case::{Case, CaseEvent, CaseView, FlagNote};
+use crate::case::{
+    CaseDetails, CaseEvent, CaseView, CustomerPhone, FlagNote, category_from_proto,
+    channel_from_proto, flag_from_proto, priority_from_proto,
+};
 
-/// Read model: every case, newest first. Rebuilt from the log at start, then kept current
-/// by the relay tap (which sees each event before it is published).
-#[derive(Default)]
-pub struct CaseList {
-    // Keyed by the position of the case's first event: stable and newest-last.
-    cases: RwLock<BTreeMap<i64, CaseView>>,
-    positions: RwLock<HashMap<Uuid, i64>>,
-}
+/// Bump when the tables or what `apply` writes change: the list is rebuilt beside the live
+/// one at the next start.
+const VERSION: i64 = 1;
 
-impl CaseList {
-    pub(crate) fn page(
+pub struct CaseListProjection;
+
+#[async_trait]
+impl Projection for CaseListProjection {
+    fn name(&self) -> &'static str {
+        "case_list"
+    }
+
+    fn version(&self) -> i64 {
+        VERSION
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["cases", "flags"]
+    }
+
+    fn schema(&self, dialect: Dialect) -> Vec<String> {
+        vec![
+            // Enums by their protobuf wire numbers (stable, where names may change); times in
+            // unix microseconds. `position` is the case's first event's: the listing order.
+            format!(
+                "CREATE TABLE {{cases}} (
+                    case_id TEXT PRIMARY KEY,
+                    position BIGINT NOT NULL,
+                    version BIGINT NOT NULL,
+                    customer_key_id TEXT,
+                    customer_phone_sealed {blob},
+                    category BIGINT NOT NULL,
+                    priority BIGINT NOT NULL,
+                    channel BIGINT NOT NULL,
+                    summary TEXT NOT NULL,
+                    product TEXT NOT NULL,
+                    serial_number TEXT NOT NULL,
+                    opened_at BIGINT NOT NULL,
+                    opened_by TEXT NOT NULL,
+                    opened_by_role TEXT NOT NULL
+                )",
+                blob = dialect.blob()
+            ),
+            "CREATE UNIQUE INDEX {cases}_by_position ON {cases} (position)".into(),
+            "CREATE TABLE {flags} (
+                case_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                flag BIGINT NOT NULL,
+                detail TEXT NOT NULL,
+                flagged_at BIGINT NOT NULL,
+                PRIMARY KEY (case_id, version)
+            )"
+            .into(),
+        ]
+    }
+
+    async fn apply(
         &self,
-        page_size: usize,
-        before: Option<i64>,
-    ) -> (Vec<CaseView>, Option<i64>) {
-        let page_size = page_size.max(1);
-        let cases = self.cases.read();
-        let range = match before {
-            Some(position) => cases.range(..position),
-            None => cases.range(..),
-        };
-        let page: Vec<(i64, CaseView)> = range
-            .rev()
-            .take(page_size + 1)
-            .map(|(position, view)| (*position, view.clone()))
-            .collect();
-        let next = (page.len() > page_size).then(|| page[page_size - 1].0);
-        (
-            page.into_iter()
-                .take(page_size)
-                .map(|(_, view)| view)
-                .collect(),
-            next,
-        )
-    }
-
-    pub fn len(&self) -> usize {
-        self.cases.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Tap for CaseList {
-    fn observe(&self, events: &[RecordedEvent]) {
-        let mut cases = self.cases.write();
-        let mut positions = self.positions.write();
+        transaction: &mut dyn ReadModelTransaction,
+        tables: &Tables,
+        events: &[RecordedEvent],
+    ) -> Result<(), Error> {
+        let insert_case = tables.sql(
+            "INSERT INTO {cases} (case_id, position, version, customer_key_id, \
+             customer_phone_sealed, category, priority, channel, summary, product, \
+             serial_number, opened_at, opened_by, opened_by_role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        );
+        let insert_flag = tables.sql(
+            "INSERT INTO {flags} (case_id, version, flag, detail, flagged_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        );
+        let bump_version = tables.sql("UPDATE {cases} SET version = $1 WHERE case_id = $2");
         for recorded in events {
             let event = match CaseEvent::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(event)) => Recorded::new(event, recorded),
+                Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(error) => {
-                    tracing::error!(%error, position = recorded.position, "case list skips an undecodable event");
+                    tracing::error!(%error, position = recorded.position, "case list passes over an undecodable event");
                     continue;
                 }
             };
-            match &event.event {
-                CaseEvent::Opened { case_id, .. } => {
-                    if positions.contains_key(case_id) {
-                        continue; // seen already (rebuild and tap overlap, or a re-published batch)
-                    }
-                    let mut case = Case::default();
-                    case.apply(&event);
-                    if let Some(view) = CaseView::of(case, recorded.version) {
-                        positions.insert(*case_id, recorded.position);
-                        cases.insert(recorded.position, view);
-                    }
+            let version = recorded.version as i64;
+            match event {
+                CaseEvent::Opened { case_id, details } => {
+                    let (key_id, sealed) = match details.customer_phone {
+                        CustomerPhone::Sealed { key_id, sealed } => {
+                            (Some(key_id.to_string()), Some(sealed))
+                        }
+                        CustomerPhone::Known(_) | CustomerPhone::Erased => (None, None),
+                    };
+                    transaction
+                        .execute(
+                            &insert_case,
+                            &[
+                                case_id.into(),
+                                recorded.position.into(),
+                                version.into(),
+                                key_id.into(),
+                                SqlValue::Blob(sealed),
+                                i64::from(common::CaseCategory::from(details.category) as i32)
+                                    .into(),
+                                i64::from(common::Priority::from(details.priority) as i32).into(),
+                                i64::from(proto::Channel::from(details.channel) as i32).into(),
+                                details.summary.into(),
+                                details.product.into(),
+                                details.serial_number.into(),
+                                micros(recorded.metadata.occurred_at).into(),
+                                recorded.metadata.actor_subject.as_str().into(),
+                                recorded.metadata.actor_role.as_str().into(),
+                            ],
+                        )
+                        .await?;
                 }
                 CaseEvent::Flagged {
                     case_id,
                     flag,
                     detail,
                 } => {
-                    let Some(view) = positions
-                        .get(case_id)
-                        .and_then(|position| cases.get_mut(position))
-                    else {
-                        continue;
-                    };
-                    if recorded.version <= view.version {
-                        continue;
-                    }
-                    view.version = recorded.version;
-                    view.flags.push(FlagNote {
-                        flag: *flag,
-                        detail: detail.clone(),
-                        flagged_at: event.occurred_at,
-                    });
+                    transaction
+                        .execute(
+                            &insert_flag,
+                            &[
+                                case_id.into(),
+                                version.into(),
+                                i64::from(proto::CaseFlag::from(flag) as i32).into(),
+                                detail.into(),
+                                micros(recorded.metadata.occurred_at).into(),
+                            ],
+                        )
+                        .await?;
+                    transaction
+                        .execute(&bump_version, &[version.into(), case_id.into()])
+                        .await?;
                 }
             }
         }
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use svcops_eventstore::{EventMetadata, RecordedEvent};
-    use svcops_kit::events::CommandContext;
-    use time::OffsetDateTime;
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
 
-    use super::*;
-    use crate::case::{CaseDetails, Category, Channel, CustomerPhone, Priority};
-
-    fn opened_at(position: i64) -> RecordedEvent {
-        let case_id = Uuid::now_v7();
-        let mut details = CaseDetails::parse(
-            "+8613800001234",
-            Category::Repair,
-            Priority::Normal,
-            Channel::Hotline,
-            &format!("case {position}"),
-            "",
-            "",
-        )
-        .expect("valid");
-        details.customer_phone = CustomerPhone::Sealed {
-            key_id: Uuid::now_v7(),
-            sealed: vec![1, 2, 3],
-        };
-        let context = CommandContext::from_caller(svcops_kit::Principal {
-            subject: "alice".into(),
-            role: svcops_kit::Role::Agent,
-        });
-        let (event_type, payload) = CaseEvent::Opened { case_id, details }.encode();
-        let event = context.new_event(Some(case_id), event_type, payload);
-        RecordedEvent {
-            position,
-            stream_id: Case::stream(case_id),
-            version: 1,
-            event_id: event.event_id,
-            event_type: event.event_type,
-            payload: event.payload,
-            metadata: EventMetadata {
-                occurred_at: OffsetDateTime::UNIX_EPOCH,
-                ..event.metadata
-            },
-            recorded_at: OffsetDateTime::UNIX_EPOCH,
+fn from_micros(column: usize, micros: i64) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|error| {
+        Error::ReadModel {
+            reason: format!("column {column}: {error}"),
         }
+    })
+}
+
+fn unknown(what: &str, value: i64) -> Error {
+    Error::ReadModel {
+        reason: format!("unknown {what} {value} in the case list"),
     }
+}
 
-    fn summaries(views: &[CaseView]) -> Vec<&str> {
-        views
-            .iter()
-            .map(|view| view.details.summary.as_str())
-            .collect()
+fn wire(column: usize, row: &SqlRow) -> Result<i32, Error> {
+    let value = row.integer(column)?;
+    i32::try_from(value).map_err(|_| unknown("enum value", value))
+}
+
+fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
+    let customer_phone = match row.optional_text(3)? {
+        Some(key_id) => CustomerPhone::Sealed {
+            key_id: Uuid::parse_str(key_id).map_err(|error| Error::ReadModel {
+                reason: format!("customer key id: {error}"),
+            })?,
+            sealed: row.blob(4)?.to_vec(),
+        },
+        None => CustomerPhone::Erased,
+    };
+    let details = CaseDetails {
+        customer_phone,
+        category: category_from_proto(wire(5, row)?)
+            .ok_or_else(|| unknown("category", row.integer(5).unwrap_or_default()))?,
+        priority: priority_from_proto(wire(6, row)?)
+            .flatten()
+            .ok_or_else(|| unknown("priority", row.integer(6).unwrap_or_default()))?,
+        channel: channel_from_proto(wire(7, row)?)
+            .flatten()
+            .ok_or_else(|| unknown("channel", row.integer(7).unwrap_or_default()))?,
+        summary: row.text(8)?.to_owned(),
+        product: row.text(9)?.to_owned(),
+        serial_number: row.text(10)?.to_owned(),
+    };
+    Ok(CaseView {
+        case_id: row.uuid(0)?,
+        details,
+        lifecycle: crate::case::Lifecycle::Open,
+        opened_at: from_micros(11, row.integer(11)?)?,
+        opened_by: row.text(12)?.to_owned(),
+        opened_by_role: row.text(13)?.to_owned(),
+        flags,
+        version: row.integer(2)? as u64,
+    })
+}
+
+/// One page of the list, newest first, with the position to pass for the next page.
+pub async fn page(
+    list: &ReadModel,
+    tables: &Tables,
+    page_size: usize,
+    before: Option<i64>,
+) -> Result<(Vec<CaseView>, Option<i64>), Error> {
+    let page_size = page_size.clamp(1, 1_000);
+    let rows = list
+        .query(
+            tables,
+            "SELECT case_id, position, version, customer_key_id, customer_phone_sealed, \
+             category, priority, channel, summary, product, serial_number, opened_at, \
+             opened_by, opened_by_role FROM {cases} WHERE position < $1 \
+             ORDER BY position DESC LIMIT $2",
+            &[
+                before.unwrap_or(i64::MAX).into(),
+                (page_size as i64 + 1).into(),
+            ],
+        )
+        .await?;
+    let next = if rows.len() > page_size {
+        Some(rows[page_size - 1].integer(1)?)
+    } else {
+        None
+    };
+    let rows = &rows[..rows.len().min(page_size)];
+    let mut flags = flags_of(list, tables, rows).await?;
+    let views = rows
+        .iter()
+        .map(|row| {
+            let case_flags = flags.remove(row.text(0)?).unwrap_or_default();
+            view(row, case_flags)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((views, next))
+}
+
+/// The flags of the cases in `rows`, by case id, oldest first.
+async fn flags_of(
+    list: &ReadModel,
+    tables: &Tables,
+    rows: &[SqlRow],
+) -> Result<std::collections::HashMap<String, Vec<FlagNote>>, Error> {
+    let mut flags = std::collections::HashMap::<String, Vec<FlagNote>>::new();
+    if rows.is_empty() {
+        return Ok(flags);
     }
-
-    #[test]
-    fn pages_run_newest_first_without_gaps_or_repeats() {
-        let list = CaseList::default();
-        let events: Vec<_> = (1..=5).map(opened_at).collect();
-        list.observe(&events);
-        // Replayed again (rebuild and tap overlap): nothing doubles.
-        list.observe(&events);
-        assert_eq!(list.len(), 5);
-
-        let (first, next) = list.page(2, None);
-        assert_eq!(summaries(&first), ["case 5", "case 4"]);
-        let (second, next) = list.page(2, next);
-        assert_eq!(summaries(&second), ["case 3", "case 2"]);
-        let (third, next) = list.page(2, next);
-        assert_eq!(summaries(&third), ["case 1"]);
-        assert_eq!(next, None);
-
-        let (all, next) = list.page(5, None);
-        assert_eq!(all.len(), 5);
-        assert_eq!(next, None, "an exactly full page has no next page");
-        let (one, _) = list.page(0, None);
-        assert_eq!(one.len(), 1, "a zero page size is treated as one");
+    let (lowest, highest) = (rows[rows.len() - 1].integer(1)?, rows[0].integer(1)?);
+    // Flags of the page's cases: one query by the page's position range, not one per case.
+    let flag_rows = list
+        .query(
+            tables,
+            "SELECT f.case_id, f.flag, f.detail, f.flagged_at FROM {flags} f \
+             JOIN {cases} c ON c.case_id = f.case_id \
+             WHERE c.position BETWEEN $1 AND $2 ORDER BY f.case_id, f.version",
+            &[lowest.into(), highest.into()],
+        )
+        .await?;
+    for row in flag_rows {
+        let flag = flag_from_proto(wire(1, &row)?)
+            .ok_or_else(|| unknown("flag", row.integer(1).unwrap_or_default()))?;
+        flags
+            .entry(row.text(0)?.to_owned())
+            .or_default()
+            .push(FlagNote {
+                flag,
+                detail: row.text(2)?.to_owned(),
+                flagged_at: from_micros(3, row.integer(3)?)?,
+            });
     }
+    Ok(flags)
 }

@@ -4,19 +4,22 @@
 //!   codec to protobuf; given/when/then tests on the kit's testkit);
 //! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
 //!   go through the kit's executor), the dead-letter handler;
-//! - `case_list`: the read model of every case, for listing;
+//! - `case_list`, `erasure_records`: persisted projections (read models in the office's
+//!   database, fed from its log);
 //! - `grpc`: the gRPC edge.
 
 pub mod app;
 pub mod case;
 pub mod case_list;
 pub mod customer;
+pub mod erasure_records;
 pub mod grpc;
 
 use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
+use svcops_eventstore::projection::{self, Projector, ReadModel, RunnerSettings};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::frontoffice::v1::case_service_server::{CaseServiceServer, SERVICE_NAME};
@@ -29,6 +32,7 @@ pub const SERVICE: &str = "front-office";
 
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
+    projectors: Vec<Projector>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -42,34 +46,34 @@ impl Office for FrontOffice {
             .keys
             .clone()
             .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
-        let list = Arc::new(case_list::CaseList::default());
-        let erasures = app::ErasureRecords::default();
-        svcops_bus::relay::replay(
-            ports.store.as_ref(),
-            &app::Taps(&[list.as_ref(), &erasures]),
+        let list = projection::start(
+            ports.store.clone(),
+            ports.read_models.clone(),
+            Arc::new(case_list::CaseListProjection),
+            RunnerSettings::default(),
+            shutdown.clone(),
         )
         .await?;
-        tracing::info!(cases = list.len(), "case list rebuilt");
+        let erasures = projection::start(
+            ports.store.clone(),
+            ports.read_models.clone(),
+            Arc::new(erasure_records::ErasureRecordsProjection),
+            RunnerSettings::default(),
+            shutdown.clone(),
+        )
+        .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),
             topics::FRONT_OFFICE,
             "svcops/front-office",
-        )
-        .with_tap(list.clone());
+        );
         let cases = Arc::new(app::Cases::new(
             ports.store.clone(),
             keys,
             relay.waker(),
-            list,
+            list.read_model(),
         ));
-        let finished = cases.finish_erasures(&erasures.take()).await?;
-        if finished > 0 {
-            tracing::warn!(
-                finished,
-                "finished erasures that failed after their record and were never retried"
-            );
-        }
         let tasks = vec![
             consumer::spawn_dead_letters(
                 ports.bus.clone(),
@@ -78,9 +82,18 @@ impl Office for FrontOffice {
                 Arc::new(app::DeadLetters(cases.clone())),
                 shutdown.clone(),
             ),
+            tokio::spawn(finish_erasures(
+                cases.clone(),
+                erasures.read_model(),
+                shutdown.clone(),
+            )),
             tokio::spawn(relay.run(shutdown)),
         ];
-        Ok(Self { cases, tasks })
+        Ok(Self {
+            cases,
+            projectors: vec![list, erasures],
+            tasks,
+        })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
@@ -96,5 +109,44 @@ impl Office for FrontOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
+        for projector in &self.projectors {
+            projector.stopped().await;
+        }
+    }
+}
+
+/// Finishes every erasure whose record was written but whose key survived (a failure
+/// between the two writes, with no retry), once the erasure records are caught up. In the
+/// background: start-up does not wait on it.
+async fn finish_erasures(cases: Arc<app::Cases>, records: ReadModel, shutdown: CancellationToken) {
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let tables = records
+                .caught_up(std::time::Duration::from_secs(30))
+                .await?;
+            let key_ids = erasure_records::erased_key_ids(&records, &tables).await?;
+            cases.finish_erasures(&key_ids).await
+        };
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return,
+            outcome = attempt => outcome,
+        };
+        match outcome {
+            Ok(0) => return,
+            Ok(finished) => {
+                tracing::warn!(
+                    finished,
+                    "finished erasures that failed after their record and were never retried"
+                );
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "could not finish pending erasures yet; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(10));
     }
 }

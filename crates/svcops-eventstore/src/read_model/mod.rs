@@ -1,0 +1,165 @@
+//! The read-model port: tables beside the log, in the same database, written in
+//! transactions that also move a projection's checkpoint (see [`crate::projection`]).
+//!
+//! Projections write portable SQL: `$1`-style parameters (SQLite reads `$N` as the N-th
+//! argument too), `BIGINT`, `TEXT` and [`Dialect::blob`] columns, `INSERT … ON CONFLICT`.
+//! Values cross the port as [`SqlValue`]s, each typed even when null, because PostgreSQL
+//! types every parameter.
+
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::Error;
+
+/// The SQL dialect behind a [`ReadModels`], for the few words that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The column type for bytes.
+    pub fn blob(self) -> &'static str {
+        match self {
+            Self::Postgres => "BYTEA",
+            Self::Sqlite => "BLOB",
+        }
+    }
+}
+
+/// A parameter of a read-model statement, or a value read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    Integer(Option<i64>),
+    Text(Option<String>),
+    Blob(Option<Vec<u8>>),
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        Self::Integer(Some(value))
+    }
+}
+
+impl From<Option<i64>> for SqlValue {
+    fn from(value: Option<i64>) -> Self {
+        Self::Integer(value)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(Some(value))
+    }
+}
+
+impl From<Option<String>> for SqlValue {
+    fn from(value: Option<String>) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<uuid::Uuid> for SqlValue {
+    /// As text (hyphenated, lower case): readable in both databases.
+    fn from(value: uuid::Uuid) -> Self {
+        Self::Text(Some(value.to_string()))
+    }
+}
+
+impl From<Vec<u8>> for SqlValue {
+    fn from(value: Vec<u8>) -> Self {
+        Self::Blob(Some(value))
+    }
+}
+
+/// One row read from a read model, its columns in `SELECT` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlRow(pub Vec<SqlValue>);
+
+impl SqlRow {
+    fn column(&self, index: usize) -> Result<&SqlValue, Error> {
+        self.0.get(index).ok_or_else(|| Error::ReadModel {
+            reason: format!("row has no column {index}"),
+        })
+    }
+
+    fn mismatch(&self, index: usize, wanted: &str) -> Error {
+        Error::ReadModel {
+            reason: format!("column {index} is not {wanted}: {:?}", self.0.get(index)),
+        }
+    }
+
+    pub fn optional_integer(&self, index: usize) -> Result<Option<i64>, Error> {
+        match self.column(index)? {
+            SqlValue::Integer(value) => Ok(*value),
+            SqlValue::Text(None) | SqlValue::Blob(None) => Ok(None),
+            _ => Err(self.mismatch(index, "an integer")),
+        }
+    }
+
+    pub fn integer(&self, index: usize) -> Result<i64, Error> {
+        self.optional_integer(index)?
+            .ok_or_else(|| self.mismatch(index, "a non-null integer"))
+    }
+
+    pub fn optional_text(&self, index: usize) -> Result<Option<&str>, Error> {
+        match self.column(index)? {
+            SqlValue::Text(value) => Ok(value.as_deref()),
+            SqlValue::Integer(None) | SqlValue::Blob(None) => Ok(None),
+            _ => Err(self.mismatch(index, "text")),
+        }
+    }
+
+    pub fn text(&self, index: usize) -> Result<&str, Error> {
+        self.optional_text(index)?
+            .ok_or_else(|| self.mismatch(index, "non-null text"))
+    }
+
+    pub fn blob(&self, index: usize) -> Result<&[u8], Error> {
+        match self.column(index)? {
+            SqlValue::Blob(Some(value)) => Ok(value),
+            _ => Err(self.mismatch(index, "a non-null blob")),
+        }
+    }
+
+    pub fn uuid(&self, index: usize) -> Result<uuid::Uuid, Error> {
+        uuid::Uuid::parse_str(self.text(index)?).map_err(|error| Error::ReadModel {
+            reason: format!("column {index} is not a uuid: {error}"),
+        })
+    }
+}
+
+/// One read-model transaction: everything in it commits together or not at all (dropping
+/// it uncommitted rolls it back).
+#[async_trait]
+pub trait ReadModelTransaction: Send {
+    /// Runs a statement; returns the rows it affected.
+    async fn execute(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<u64, Error>;
+
+    /// Runs a query, reading every row.
+    async fn query(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<Vec<SqlRow>, Error>;
+
+    async fn commit(self: Box<Self>) -> Result<(), Error>;
+}
+
+/// The port: read-model tables in the store's database.
+#[async_trait]
+pub trait ReadModels: Send + Sync + 'static {
+    fn dialect(&self) -> Dialect;
+
+    /// Starts a write transaction. On SQLite it holds the one writer until it ends, so keep
+    /// it short (a projection batch).
+    async fn begin(&self) -> Result<Box<dyn ReadModelTransaction>, Error>;
+
+    /// Runs a read-only query outside any transaction.
+    async fn query(&self, sql: &str, arguments: &[SqlValue]) -> Result<Vec<SqlRow>, Error>;
+}

@@ -1,0 +1,673 @@
+//! The projection runner's contract, run against both adapters: every event applied exactly
+//! once in position order, a batch commits with its checkpoint, a crash mid-batch neither
+//! skips nor re-applies, commits out of position order are never passed, two runners on one
+//! generation apply each event once, and rebuilds and new versions switch over whole.
+//!
+//! PostgreSQL from `SVCOPS_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`),
+//! a fresh database per case; SQLite a fresh file per case.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use svcops_eventstore::projection::{self, Projection, RunnerSettings, Tables};
+use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, ReadModels};
+use svcops_eventstore::{
+    Append, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresStore,
+    RecordedEvent, SqliteStore, StreamId,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The store under test, as both ports, plus raw access for the out-of-order case.
+#[derive(Clone)]
+struct Adapter {
+    store: Arc<dyn EventStore>,
+    read_models: Arc<dyn ReadModels>,
+    raw: Raw,
+}
+
+#[derive(Clone)]
+enum Raw {
+    Postgres(sqlx::PgPool),
+    Sqlite,
+}
+
+struct PostgresFixture {
+    store: PostgresStore,
+    url: String,
+}
+
+impl PostgresFixture {
+    async fn new() -> Self {
+        let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+        let url = format!(
+            "{}/svcops_test_{}",
+            server.trim_end_matches('/'),
+            Uuid::new_v4().simple()
+        );
+        let store = PostgresStore::connect(&url, 16)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL at {server} is not reachable: {error}"));
+        Self { store, url }
+    }
+
+    fn adapter(&self) -> Adapter {
+        Adapter {
+            store: Arc::new(self.store.clone()),
+            read_models: Arc::new(self.store.clone()),
+            raw: Raw::Postgres(self.store.pool().clone()),
+        }
+    }
+
+    async fn teardown(self) {
+        use sqlx::migrate::MigrateDatabase;
+        self.store.pool().close().await;
+        let _ = sqlx::Postgres::force_drop_database(&self.url).await;
+    }
+}
+
+struct SqliteFixture {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+impl SqliteFixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("events.db"))
+            .await
+            .expect("open the SQLite store");
+        Self { store, _dir: dir }
+    }
+
+    fn adapter(&self) -> Adapter {
+        Adapter {
+            store: Arc::new(self.store.clone()),
+            read_models: Arc::new(self.store.clone()),
+            raw: Raw::Sqlite,
+        }
+    }
+
+    async fn teardown(self) {
+        self.store.close().await;
+    }
+}
+
+macro_rules! projection_suite {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::PostgresFixture::new().await;
+                    tokio::time::timeout(super::CASE_TIMEOUT, super::$case(fixture.adapter()))
+                        .await
+                        .expect("the case finishes");
+                    fixture.teardown().await;
+                }
+            )+
+        }
+
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::SqliteFixture::new().await;
+                    tokio::time::timeout(super::CASE_TIMEOUT, super::$case(fixture.adapter()))
+                        .await
+                        .expect("the case finishes");
+                    fixture.teardown().await;
+                }
+            )+
+        }
+    };
+}
+
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+projection_suite!(
+    every_event_is_applied_once_in_position_order,
+    a_failed_batch_leaves_neither_rows_nor_checkpoint,
+    a_runner_killed_mid_batch_neither_skips_nor_reapplies,
+    a_commit_out_of_position_order_is_never_passed,
+    two_runners_on_one_generation_apply_each_event_once,
+    a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole,
+    a_new_version_replaces_the_old_once_caught_up,
+);
+
+// ---------------------------------------------------------------------------------------
+// A projection that records what it saw
+// ---------------------------------------------------------------------------------------
+
+/// Records every event it applies (position, stream, version), without a key, so an event
+/// applied twice shows as two rows. Can be told to fail, or to hang, at a position.
+#[derive(Default)]
+struct Seen {
+    version: i64,
+    fail_once_at: Option<i64>,
+    failed: AtomicBool,
+    hang_at: Option<i64>,
+    hanging: Arc<Notify>,
+    batches: AtomicUsize,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            version: 1,
+            ..Self::default()
+        }
+    }
+}
+
+#[async_trait]
+impl Projection for Seen {
+    fn name(&self) -> &'static str {
+        "seen"
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["events"]
+    }
+
+    fn schema(&self, _dialect: Dialect) -> Vec<String> {
+        vec![
+            "CREATE TABLE {events} (position BIGINT NOT NULL, stream_id TEXT NOT NULL, \
+             version BIGINT NOT NULL, projection_version BIGINT NOT NULL)"
+                .into(),
+        ]
+    }
+
+    async fn apply(
+        &self,
+        transaction: &mut dyn ReadModelTransaction,
+        tables: &Tables,
+        events: &[RecordedEvent],
+    ) -> Result<(), Error> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        let insert = tables.sql(
+            "INSERT INTO {events} (position, stream_id, version, projection_version) \
+             VALUES ($1, $2, $3, $4)",
+        );
+        for event in events {
+            if self.fail_once_at == Some(event.position)
+                && !self.failed.swap(true, Ordering::SeqCst)
+            {
+                return Err(Error::ReadModel {
+                    reason: "told to fail".into(),
+                });
+            }
+            if self.hang_at == Some(event.position) {
+                self.hanging.notify_one();
+                std::future::pending::<()>().await;
+            }
+            transaction
+                .execute(
+                    &insert,
+                    &[
+                        event.position.into(),
+                        event.stream_id.as_str().into(),
+                        (event.version as i64).into(),
+                        self.version.into(),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn settings() -> RunnerSettings {
+    RunnerSettings {
+        batch_size: 7,
+        idle_poll: Duration::from_millis(20),
+        drop_retired_after: Duration::ZERO,
+    }
+}
+
+async fn start(
+    adapter: &Adapter,
+    projection: Arc<dyn Projection>,
+    settings: RunnerSettings,
+) -> (projection::Projector, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let projector = projection::start(
+        adapter.store.clone(),
+        adapter.read_models.clone(),
+        projection,
+        settings,
+        shutdown.clone(),
+    )
+    .await
+    .expect("the projection starts");
+    (projector, shutdown)
+}
+
+fn event() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "svcops.test.v1.Happened".into(),
+        payload: vec![1, 2, 3],
+        metadata: EventMetadata {
+            case_id: None,
+            actor_subject: "tester".into(),
+            actor_role: "service".into(),
+            correlation_id: Uuid::new_v4(),
+            causation_id: None,
+            traceparent: None,
+            occurred_at: OffsetDateTime::now_utc(),
+        },
+    }
+}
+
+/// Appends `count` events over a few streams, some appends carrying several events.
+async fn append_some(adapter: &Adapter, count: usize) {
+    let streams: Vec<StreamId> = (0..3)
+        .map(|_| StreamId::for_aggregate("thing", Uuid::new_v4()))
+        .collect();
+    let mut written = 0;
+    let mut turn = 0;
+    while written < count {
+        let size = (turn % 3 + 1).min(count - written);
+        adapter
+            .store
+            .append(Append::new(
+                streams[turn % streams.len()].clone(),
+                ExpectedVersion::Any,
+                (0..size).map(|_| event()).collect(),
+            ))
+            .await
+            .expect("append");
+        written += size;
+        turn += 1;
+    }
+}
+
+/// `(position, count)` of every applied event in the live generation, by position.
+async fn applied(adapter: &Adapter, tables: &Tables) -> Vec<(i64, i64)> {
+    let rows = adapter
+        .read_models
+        .query(
+            &tables
+                .sql("SELECT position, COUNT(*) FROM {events} GROUP BY position ORDER BY position"),
+            &[],
+        )
+        .await
+        .expect("read the projection");
+    rows.iter()
+        .map(|row| {
+            (
+                row.integer(0).expect("position"),
+                row.integer(1).expect("count"),
+            )
+        })
+        .collect()
+}
+
+/// Every position in the log, each applied exactly once.
+async fn assert_applied_exactly_once(adapter: &Adapter, tables: &Tables) {
+    let log: Vec<(i64, i64)> = adapter
+        .store
+        .read_all(0, 100_000)
+        .await
+        .expect("read the log")
+        .iter()
+        .map(|event| (event.position, 1))
+        .collect();
+    assert_eq!(applied(adapter, tables).await, log);
+}
+
+async fn table_exists(adapter: &Adapter, name: &str) -> bool {
+    let sql = match adapter.read_models.dialect() {
+        Dialect::Postgres => "SELECT COUNT(*) FROM pg_tables WHERE tablename = $1",
+        Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+    };
+    let rows = adapter
+        .read_models
+        .query(sql, &[name.into()])
+        .await
+        .expect("look the table up");
+    rows[0].integer(0).expect("a count") == 1
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------
+
+async fn every_event_is_applied_once_in_position_order(adapter: Adapter) {
+    append_some(&adapter, 40).await;
+    let projection = Arc::new(Seen::new());
+    let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
+    let read_model = projector.read_model();
+    let tables = read_model.caught_up(WAIT).await.expect("catches up");
+    assert_applied_exactly_once(&adapter, &tables).await;
+    assert!(
+        projection.batches.load(Ordering::SeqCst) >= 40 / 7,
+        "applied in batches of at most 7"
+    );
+
+    // It follows what comes next, and a reader reads its own write.
+    append_some(&adapter, 5).await;
+    let tables = read_model.caught_up(WAIT).await.expect("catches up");
+    assert_applied_exactly_once(&adapter, &tables).await;
+    let statuses = projection::projection_statuses(adapter.read_models.as_ref())
+        .await
+        .expect("statuses");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        statuses[0].checkpoint,
+        adapter.store.head().await.expect("head")
+    );
+    shutdown.cancel();
+    projector.stopped().await;
+}
+
+async fn a_failed_batch_leaves_neither_rows_nor_checkpoint(adapter: Adapter) {
+    append_some(&adapter, 20).await;
+    let fail_at = adapter.store.read_all(0, 100).await.expect("read")[10].position;
+    // Fails once in the middle of the second batch (positions 8..=14), then succeeds.
+    let projection = Arc::new(Seen {
+        fail_once_at: Some(fail_at),
+        ..Seen::new()
+    });
+    let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
+    let tables = projector
+        .read_model()
+        .caught_up(WAIT)
+        .await
+        .expect("catches up after the failure");
+    assert!(projection.failed.load(Ordering::SeqCst), "it did fail once");
+    // The rows the failed attempt wrote before failing rolled back with it.
+    assert_applied_exactly_once(&adapter, &tables).await;
+    shutdown.cancel();
+    projector.stopped().await;
+}
+
+async fn a_runner_killed_mid_batch_neither_skips_nor_reapplies(adapter: Adapter) {
+    append_some(&adapter, 30).await;
+    let hang_at = adapter.store.read_all(0, 100).await.expect("read")[17].position;
+    let hanging = Arc::new(Seen {
+        hang_at: Some(hang_at),
+        ..Seen::new()
+    });
+    let (crashed, _shutdown) = start(&adapter, hanging.clone(), settings()).await;
+    // Inside the third batch, with some of its rows written: the process dies.
+    tokio::time::timeout(WAIT, hanging.hanging.notified())
+        .await
+        .expect("the runner reaches the event it hangs at");
+    crashed.abort();
+    crashed.stopped().await;
+    let (tables, checkpoint) = crashed.read_model().live().await.expect("live");
+    assert!(
+        checkpoint < hang_at,
+        "the checkpoint ({checkpoint}) passed the batch that never committed"
+    );
+
+    // The next process carries on from the last whole batch.
+    let (restarted, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let caught_up = restarted
+        .read_model()
+        .caught_up(WAIT)
+        .await
+        .expect("catches up");
+    assert_eq!(caught_up, tables, "the same generation");
+    assert_applied_exactly_once(&adapter, &tables).await;
+    shutdown.cancel();
+    restarted.stopped().await;
+}
+
+async fn a_commit_out_of_position_order_is_never_passed(adapter: Adapter) {
+    append_some(&adapter, 3).await;
+    let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let read_model = projector.read_model();
+    read_model.caught_up(WAIT).await.expect("catches up");
+
+    // A writer takes the next position and stays open.
+    let held = HeldWrite::begin(&adapter).await;
+    // Another append is written meanwhile; it must not commit ahead of the held one.
+    let store = adapter.store.clone();
+    let later = tokio::spawn(async move {
+        store
+            .append(Append::new(
+                StreamId::for_aggregate("later", Uuid::new_v4()),
+                ExpectedVersion::NoStream,
+                vec![event()],
+            ))
+            .await
+            .expect("the later append lands")
+    });
+    // Give it every chance to get ahead: were it able to, the runner would apply it and
+    // move its checkpoint past the held position.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tables, checkpoint) = read_model.live().await.expect("live");
+    assert!(
+        checkpoint < held.position,
+        "the checkpoint ({checkpoint}) passed a position ({}) still being written",
+        held.position
+    );
+    assert!(
+        !later.is_finished(),
+        "a later position committed before an earlier one"
+    );
+
+    held.commit().await;
+    later.await.expect("the later append");
+    let caught_up = read_model.caught_up(WAIT).await.expect("catches up");
+    assert_eq!(caught_up, tables);
+    assert_applied_exactly_once(&adapter, &tables).await;
+    shutdown.cancel();
+    projector.stopped().await;
+}
+
+async fn two_runners_on_one_generation_apply_each_event_once(adapter: Adapter) {
+    // Two replicas of one office run the same projection against one database.
+    let (first, first_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let (second, second_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let adapter = adapter.clone();
+            tokio::spawn(async move { append_some(&adapter, 25).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let tables = first
+        .read_model()
+        .caught_up(WAIT)
+        .await
+        .expect("first catches up");
+    assert_eq!(
+        second
+            .read_model()
+            .caught_up(WAIT)
+            .await
+            .expect("second catches up"),
+        tables
+    );
+    assert_applied_exactly_once(&adapter, &tables).await;
+    first_shutdown.cancel();
+    second_shutdown.cancel();
+    first.stopped().await;
+    second.stopped().await;
+}
+
+async fn a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole(adapter: Adapter) {
+    append_some(&adapter, 30).await;
+    let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let read_model = projector.read_model();
+    let before = read_model.caught_up(WAIT).await.expect("catches up");
+
+    let building = projector.rebuild().await.expect("a rebuild starts");
+    assert_eq!(building.generation, before.generation() + 1);
+    // Until it is caught up, readers keep reading the whole live generation.
+    loop {
+        let (live, _) = read_model.live().await.expect("live");
+        if live.generation() == building.generation {
+            break;
+        }
+        assert_eq!(live, before);
+        assert_applied_exactly_once(&adapter, &live).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = read_model.caught_up(WAIT).await.expect("caught up");
+    assert_eq!(after.generation(), building.generation);
+    assert_applied_exactly_once(&adapter, &after).await;
+    // The replaced generation's tables go.
+    let old = before.name("events");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while table_exists(&adapter, &old).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{old} was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses = projection::projection_statuses(adapter.read_models.as_ref())
+        .await
+        .expect("statuses");
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    shutdown.cancel();
+    projector.stopped().await;
+}
+
+async fn a_new_version_replaces_the_old_once_caught_up(adapter: Adapter) {
+    append_some(&adapter, 30).await;
+    let (old, old_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    let old_tables = old
+        .read_model()
+        .caught_up(WAIT)
+        .await
+        .expect("v1 catches up");
+    old_shutdown.cancel();
+    old.stopped().await;
+
+    let (new, shutdown) = start(
+        &adapter,
+        Arc::new(Seen {
+            version: 2,
+            ..Seen::new()
+        }),
+        settings(),
+    )
+    .await;
+    let tables = new
+        .read_model()
+        .caught_up(WAIT)
+        .await
+        .expect("v2 catches up");
+    assert_eq!(tables.generation(), old_tables.generation() + 1);
+    assert_applied_exactly_once(&adapter, &tables).await;
+    let versions = adapter
+        .read_models
+        .query(
+            &tables.sql("SELECT DISTINCT projection_version FROM {events}"),
+            &[],
+        )
+        .await
+        .expect("read");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        versions[0].integer(0).expect("version"),
+        2,
+        "built by v2 alone"
+    );
+
+    // A v1 process started now neither builds nor reads: v2 is live.
+    let (stale, stale_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+    match stale.read_model().live().await {
+        Err(Error::ReadModelNotReady { .. }) => {}
+        other => panic!("an old version read a newer generation: {other:?}"),
+    }
+    stale_shutdown.cancel();
+    stale.stopped().await;
+    shutdown.cancel();
+    new.stopped().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// An event written in a transaction that stays open
+// ---------------------------------------------------------------------------------------
+
+enum HeldConnection {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(Box<dyn ReadModelTransaction>),
+}
+
+struct HeldWrite {
+    connection: HeldConnection,
+    position: i64,
+}
+
+impl HeldWrite {
+    /// Inserts one event the way any writer would (taking the next position) and does not
+    /// commit.
+    async fn begin(adapter: &Adapter) -> Self {
+        const INSERT: &str = "INSERT INTO events (stream_id, version, event_id, event_type, \
+             actor_subject, actor_role, correlation_id, occurred_at, recorded_at, payload) \
+             VALUES ($1, 1, $2, 'svcops.test.v1.Held', 'tester', 'service', $3, $4, $4, $5) \
+             RETURNING position";
+        let stream = format!("held-{}", Uuid::new_v4());
+        match &adapter.raw {
+            Raw::Postgres(pool) => {
+                let mut transaction = pool.begin().await.expect("begin");
+                let position: i64 = sqlx::query_scalar(INSERT)
+                    .bind(&stream)
+                    .bind(Uuid::new_v4())
+                    .bind(Uuid::new_v4())
+                    .bind(OffsetDateTime::now_utc())
+                    .bind(vec![0u8])
+                    .fetch_one(&mut *transaction)
+                    .await
+                    .expect("insert");
+                Self {
+                    connection: HeldConnection::Postgres(transaction),
+                    position,
+                }
+            }
+            Raw::Sqlite => {
+                // SQLite's writers are the store's one writer connection: hold it, as a
+                // read-model batch or an append does.
+                let mut transaction = adapter.read_models.begin().await.expect("begin");
+                let now = OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("format");
+                let rows = transaction
+                    .query(
+                        INSERT,
+                        &[
+                            stream.into(),
+                            Uuid::new_v4().as_bytes().to_vec().into(),
+                            Uuid::new_v4().as_bytes().to_vec().into(),
+                            now.into(),
+                            vec![0u8].into(),
+                        ],
+                    )
+                    .await
+                    .expect("insert");
+                Self {
+                    position: rows[0].integer(0).expect("a position"),
+                    connection: HeldConnection::Sqlite(transaction),
+                }
+            }
+        }
+    }
+
+    async fn commit(self) {
+        match self.connection {
+            HeldConnection::Postgres(transaction) => transaction.commit().await.expect("commit"),
+            HeldConnection::Sqlite(transaction) => transaction.commit().await.expect("commit"),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The case list read model on both adapters: pages newest first without gaps or repeats,
+//! each listed case equal to the case read from its stream (flags included), and a list
+//! right after a command sees it (read your writes).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use front_office::app::Cases;
+use front_office::case::{
+    Case, CaseCommand, CaseDetails, Category, Channel, Flag, PhoneNumber, Priority,
+};
+use front_office::case_list::CaseListProjection;
+use svcops_eventstore::projection::{self, Projector, RunnerSettings};
+use svcops_eventstore::read_model::ReadModels;
+use svcops_eventstore::{
+    EventStore, PersonalDataKeys, PersonalDataSecret, PostgresStore, SqliteStore,
+};
+use svcops_kit::aggregate::{Executor, Idempotency};
+use svcops_kit::events::CommandContext;
+use svcops_kit::{Principal, Role};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct Office {
+    cases: Cases,
+    case_executor: Executor<Case>,
+    _list: Projector,
+    shutdown: CancellationToken,
+}
+
+fn secret() -> PersonalDataSecret {
+    PersonalDataSecret::new(
+        format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).as_bytes(),
+    )
+    .unwrap()
+}
+
+async fn office(
+    store: Arc<dyn EventStore>,
+    read_models: Arc<dyn ReadModels>,
+    keys: Arc<dyn PersonalDataKeys>,
+) -> Office {
+    let shutdown = CancellationToken::new();
+    let list = projection::start(
+        store.clone(),
+        read_models,
+        Arc::new(CaseListProjection),
+        RunnerSettings::default(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    Office {
+        cases: Cases::new(
+            store.clone(),
+            keys,
+            Arc::new(Notify::new()),
+            list.read_model(),
+        ),
+        case_executor: Executor::new(store, Arc::new(Notify::new())),
+        _list: list,
+        shutdown,
+    }
+}
+
+fn agent() -> CommandContext {
+    CommandContext::from_caller(Principal {
+        subject: "alice".into(),
+        role: Role::Agent,
+    })
+}
+
+async fn pages_newest_first_equal_to_the_streams(office: Office) {
+    let mut opened = Vec::new();
+    for n in 0..7 {
+        let details = CaseDetails::parse(
+            &format!("+86138000012{n:02}"),
+            Category::Repair,
+            if n % 2 == 0 {
+                Priority::High
+            } else {
+                Priority::Low
+            },
+            Channel::Chat,
+            &format!("case {n}"),
+            "PL-200",
+            &format!("SN{n}"),
+        )
+        .unwrap();
+        let case = office.cases.open(&agent(), None, details).await.unwrap();
+        opened.push(case.case_id);
+        // The list reads its own writes: no waiting in between.
+        let (first, _) = office.cases.list(1, None).await.unwrap();
+        assert_eq!(
+            first[0].case_id, case.case_id,
+            "the newest case leads the list"
+        );
+    }
+    for case_id in [opened[1], opened[1], opened[4]] {
+        office
+            .case_executor
+            .execute(
+                case_id,
+                Some(case_id),
+                &agent(),
+                CaseCommand::Flag {
+                    flag: Flag::ProcessingFailed,
+                    detail: "middle-office could not process it".into(),
+                },
+                Idempotency::none(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = office.cases.list(3, after).await.unwrap();
+        assert!(page.len() <= 3);
+        listed.extend(page);
+        match next {
+            Some(position) => after = Some(position),
+            None => break,
+        }
+    }
+    let newest_first: Vec<Uuid> = opened.iter().rev().copied().collect();
+    assert_eq!(
+        listed.iter().map(|case| case.case_id).collect::<Vec<_>>(),
+        newest_first,
+        "every case once, newest first"
+    );
+    for case in &listed {
+        assert_eq!(
+            case,
+            &office.cases.get(case.case_id).await.unwrap(),
+            "the listed case is the case"
+        );
+    }
+    assert_eq!(listed[5].flags.len(), 2, "case 1 was flagged twice");
+    assert_eq!(listed[2].flags.len(), 1, "case 4 was flagged once");
+    assert!(matches!(
+        listed[0].details.customer_phone,
+        front_office::case::CustomerPhone::Known(ref phone) if phone == &PhoneNumber::parse("p", "+8613800001206").unwrap()
+    ));
+    office.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_pages_newest_first_equal_to_the_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("front-office.db"))
+        .await
+        .unwrap();
+    let keys = Arc::new(store.personal_data_keys(secret()).await.unwrap());
+    pages_newest_first_equal_to_the_streams(
+        office(Arc::new(store.clone()), Arc::new(store), keys).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pages_newest_first_equal_to_the_streams() {
+    use sqlx::migrate::MigrateDatabase;
+    let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let url = format!(
+        "{}/svcops_test_{}",
+        server.trim_end_matches('/'),
+        Uuid::new_v4().simple()
+    );
+    let store = PostgresStore::connect(&url, 8).await.unwrap();
+    let keys = Arc::new(store.personal_data_keys(secret()).await.unwrap());
+    pages_newest_first_equal_to_the_streams(
+        office(Arc::new(store.clone()), Arc::new(store.clone()), keys).await,
+    )
+    .await;
+    store.pool().close().await;
+    let _ = sqlx::Postgres::force_drop_database(&url).await;
+}
