@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use svcops_eventstore::{EventStore, RecordedEvent};
+use svcops_eventstore::EventStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -19,19 +19,12 @@ const BATCH: usize = 500;
 /// How often the outbox is polled when nobody wakes the relay (appends by another process).
 const POLL: Duration = Duration::from_millis(250);
 
-/// Something that sees every batch before it is published: local read models use it to
-/// follow their own service's log without waiting for the bus.
-pub trait Tap: Send + Sync {
-    fn observe(&self, events: &[RecordedEvent]);
-}
-
 pub struct Relay {
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
     topic: String,
     source: String,
     wake: Arc<Notify>,
-    taps: Vec<Arc<dyn Tap>>,
 }
 
 impl Relay {
@@ -48,14 +41,7 @@ impl Relay {
             topic: topic.into(),
             source: source.into(),
             wake: Arc::new(Notify::new()),
-            taps: Vec::new(),
         }
-    }
-
-    /// Adds a tap that sees each batch before it is published.
-    pub fn with_tap(mut self, tap: Arc<dyn Tap>) -> Self {
-        self.taps.push(tap);
-        self
     }
 
     /// Notify this after an append to publish without waiting for the next poll.
@@ -75,9 +61,6 @@ impl Relay {
         };
         // Set before publishing, so the lag keeps growing while the broker is down.
         lag.set(metrics::age_seconds(oldest));
-        for tap in &self.taps {
-            tap.observe(&batch);
-        }
         let messages = batch
             .iter()
             .map(|event| envelope::to_message(&self.source, event))
@@ -139,18 +122,4 @@ pub enum RelayError {
     Store(#[from] svcops_eventstore::Error),
     #[error(transparent)]
     Bus(#[from] crate::Error),
-}
-
-/// Feeds the whole log of `store` to `tap`, oldest first: how a read model is rebuilt at
-/// start. Taps deduplicate, so overlapping with the relay's first batches is harmless.
-pub async fn replay(store: &dyn EventStore, tap: &dyn Tap) -> Result<(), svcops_eventstore::Error> {
-    let mut after = 0;
-    loop {
-        let batch = store.read_all(after, BATCH).await?;
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
-        after = last.position;
-        tap.observe(&batch);
-    }
 }

@@ -129,14 +129,21 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads committed events with a position greater than `after`, in position order.
     ///
-    /// Positions commit in order (PostgreSQL draws them under a transaction-level lock,
-    /// SQLite has one writer), so a later call never returns a position at or below one an
-    /// earlier call returned: projections tail the log with it.
+    /// Meant for rebuilding read models from the whole log. Under concurrent writers on
+    /// PostgreSQL a later call can still return a position lower than one already seen
+    /// (transactions commit out of position order): tail the log below a settled horizon
+    /// ([`EventStore::log_snapshot`], `projection::Horizon`) or with
+    /// [`EventStore::unpublished`].
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error>;
 
-    /// The position of the newest committed event (0 for an empty log). Positions commit in
-    /// order, so everything at or below it is visible.
+    /// The position of the newest committed event (0 for an empty log). A caller's own
+    /// committed write is at or below it.
     async fn head(&self) -> Result<Position, Error>;
+
+    /// The head, and the writers in progress as of the same instant (PostgreSQL transaction
+    /// ids; none on SQLite, whose one writer always writes above the head). What
+    /// `projection::Horizon` needs to tell which positions are settled.
+    async fn log_snapshot(&self) -> Result<LogSnapshot, Error>;
 
     /// Committed events not yet marked published, in position order.
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error>;

@@ -10,7 +10,7 @@ use crate::group_commit::{EventColumns, GroupCommit, Pending};
 use crate::types::ANY_VERSION_ATTEMPTS;
 use crate::{
     Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion,
-    PersonalDataSecret, Position, RecordedEvent, StreamId,
+    LogSnapshot, PersonalDataSecret, Position, RecordedEvent, StreamId,
 };
 
 /// Event store on PostgreSQL. Each service owns its own database.
@@ -26,15 +26,9 @@ const GROUP_COMMIT_WRITERS: u32 = 8;
 // Idempotency row, version guard, events, outbox: all in one statement, hence one implicit
 // transaction. `$3` is the first version to write; the guard checks that the version before
 // it exists, the unique (stream_id, version) constraint that nothing is already at it.
-// `position_lock` takes the lock positions are drawn under (migration 0005) before the
-// idempotency row is claimed: were it taken later, at the first position, two appends with
-// one key could each hold what the other waits for.
 const APPEND: &str = r#"
-WITH position_lock AS (
-    SELECT pg_advisory_xact_lock(7379626301)
-), guard AS (
+WITH guard AS (
     SELECT ($3 = 1 OR EXISTS (SELECT 1 FROM events WHERE stream_id = $2 AND version = $3 - 1)) AS ok
-    FROM position_lock
 ), idem AS (
     -- Only an append that passes the guard claims the key: a rejected one must leave it
     -- free for the corrected retry.
@@ -440,6 +434,30 @@ impl EventStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn log_snapshot(&self) -> Result<LogSnapshot, Error> {
+        // One statement, so the head and the in-progress list come from one snapshot.
+        let (snapshot, head): (String, i64) = sqlx::query_as(
+            "SELECT pg_current_snapshot()::text, COALESCE(MAX(position), 0)::bigint FROM events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        // `xmin:xmax:xip,xip,…`
+        let in_progress = snapshot
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(|id| {
+                id.parse::<u64>().map_err(|_| Error::Corrupt {
+                    position: head,
+                    reason: format!("unreadable snapshot {snapshot:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LogSnapshot { head, in_progress })
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

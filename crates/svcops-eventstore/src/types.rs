@@ -43,6 +43,15 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// The log as of one instant: its head, and the writers then in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSnapshot {
+    pub head: Position,
+    /// Ids of the transactions in progress (PostgreSQL), any of which may hold positions at
+    /// or below `head` that are not visible yet.
+    pub in_progress: Vec<u64>,
+}
+
 /// What the caller believes the stream's current version is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {

@@ -1,25 +1,22 @@
-//! Reacting to the other offices, tracking queries, and the statistics read model.
+//! Reacting to the other offices, and tracking queries (one case from its streams,
+//! statistics from the case-tracking projection).
 
-use std::collections::HashSet;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
 use svcops_bus::envelope::BusEvent;
-use svcops_bus::relay::Tap;
-use svcops_eventstore::{EventStore, RecordedEvent};
+use svcops_eventstore::EventStore;
+use svcops_eventstore::projection::ReadModel;
 use svcops_kit::ApiError;
-use svcops_kit::aggregate::{
-    DecodeError, DomainEvent, ExecuteError, Executor, Idempotency, NeverRefused,
-};
+use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency, NeverRefused};
 use svcops_kit::events::CommandContext;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::closed_loop::{ClosedLoop, LoopCommand, LoopEvent};
-use crate::sla::{SlaClock, SlaCommand, SlaEvent};
+use crate::case_tracking::Stats;
+use crate::closed_loop::{ClosedLoop, LoopCommand};
+use crate::sla::{SlaClock, SlaCommand};
 use crate::upstream::{self, Upstream};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +25,8 @@ pub enum Error {
     NotFound(Uuid),
     #[error(transparent)]
     Load(#[from] ExecuteError<NeverRefused>),
+    #[error(transparent)]
+    ReadModel(#[from] svcops_eventstore::Error),
 }
 
 impl From<Error> for ApiError {
@@ -38,6 +37,7 @@ impl From<Error> for ApiError {
                 id: id.to_string(),
             },
             Error::Load(error) => error.into(),
+            Error::ReadModel(error) => error.into(),
         }
     }
 }
@@ -53,15 +53,15 @@ pub struct Tracking {
 pub struct BackOffice {
     sla: Executor<SlaClock>,
     closed_loop: Executor<ClosedLoop>,
-    stats: Arc<Stats>,
+    tracking: ReadModel,
 }
 
 impl BackOffice {
-    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, stats: Arc<Stats>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, tracking: ReadModel) -> Self {
         Self {
             sla: Executor::new(store.clone(), relay.clone()),
             closed_loop: Executor::new(store, relay),
-            stats,
+            tracking,
         }
     }
 
@@ -78,8 +78,13 @@ impl BackOffice {
         })
     }
 
-    pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+    /// Counts over everything tracked so far (read your writes, up to 5 s).
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let tables = self
+            .tracking
+            .caught_up(std::time::Duration::from_secs(5))
+            .await?;
+        Ok(crate::case_tracking::stats(&self.tracking, &tables).await?)
     }
 
     pub async fn on_upstream(&self, cause: &BusEvent) -> Result<(), HandlerError> {
@@ -146,66 +151,4 @@ impl Handler for UpstreamEvents {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         self.0.on_upstream(event).await
     }
-}
-
-/// Read model: exact counters, because each comes from an event in the log and each event
-/// counts once (by stream and version).
-#[derive(Default)]
-pub struct Stats {
-    inner: Mutex<StatsInner>,
-}
-
-#[derive(Default)]
-struct StatsInner {
-    seen: HashSet<(String, u64)>,
-    cases_tracked: u64,
-    closed_loop_open: u64,
-    work_orders_tracked: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StatsSnapshot {
-    pub cases_tracked: u64,
-    pub closed_loop_open: u64,
-    pub work_orders_tracked: u64,
-}
-
-impl Stats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let inner = self.inner.lock();
-        StatsSnapshot {
-            cases_tracked: inner.cases_tracked,
-            closed_loop_open: inner.closed_loop_open,
-            work_orders_tracked: inner.work_orders_tracked,
-        }
-    }
-}
-
-impl Tap for Stats {
-    fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self.inner.lock();
-        for recorded in events {
-            if !inner
-                .seen
-                .insert((recorded.stream_id.to_string(), recorded.version))
-            {
-                continue;
-            }
-            match SlaEvent::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(SlaEvent::Started { .. })) => inner.cases_tracked += 1,
-                Ok(Some(SlaEvent::OnSiteTargetSet { .. })) => inner.work_orders_tracked += 1,
-                Ok(None | Some(SlaEvent::WorkOrderAwaitingCase { .. })) => {}
-                Err(error) => skip(&error),
-            }
-            match LoopEvent::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(LoopEvent::Opened { .. })) => inner.closed_loop_open += 1,
-                Ok(None) => {}
-                Err(error) => skip(&error),
-            }
-        }
-    }
-}
-
-fn skip(error: &DecodeError) {
-    tracing::error!(%error, "stats skip an undecodable event");
 }

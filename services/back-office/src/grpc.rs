@@ -74,7 +74,11 @@ impl BackOfficeService for BackOfficeGrpc {
         request: Request<proto::GetServiceStatsRequest>,
     ) -> Result<Response<proto::GetServiceStatsResponse>, Status> {
         authorize(&request, READERS)?;
-        let stats = self.office.stats();
+        let stats = self
+            .office
+            .stats()
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         Ok(Response::new(proto::GetServiceStatsResponse {
             cases_tracked: stats.cases_tracked,
             closed_loop_open: stats.closed_loop_open,

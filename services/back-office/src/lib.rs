@@ -3,9 +3,11 @@
 //! Today: every case gets an SLA clock (with an on-site target once it has a work order)
 //! and a closed-loop item. One folder per aggregate (`sla/`, `closed_loop/`: pure, on the
 //! kit's `Aggregate` trait); `upstream` reads the other offices' events; `app` holds the
-//! reactions (through the kit's executor) and statistics; `grpc` the edge.
+//! reactions (through the kit's executor) and queries; `case_tracking` is the persisted
+//! projection statistics count over; `grpc` the edge.
 
 pub mod app;
+pub mod case_tracking;
 pub mod closed_loop;
 pub mod grpc;
 pub mod sla;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
+use svcops_eventstore::projection::{self, Projector, RunnerSettings};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::backoffice::v1::back_office_service_server::{
@@ -29,6 +32,7 @@ pub const SERVICE: &str = "back-office";
 
 pub struct BackOfficeOffice {
     office: Arc<app::BackOffice>,
+    tracking: Projector,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -37,20 +41,24 @@ impl Office for BackOfficeOffice {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
-        let stats = Arc::new(app::Stats::default());
-        svcops_bus::relay::replay(ports.store.as_ref(), stats.as_ref()).await?;
-        tracing::info!(stats = ?stats.snapshot(), "statistics rebuilt");
+        let tracking = projection::start(
+            ports.store.clone(),
+            ports.read_models.clone(),
+            Arc::new(case_tracking::CaseTrackingProjection),
+            RunnerSettings::default(),
+            shutdown.clone(),
+        )
+        .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),
             topics::BACK_OFFICE,
             "svcops/back-office",
-        )
-        .with_tap(stats.clone());
+        );
         let office = Arc::new(app::BackOffice::new(
             ports.store.clone(),
             relay.waker(),
-            stats,
+            tracking.read_model(),
         ));
         let tasks = vec![
             consumer::spawn(
@@ -62,7 +70,11 @@ impl Office for BackOfficeOffice {
             ),
             tokio::spawn(relay.run(shutdown)),
         ];
-        Ok(Self { office, tasks })
+        Ok(Self {
+            office,
+            tracking,
+            tasks,
+        })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
@@ -78,5 +90,6 @@ impl Office for BackOfficeOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
+        self.tracking.stopped().await;
     }
 }

@@ -8,7 +8,6 @@ use svcops_eventstore::{Error, RecordedEvent};
 use svcops_kit::aggregate::DomainEvent;
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::case::{
@@ -123,7 +122,7 @@ impl Projection for CaseListProjection {
                                 details.summary.into(),
                                 details.product.into(),
                                 details.serial_number.into(),
-                                micros(recorded.metadata.occurred_at).into(),
+                                recorded.metadata.occurred_at.into(),
                                 recorded.metadata.actor_subject.as_str().into(),
                                 recorded.metadata.actor_role.as_str().into(),
                             ],
@@ -143,7 +142,7 @@ impl Projection for CaseListProjection {
                                 version.into(),
                                 i64::from(proto::CaseFlag::from(flag) as i32).into(),
                                 detail.into(),
-                                micros(recorded.metadata.occurred_at).into(),
+                                recorded.metadata.occurred_at.into(),
                             ],
                         )
                         .await?;
@@ -155,18 +154,6 @@ impl Projection for CaseListProjection {
         }
         Ok(())
     }
-}
-
-fn micros(at: OffsetDateTime) -> i64 {
-    (at.unix_timestamp_nanos() / 1_000) as i64
-}
-
-fn from_micros(column: usize, micros: i64) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|error| {
-        Error::ReadModel {
-            reason: format!("column {column}: {error}"),
-        }
-    })
 }
 
 fn unknown(what: &str, value: i64) -> Error {
@@ -208,7 +195,7 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         case_id: row.uuid(0)?,
         details,
         lifecycle: crate::case::Lifecycle::Open,
-        opened_at: from_micros(11, row.integer(11)?)?,
+        opened_at: row.timestamp(11)?,
         opened_by: row.text(12)?.to_owned(),
         opened_by_role: row.text(13)?.to_owned(),
         flags,
@@ -237,13 +224,8 @@ pub async fn page(
             ],
         )
         .await?;
-    let next = if rows.len() > page_size {
-        Some(rows[page_size - 1].integer(1)?)
-    } else {
-        None
-    };
-    let rows = &rows[..rows.len().min(page_size)];
-    let mut flags = flags_of(list, tables, rows).await?;
+    let (rows, next) = svcops_eventstore::read_model::page_of(rows, page_size, 1)?;
+    let mut flags = flags_of(list, tables, &rows).await?;
     let views = rows
         .iter()
         .map(|row| {
@@ -284,7 +266,7 @@ async fn flags_of(
             .push(FlagNote {
                 flag,
                 detail: row.text(2)?.to_owned(),
-                flagged_at: from_micros(3, row.integer(3)?)?,
+                flagged_at: row.timestamp(3)?,
             });
     }
     Ok(flags)

@@ -1,26 +1,26 @@
-//! Reacting to the front office, work-order queries, and the work-order read model.
+//! Reacting to the front office, and work-order queries (one from its stream, pages from
+//! the work-order list projection).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-use parking_lot::RwLock;
 
 use async_trait::async_trait;
 use svcops_bus::consumer::{Handler, HandlerError};
 use svcops_bus::envelope::BusEvent;
-use svcops_bus::relay::Tap;
-use svcops_eventstore::{EventStore, RecordedEvent};
+use svcops_eventstore::EventStore;
+use svcops_eventstore::projection::ReadModel;
 use svcops_kit::ApiError;
-use svcops_kit::aggregate::{DomainEvent, ExecuteError, Executor, Idempotency};
+use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::front_office_events::{self, work_needed};
-use crate::work_order::{
-    self, Command, Event, Lifecycle, WorkOrder, WorkOrderDetails, work_order_id,
-};
+use crate::work_order::{self, Command, Lifecycle, WorkOrder, WorkOrderDetails, work_order_id};
+
+/// How long a list waits for the work-order list to apply what was written before it was
+/// asked, before answering UNAVAILABLE.
+const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +28,8 @@ pub enum Error {
     NotFound(Uuid),
     #[error(transparent)]
     Load(#[from] ExecuteError<work_order::Error>),
+    #[error(transparent)]
+    ReadModel(#[from] svcops_eventstore::Error),
 }
 
 impl From<Error> for ApiError {
@@ -38,6 +40,7 @@ impl From<Error> for ApiError {
                 id: id.to_string(),
             },
             Error::Load(error) => error.into(),
+            Error::ReadModel(error) => error.into(),
         }
     }
 }
@@ -52,11 +55,11 @@ pub struct WorkOrderView {
 
 pub struct WorkOrders {
     orders: Executor<WorkOrder>,
-    list: Arc<WorkOrderList>,
+    list: ReadModel,
 }
 
 impl WorkOrders {
-    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: Arc<WorkOrderList>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: ReadModel) -> Self {
         Self {
             orders: Executor::new(store, relay),
             list,
@@ -74,13 +77,15 @@ impl WorkOrders {
         })
     }
 
-    pub fn list(
+    /// Newest first, after the caller's own writes (read your writes, up to 5 s).
+    pub async fn list(
         &self,
         case_id: Option<Uuid>,
         page_size: usize,
         before: Option<i64>,
-    ) -> (Vec<WorkOrderView>, Option<i64>) {
-        self.list.page(case_id, page_size, before)
+    ) -> Result<(Vec<WorkOrderView>, Option<i64>), Error> {
+        let tables = self.list.caught_up(READ_YOUR_WRITES).await?;
+        Ok(crate::work_order_list::page(&self.list, &tables, case_id, page_size, before).await?)
     }
 
     /// Opens the case's work order if the case needs field work. Idempotent twice over: the
@@ -141,102 +146,5 @@ pub struct FrontOfficeEvents(pub Arc<WorkOrders>);
 impl Handler for FrontOfficeEvents {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         self.0.on_case_opened(event).await
-    }
-}
-
-/// Read model: work orders by position, with an index by case.
-#[derive(Default)]
-pub struct WorkOrderList {
-    inner: RwLock<ListInner>,
-}
-
-#[derive(Default)]
-struct ListInner {
-    by_position: BTreeMap<i64, WorkOrderView>,
-    by_case: HashMap<Uuid, Vec<i64>>,
-    seen: HashMap<Uuid, i64>,
-}
-
-impl WorkOrderList {
-    fn page(
-        &self,
-        case_id: Option<Uuid>,
-        page_size: usize,
-        before: Option<i64>,
-    ) -> (Vec<WorkOrderView>, Option<i64>) {
-        let page_size = page_size.max(1);
-        let inner = self.inner.read();
-        let limit = before.unwrap_or(i64::MAX);
-        let positions: Vec<i64> = match case_id {
-            Some(case_id) => inner
-                .by_case
-                .get(&case_id)
-                .map(|positions| {
-                    positions
-                        .iter()
-                        .rev()
-                        .copied()
-                        .filter(|position| *position < limit)
-                        .take(page_size + 1)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            None => inner
-                .by_position
-                .range(..limit)
-                .rev()
-                .take(page_size + 1)
-                .map(|(position, _)| *position)
-                .collect(),
-        };
-        let next = (positions.len() > page_size).then(|| positions[page_size - 1]);
-        let views = positions
-            .iter()
-            .take(page_size)
-            .filter_map(|position| inner.by_position.get(position).cloned())
-            .collect();
-        (views, next)
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.read().by_position.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Tap for WorkOrderList {
-    fn observe(&self, events: &[RecordedEvent]) {
-        let mut inner = self.inner.write();
-        for recorded in events {
-            let details = match Event::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(Event::Opened(details))) => details,
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::error!(%error, "work order list skips an undecodable event");
-                    continue;
-                }
-            };
-            if inner.seen.contains_key(&details.work_order_id) {
-                continue;
-            }
-            inner.seen.insert(details.work_order_id, recorded.position);
-            inner
-                .by_case
-                .entry(details.case_id)
-                .or_default()
-                .push(recorded.position);
-            inner.by_position.insert(
-                recorded.position,
-                WorkOrderView {
-                    details,
-                    lifecycle: Lifecycle::Open,
-                    opened_at: recorded.metadata.occurred_at,
-                    version: recorded.version,
-                },
-            );
-        }
     }
 }

@@ -84,7 +84,11 @@ impl WorkOrderService for WorkOrderGrpc {
         } else {
             Some(parse_uuid("case_id", &body.case_id)?)
         };
-        let (views, next) = self.orders.list(case_id, size, before);
+        let (views, next) = self
+            .orders
+            .list(case_id, size, before)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
         Ok(Response::new(proto::ListWorkOrdersResponse {
             work_orders: views.into_iter().map(to_proto).collect(),
             next_page_token: paging::token(next),

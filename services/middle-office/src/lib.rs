@@ -3,17 +3,20 @@
 //! Today: a work order is opened for every repair or installation case the front office
 //! publishes. One folder per aggregate (`work_order/`: pure, on the kit's `Aggregate`
 //! trait); `front_office_events` reads the front office's events; `app` holds the reaction
-//! (through the kit's executor) and the read model; `grpc` the edge.
+//! (through the kit's executor) and the queries; `work_order_list` is the persisted
+//! projection lists read; `grpc` the edge.
 
 pub mod app;
 pub mod front_office_events;
 pub mod grpc;
 pub mod work_order;
+pub mod work_order_list;
 
 use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
+use svcops_eventstore::projection::{self, Projector, RunnerSettings};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::middleoffice::v1::work_order_service_server::{
@@ -28,6 +31,7 @@ pub const SERVICE: &str = "middle-office";
 
 pub struct MiddleOffice {
     orders: Arc<app::WorkOrders>,
+    list: Projector,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -36,20 +40,24 @@ impl Office for MiddleOffice {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
-        let list = Arc::new(app::WorkOrderList::default());
-        svcops_bus::relay::replay(ports.store.as_ref(), list.as_ref()).await?;
-        tracing::info!(work_orders = list.len(), "work order list rebuilt");
+        let list = projection::start(
+            ports.store.clone(),
+            ports.read_models.clone(),
+            Arc::new(work_order_list::WorkOrderListProjection),
+            RunnerSettings::default(),
+            shutdown.clone(),
+        )
+        .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),
             topics::MIDDLE_OFFICE,
             "svcops/middle-office",
-        )
-        .with_tap(list.clone());
+        );
         let orders = Arc::new(app::WorkOrders::new(
             ports.store.clone(),
             relay.waker(),
-            list,
+            list.read_model(),
         ));
         let tasks = vec![
             consumer::spawn(
@@ -61,7 +69,11 @@ impl Office for MiddleOffice {
             ),
             tokio::spawn(relay.run(shutdown)),
         ];
-        Ok(Self { orders, tasks })
+        Ok(Self {
+            orders,
+            list,
+            tasks,
+        })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
@@ -77,5 +89,6 @@ impl Office for MiddleOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
+        self.list.stopped().await;
     }
 }

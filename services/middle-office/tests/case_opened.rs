@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use middle_office::app::{WorkOrderList, WorkOrders};
+use middle_office::app::WorkOrders;
 use middle_office::work_order::work_order_id;
+use middle_office::work_order_list::WorkOrderListProjection;
 use prost::{Message, Name};
 use svcops_bus::consumer::HandlerError;
 use svcops_bus::envelope::BusEvent;
+use svcops_eventstore::projection::{self, Projector, RunnerSettings};
 use svcops_eventstore::{EventMetadata, SqliteStore};
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as front;
@@ -42,17 +44,22 @@ fn case_opened(envelope_case: Uuid, payload_case: Uuid, category: i32) -> BusEve
     }
 }
 
-async fn work_orders() -> (WorkOrders, tempfile::TempDir) {
+async fn work_orders() -> (WorkOrders, (Projector, tempfile::TempDir)) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("middle.db"))
         .await
         .expect("store");
-    let orders = WorkOrders::new(
-        Arc::new(store),
-        Arc::new(Notify::new()),
-        Arc::new(WorkOrderList::default()),
-    );
-    (orders, dir)
+    let list = projection::start(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(WorkOrderListProjection),
+        RunnerSettings::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("the work order list starts");
+    let orders = WorkOrders::new(Arc::new(store), Arc::new(Notify::new()), list.read_model());
+    (orders, (list, dir))
 }
 
 #[tokio::test]
@@ -90,8 +97,49 @@ async fn an_unknown_category_is_dead_lettered_not_read_as_no_field_work() {
         ))
         .await
         .expect("a repair opens a work order");
-    orders
+    let opened = orders
         .get(work_order_id(case))
         .await
         .expect("the work order exists");
+    // Listed at once (read your writes), alone, and under its case only.
+    let (listed, next) = orders.list(None, 10, None).await.expect("list");
+    assert_eq!((listed, next), (vec![opened.clone()], None));
+    let (of_case, _) = orders.list(Some(case), 10, None).await.expect("list");
+    assert_eq!(of_case, vec![opened]);
+    let (of_other, _) = orders
+        .list(Some(Uuid::now_v7()), 10, None)
+        .await
+        .expect("list");
+    assert!(of_other.is_empty());
+}
+
+#[tokio::test]
+async fn the_list_pages_newest_first_without_gaps_or_repeats() {
+    let (orders, _dir) = work_orders().await;
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        let case = Uuid::now_v7();
+        orders
+            .on_case_opened(&case_opened(
+                case,
+                case,
+                common::CaseCategory::Installation as i32,
+            ))
+            .await
+            .expect("opens");
+        opened.push(work_order_id(case));
+    }
+    let mut listed = Vec::new();
+    let mut before = None;
+    loop {
+        let (page, next) = orders.list(None, 2, before).await.expect("list");
+        assert!(page.len() <= 2);
+        listed.extend(page.into_iter().map(|view| view.details.work_order_id));
+        match next {
+            Some(position) => before = Some(position),
+            None => break,
+        }
+    }
+    opened.reverse();
+    assert_eq!(listed, opened);
 }

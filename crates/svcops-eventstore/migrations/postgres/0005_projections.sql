@@ -1,17 +1,13 @@
--- Positions commit in position order: every position is drawn under one transaction-level
--- advisory lock, held until the drawing transaction ends. A transaction with a higher
--- position therefore commits after every lower one, and "events after my checkpoint" is a
--- safe way to tail the log (projections). The lock is taken once per transaction (later
--- calls re-enter it) and only by transactions that write events.
-CREATE FUNCTION svcops_next_position() RETURNS bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(7379626301); -- 'svcops.events.position'
-    RETURN nextval('events_position_seq');
-END
-$$;
-
-ALTER TABLE events ALTER COLUMN position SET DEFAULT svcops_next_position();
+-- A transaction has its transaction id before it draws a position. Projections rely on it
+-- to tell when every position up to some point is settled (committed or never will be)
+-- without making writers wait for each other: a position at or below the newest visible one
+-- was drawn before that one, so by a transaction that was, at the time of the snapshot,
+-- committed, rolled back or listed in progress (see `projection::Horizon`). Without it a
+-- position could be drawn in the instant before the inserting transaction gets its id, by a
+-- transaction no snapshot lists. (The sequence keeps CACHE 1, so positions are drawn in
+-- increasing order across sessions.)
+ALTER TABLE events ALTER COLUMN position
+    SET DEFAULT CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('events_position_seq') END;
 
 -- Every generation of every projection (read model): the live one readers see, one being
 -- built beside it, and replaced ones until their tables are dropped. The checkpoint moves in

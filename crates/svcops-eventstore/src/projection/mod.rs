@@ -6,19 +6,21 @@
 //!   together; a crash anywhere leaves both before or both after the batch. The checkpoint
 //!   moves with a compare-and-set (`WHERE checkpoint = <what this runner read>`), so two
 //!   runners on one generation never both apply a batch.
-//! - **Commit order is position order.** On PostgreSQL every position is drawn under a
-//!   transaction-level advisory lock (`svcops_next_position()`, migration 0005), so a
-//!   transaction with a higher position commits after every lower one; SQLite has one writer.
-//!   Reading "everything after my checkpoint" therefore never passes an event that commits
-//!   later, which is the hazard the relay's outbox exists for.
+//! - **No event is passed over because its transaction committed late.** Transactions may
+//!   commit out of position order on PostgreSQL; the runner reads only up to the settled
+//!   [`Horizon`], below which nothing new can appear, so it never moves its checkpoint past
+//!   a position still being written. Writers do not wait for it.
 //! - **Generations.** A projection's tables are built per generation (`<name>__<table>__g<N>`).
 //!   A projection whose [`Projection::version`] changed, or one asked to rebuild, gets a new
 //!   generation built from position 0 beside the live one; when it has caught up it becomes
 //!   live in one transaction and the old generation's tables are dropped. Readers only ever
 //!   see a whole generation.
 
+mod horizon;
 mod registry;
 mod runner;
+
+pub use horizon::Horizon;
 
 pub use registry::{GenerationStatus, ProjectionStatus, projection_statuses, request_rebuild};
 pub use runner::{Projector, ReadModel, RunnerSettings, start};

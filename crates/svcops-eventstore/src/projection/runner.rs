@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{self, GenerationStatus, ProjectionStatus};
-use super::{Projection, Tables};
+use super::{Horizon, Projection, Tables};
 use crate::read_model::{ReadModels, SqlRow, SqlValue};
 use crate::{Error, EventStore, Position};
 
@@ -212,6 +212,7 @@ enum Step {
 
 async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
     let name = context.projection.name();
+    let mut horizon = Horizon::default();
     let tables = Tables::new(name, generation.generation, context.projection.tables());
     let mut failures = 0u32;
     tracing::info!(
@@ -225,7 +226,7 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
         if context.shutdown.is_cancelled() {
             return;
         }
-        let step = step(&context, &tables, &mut generation).await;
+        let step = step(&context, &tables, &mut generation, &mut horizon).await;
         match step {
             Ok(Step::Applied) => failures = 0,
             Ok(Step::Idle) => {
@@ -289,12 +290,18 @@ async fn step(
     context: &Context,
     tables: &Tables,
     generation: &mut ProjectionStatus,
+    horizon: &mut Horizon,
 ) -> Result<Step, Error> {
     let name = context.projection.name();
-    let events = context
+    let settled = horizon.advance(context.store.log_snapshot().await?);
+    if settled <= generation.checkpoint {
+        return Ok(Step::Idle);
+    }
+    let mut events = context
         .store
         .read_all(generation.checkpoint, context.settings.batch_size)
         .await?;
+    events.retain(|event| event.position <= settled);
     let Some(last) = events.last().map(|event| event.position) else {
         return Ok(Step::Idle);
     };

@@ -75,6 +75,13 @@ impl From<uuid::Uuid> for SqlValue {
     }
 }
 
+impl From<time::OffsetDateTime> for SqlValue {
+    /// As unix microseconds (both databases keep microseconds; see [`SqlRow::timestamp`]).
+    fn from(value: time::OffsetDateTime) -> Self {
+        Self::Integer(Some((value.unix_timestamp_nanos() / 1_000) as i64))
+    }
+}
+
 impl From<Vec<u8>> for SqlValue {
     fn from(value: Vec<u8>) -> Self {
         Self::Blob(Some(value))
@@ -131,11 +138,36 @@ impl SqlRow {
         }
     }
 
+    /// A time written as a [`time::OffsetDateTime`] value (unix microseconds), in UTC.
+    pub fn timestamp(&self, index: usize) -> Result<time::OffsetDateTime, Error> {
+        let micros = self.integer(index)?;
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(
+            |error| Error::ReadModel {
+                reason: format!("column {index} is not a time: {error}"),
+            },
+        )
+    }
+
     pub fn uuid(&self, index: usize) -> Result<uuid::Uuid, Error> {
         uuid::Uuid::parse_str(self.text(index)?).map_err(|error| Error::ReadModel {
             reason: format!("column {index} is not a uuid: {error}"),
         })
     }
+}
+
+/// Splits the `page_size + 1` rows a page query asked for into the page and the token of the
+/// next page (the `position_column` of its last row), if there is one.
+pub fn page_of(
+    mut rows: Vec<SqlRow>,
+    page_size: usize,
+    position_column: usize,
+) -> Result<(Vec<SqlRow>, Option<i64>), Error> {
+    if rows.len() <= page_size || page_size == 0 {
+        return Ok((rows, None));
+    }
+    rows.truncate(page_size);
+    let next = rows[page_size - 1].integer(position_column)?;
+    Ok((rows, Some(next)))
 }
 
 /// One read-model transaction: everything in it commits together or not at all (dropping
