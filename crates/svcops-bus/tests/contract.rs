@@ -1,99 +1,112 @@
 //! The bus contract, run against every adapter.
 //!
-//! Each case is an async fn over `Arc<dyn Bus>` and a unique topic prefix; `contract_suite!`
-//! turns the list of cases into `#[tokio::test]`s per adapter. The Kafka suite needs a broker
-//! at `SVCOPS_TEST_KAFKA` (default `127.0.0.1:9092`, e.g. Tansu, DESIGN §4) and fails when it
-//! is unreachable.
+//! Each case is an async fn over a [`BusPort`]: the bus and a topic prefix unique to the
+//! test; `svcops_testsuite::contract_suite!` turns the list of cases into `#[tokio::test]`s
+//! per adapter. The Kafka suite needs a broker at `SVCOPS_TEST_KAFKA` (default
+//! `127.0.0.1:9092`, e.g. Tansu, DESIGN §4) and fails when it is unreachable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use svcops_bus::{Bus, EmbeddedBus, KafkaBus, KafkaConfig};
+use svcops_testsuite::{ContractFixture, contract_suite};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-/// Upper bound for one whole case, so a broken adapter fails instead of hanging.
-const CASE_TIMEOUT: Duration = Duration::from_secs(120);
-
-struct Fixture {
-    bus: Arc<dyn Bus>,
-    _dir: Option<TempDir>,
+/// What a bus case gets: the bus, and a prefix for its topic and group names that no other
+/// test uses.
+#[derive(Clone)]
+pub struct BusPort {
+    pub bus: Arc<dyn Bus>,
+    pub prefix: String,
 }
 
-async fn embedded() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let bus = EmbeddedBus::open(&dir.path().join("bus.sqlite"))
-        .await
-        .expect("open embedded bus");
-    Fixture {
-        bus: Arc::new(bus),
-        _dir: Some(dir),
+impl BusPort {
+    /// `bus` with a prefix of its own: `test.<uuid>`.
+    fn new(bus: impl Bus + 'static) -> Self {
+        Self {
+            bus: Arc::new(bus),
+            prefix: format!("test.{}", Uuid::new_v4().simple()),
+        }
     }
+}
+
+/// An embedded bus in a temporary directory, removed with it.
+struct EmbeddedFixture {
+    port: BusPort,
+    _dir: TempDir,
+}
+
+impl ContractFixture for EmbeddedFixture {
+    type Port = BusPort;
+
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("open embedded bus");
+        Self {
+            port: BusPort::new(bus),
+            _dir: dir,
+        }
+    }
+
+    fn port(&self) -> BusPort {
+        self.port.clone()
+    }
+
+    async fn teardown(self) {}
 }
 
 fn kafka_servers() -> String {
     std::env::var("SVCOPS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-async fn kafka() -> Fixture {
-    let servers = kafka_servers();
-    let bus = tokio::time::timeout(Duration::from_secs(30), KafkaBus::connect(KafkaConfig::new(&servers)))
-        .await
-        .unwrap_or_else(|_| panic!("connecting to the Kafka broker at {servers} timed out"))
-        .unwrap_or_else(|error| {
-            panic!("Kafka broker at {servers} unreachable ({error}); start one (DESIGN §4) or set SVCOPS_TEST_KAFKA")
-        });
-    Fixture {
-        bus: Arc::new(bus),
-        _dir: None,
+/// A connection to the shared broker; the prefix keeps the test's topics and groups apart.
+struct KafkaFixture(BusPort);
+
+impl ContractFixture for KafkaFixture {
+    type Port = BusPort;
+
+    async fn new() -> Self {
+        let servers = kafka_servers();
+        let bus = tokio::time::timeout(Duration::from_secs(30), KafkaBus::connect(KafkaConfig::new(&servers)))
+            .await
+            .unwrap_or_else(|_| panic!("connecting to the Kafka broker at {servers} timed out"))
+            .unwrap_or_else(|error| {
+                panic!("Kafka broker at {servers} unreachable ({error}); start one (DESIGN §4) or set SVCOPS_TEST_KAFKA")
+            });
+        Self(BusPort::new(bus))
     }
+
+    fn port(&self) -> BusPort {
+        self.0.clone()
+    }
+
+    async fn teardown(self) {}
 }
 
-/// Topic and group names unique to one test run.
-fn unique_prefix() -> String {
-    format!("test.{}", Uuid::new_v4().simple())
+contract_suite! {
+    adapters: { embedded_bus => EmbeddedFixture, kafka_bus => KafkaFixture },
+    cases: [
+        publish_then_subscribe_delivers_everything_intact,
+        per_key_order_holds_across_a_large_batch,
+        ack_then_resubscribe_resumes_after_the_acked_message,
+        resume_is_per_topic,
+        a_new_group_starts_from_the_beginning,
+        two_groups_each_receive_everything,
+        empty_publish_is_a_no_op,
+        ping_works,
+    ],
 }
-
-macro_rules! contract_suite {
-    ($adapter:ident, $fixture:ident) => {
-        mod $adapter {
-            use super::*;
-
-            contract_suite!(@cases $fixture;
-                publish_then_subscribe_delivers_everything_intact,
-                per_key_order_holds_across_a_large_batch,
-                ack_then_resubscribe_resumes_after_the_acked_message,
-                resume_is_per_topic,
-                a_new_group_starts_from_the_beginning,
-                two_groups_each_receive_everything,
-                empty_publish_is_a_no_op,
-                ping_works,
-            );
-        }
-    };
-    (@cases $fixture:ident; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let fixture = $fixture().await;
-                let prefix = unique_prefix();
-                tokio::time::timeout(CASE_TIMEOUT, cases::$case(fixture.bus.clone(), &prefix))
-                    .await
-                    .expect("contract case timed out");
-            }
-        )+
-    };
-}
-
-contract_suite!(embedded_bus, embedded);
-contract_suite!(kafka_bus, kafka);
 
 mod cases {
     use std::collections::{BTreeMap, HashMap};
-    use std::sync::Arc;
     use std::time::Duration;
 
     use svcops_bus::{Bus, Delivery, Message, Subscription};
+
+    use super::BusPort;
 
     /// How long to wait for one expected delivery.
     const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,8 +158,7 @@ mod cases {
     }
 
     pub async fn publish_then_subscribe_delivers_everything_intact(
-        bus: Arc<dyn Bus>,
-        prefix: &str,
+        BusPort { bus, prefix }: BusPort,
     ) {
         let topic = format!("{prefix}.events");
         let sent: Vec<Message> = (0..10).map(|seq| message("case-1", seq)).collect();
@@ -175,7 +187,7 @@ mod cases {
         assert_nothing_more(subscription.as_mut()).await;
     }
 
-    pub async fn per_key_order_holds_across_a_large_batch(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn per_key_order_holds_across_a_large_batch(BusPort { bus, prefix }: BusPort) {
         let topic = format!("{prefix}.events");
         let keys: Vec<String> = (0..7).map(|key| format!("case-{key}")).collect();
         let sent: Vec<Message> = (0..500)
@@ -201,8 +213,7 @@ mod cases {
     }
 
     pub async fn ack_then_resubscribe_resumes_after_the_acked_message(
-        bus: Arc<dyn Bus>,
-        prefix: &str,
+        BusPort { bus, prefix }: BusPort,
     ) {
         let topic = format!("{prefix}.events");
         let group = format!("{prefix}.g");
@@ -236,7 +247,7 @@ mod cases {
         assert_nothing_more(subscription.as_mut()).await;
     }
 
-    pub async fn resume_is_per_topic(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn resume_is_per_topic(BusPort { bus, prefix }: BusPort) {
         let first = format!("{prefix}.first");
         let second = format!("{prefix}.second");
         let group = format!("{prefix}.g");
@@ -267,7 +278,7 @@ mod cases {
         assert_nothing_more(subscription.as_mut()).await;
     }
 
-    pub async fn a_new_group_starts_from_the_beginning(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn a_new_group_starts_from_the_beginning(BusPort { bus, prefix }: BusPort) {
         let topic = format!("{prefix}.events");
         bus.publish(&topic, (0..5).map(|seq| message("case-1", seq)).collect())
             .await
@@ -283,7 +294,7 @@ mod cases {
         assert_eq!(again, received, "the new group sees the whole topic");
     }
 
-    pub async fn two_groups_each_receive_everything(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn two_groups_each_receive_everything(BusPort { bus, prefix }: BusPort) {
         let topic = format!("{prefix}.events");
         // Subscribed before anything is published: they must be woken by the publish.
         let mut one = subscribe(bus.as_ref(), &format!("{prefix}.one"), &[&topic]).await;
@@ -301,7 +312,7 @@ mod cases {
         }
     }
 
-    pub async fn empty_publish_is_a_no_op(bus: Arc<dyn Bus>, prefix: &str) {
+    pub async fn empty_publish_is_a_no_op(BusPort { bus, prefix }: BusPort) {
         let topic = format!("{prefix}.events");
         bus.publish(&topic, Vec::new())
             .await
@@ -314,7 +325,7 @@ mod cases {
         assert_eq!(seq(&received[0]), 1);
     }
 
-    pub async fn ping_works(bus: Arc<dyn Bus>, _prefix: &str) {
+    pub async fn ping_works(BusPort { bus, .. }: BusPort) {
         bus.ping().await.expect("ping");
     }
 }

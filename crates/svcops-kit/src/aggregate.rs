@@ -8,8 +8,11 @@
 //! outbox row in the same transaction), and on a concurrency conflict re-read and decide
 //! again, a bounded number of times.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use prost::{Message, Name};
 
 use svcops_bus::consumer::HandlerError;
 use svcops_eventstore::{Append, EventStore, ExpectedVersion, RecordedEvent, StreamId};
@@ -77,6 +80,92 @@ impl DecodeError {
             event_type: event_type.to_owned(),
             reason: reason.to_string(),
         }
+    }
+}
+
+/// Reads one protobuf message into an event `E`; see [`EventDecoders`].
+type Decoder<E> = Box<dyn Fn(&str, &[u8]) -> Result<E, DecodeError> + Send + Sync>;
+
+/// Decoding by type name, in one place: a table from a protobuf message's full name
+/// (`prost::Name::full_name`) to how that message becomes an `E`. Built once per event enum
+/// (a `LazyLock` static), so a [`DomainEvent::decode`] or a reader of another office's events
+/// is one lookup:
+///
+/// ```
+/// use std::sync::LazyLock;
+///
+/// use svcops_kit::aggregate::{DecodeError, EventDecoders};
+/// use svcops_proto::backoffice::v1 as proto;
+///
+/// enum LoopEvent {
+///     Opened { case_id: uuid::Uuid },
+/// }
+///
+/// static DECODERS: LazyLock<EventDecoders<LoopEvent>> = LazyLock::new(|| {
+///     EventDecoders::new().on::<proto::ClosedLoopItemOpened>(|event_type, opened| {
+///         let case_id = uuid::Uuid::parse_str(&opened.case_id)
+///             .map_err(|error| DecodeError::new(event_type, error))?;
+///         Ok(LoopEvent::Opened { case_id })
+///     })
+/// });
+///
+/// assert!(matches!(DECODERS.decode("svcops.other.v1.Thing", &[]), Ok(None)));
+/// ```
+pub struct EventDecoders<E> {
+    by_type: HashMap<String, Decoder<E>>,
+}
+
+impl<E> Default for EventDecoders<E> {
+    fn default() -> Self {
+        Self {
+            by_type: HashMap::new(),
+        }
+    }
+}
+
+impl<E> EventDecoders<E> {
+    /// An empty table: every type is unknown.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads events of type `M::full_name()` with `convert`, which gets that type name (for
+    /// its errors) and the decoded message, and refuses what the domain cannot take (an
+    /// unknown enum value from a newer producer, a malformed id) with a [`DecodeError`].
+    ///
+    /// # Panics
+    ///
+    /// When `M` is registered already: two readings of one type is a programming error in
+    /// the table, caught when the table is built.
+    pub fn on<M>(
+        mut self,
+        convert: impl Fn(&str, M) -> Result<E, DecodeError> + Send + Sync + 'static,
+    ) -> Self
+    where
+        M: Message + Name + Default,
+    {
+        let decode: Decoder<E> = Box::new(move |event_type, payload| {
+            let message =
+                M::decode(payload).map_err(|error| DecodeError::new(event_type, error))?;
+            convert(event_type, message)
+        });
+        let event_type = M::full_name();
+        assert!(
+            !self.by_type.contains_key(&event_type),
+            "{event_type} is registered twice in one EventDecoders table"
+        );
+        self.by_type.insert(event_type, decode);
+        self
+    }
+
+    /// The event stored as `event_type` with `payload`: `Ok(None)` for a type the table does
+    /// not know, a [`DecodeError`] naming the type for a payload that is not that message or
+    /// that its conversion refuses.
+    pub fn decode(&self, event_type: &str, payload: &[u8]) -> Result<Option<E>, DecodeError> {
+        self.by_type
+            .get(event_type)
+            .map(|decode| decode(event_type, payload))
+            .transpose()
     }
 }
 
@@ -398,5 +487,90 @@ pub mod testkit {
                 Err(error) => panic!("expected events, got error {error:?}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use svcops_proto::backoffice::v1::ClosedLoopItemOpened;
+    use svcops_proto::frontoffice::v1::CaseFlagged;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Event {
+        LoopOpened(String),
+        Flagged(String),
+    }
+
+    fn decoders() -> EventDecoders<Event> {
+        EventDecoders::new()
+            .on::<ClosedLoopItemOpened>(|_, opened| Ok(Event::LoopOpened(opened.case_id)))
+            .on::<CaseFlagged>(|event_type, flagged| {
+                if flagged.detail.is_empty() {
+                    Err(DecodeError::new(event_type, "no detail"))
+                } else {
+                    Ok(Event::Flagged(flagged.detail))
+                }
+            })
+    }
+
+    fn flagged(detail: &str) -> Vec<u8> {
+        CaseFlagged {
+            detail: detail.to_owned(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn each_registered_type_is_read_by_its_own_conversion() {
+        let decoders = decoders();
+        let opened = ClosedLoopItemOpened {
+            case_id: "case-1".to_owned(),
+        };
+        assert_eq!(
+            decoders.decode(&ClosedLoopItemOpened::full_name(), &opened.encode_to_vec()),
+            Ok(Some(Event::LoopOpened("case-1".to_owned())))
+        );
+        assert_eq!(
+            decoders.decode(&CaseFlagged::full_name(), &flagged("gave up")),
+            Ok(Some(Event::Flagged("gave up".to_owned())))
+        );
+    }
+
+    #[test]
+    fn an_unknown_type_is_none_whatever_its_payload() {
+        assert_eq!(
+            decoders().decode("svcops.other.v1.Thing", &[0xff; 3]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_payload_that_is_not_the_message_is_an_error_naming_the_type() {
+        let event_type = CaseFlagged::full_name();
+        // Field 3 (detail) as a length-delimited string that claims more bytes than follow.
+        let error = decoders()
+            .decode(&event_type, &[0x1a, 0x10, b'x'])
+            .expect_err("a truncated payload does not decode");
+        assert_eq!(error.event_type, event_type);
+        assert!(!error.reason.is_empty());
+    }
+
+    #[test]
+    fn what_the_conversion_refuses_is_its_error() {
+        let event_type = CaseFlagged::full_name();
+        assert_eq!(
+            decoders().decode(&event_type, &flagged("")),
+            Err(DecodeError::new(&event_type, "no detail"))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn registering_a_type_twice_is_refused_when_the_table_is_built() {
+        let _ = decoders().on::<CaseFlagged>(|_, flagged| Ok(Event::Flagged(flagged.detail)));
     }
 }

@@ -1,7 +1,8 @@
 //! What the back office reads of the other offices' events.
 
-use svcops_kit::aggregate::DecodeError;
-use svcops_kit::events::decode;
+use std::sync::LazyLock;
+
+use svcops_kit::aggregate::{DecodeError, EventDecoders};
 use svcops_proto::frontoffice::v1 as front;
 use svcops_proto::middleoffice::v1 as middle;
 use uuid::Uuid;
@@ -29,23 +30,28 @@ fn uuid(event_type: &str, raw: &str) -> Result<Uuid, DecodeError> {
     Uuid::parse_str(raw).map_err(|error| DecodeError::new(event_type, error))
 }
 
+static DECODERS: LazyLock<EventDecoders<Upstream>> = LazyLock::new(|| {
+    EventDecoders::new()
+        .on::<front::CaseOpened>(|event_type, opened| {
+            let priority = crate::sla::priority_from_proto(event_type, opened.priority)?
+                .unwrap_or(Priority::Normal);
+            Ok(Upstream::CaseOpened {
+                case_id: uuid(event_type, &opened.case_id)?,
+                priority,
+            })
+        })
+        .on::<middle::WorkOrderOpened>(|event_type, opened| {
+            Ok(Upstream::WorkOrderOpened {
+                case_id: uuid(event_type, &opened.case_id)?,
+                work_order_id: uuid(event_type, &opened.work_order_id)?,
+            })
+        })
+});
+
+/// What the back office reacts to in another office's event; `Ok(None)` for types it does
+/// not read.
 pub fn decode_upstream(event_type: &str, payload: &[u8]) -> Result<Option<Upstream>, DecodeError> {
-    let corrupt = |error: prost::DecodeError| DecodeError::new(event_type, error);
-    if let Some(opened) = decode::<front::CaseOpened>(event_type, payload).map_err(corrupt)? {
-        let priority = crate::sla::priority_from_proto(event_type, opened.priority)?
-            .unwrap_or(Priority::Normal);
-        return Ok(Some(Upstream::CaseOpened {
-            case_id: uuid(event_type, &opened.case_id)?,
-            priority,
-        }));
-    }
-    if let Some(opened) = decode::<middle::WorkOrderOpened>(event_type, payload).map_err(corrupt)? {
-        return Ok(Some(Upstream::WorkOrderOpened {
-            case_id: uuid(event_type, &opened.case_id)?,
-            work_order_id: uuid(event_type, &opened.work_order_id)?,
-        }));
-    }
-    Ok(None)
+    DECODERS.decode(event_type, payload)
 }
 
 #[cfg(test)]

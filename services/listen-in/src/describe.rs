@@ -1,7 +1,10 @@
 //! One human-readable line per event. Listen-in holds no customer keys and events carry
 //! personal data only sealed, so no line can show any.
 
-use svcops_kit::events::{decode, from_timestamp};
+use std::sync::LazyLock;
+
+use svcops_kit::aggregate::EventDecoders;
+use svcops_kit::events::from_timestamp;
 use svcops_proto::backoffice::v1 as back;
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as front;
@@ -29,10 +32,16 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
     .unwrap_or_else(|| "unknown".into())
 }
 
-/// Describes an event.
-pub fn describe(event_type: &str, payload: &[u8], actor: &str) -> String {
-    let described = (|| -> Result<Option<String>, prost::DecodeError> {
-        if let Some(e) = decode::<front::CaseOpened>(event_type, payload)? {
+/// An event's line, before it is told who did it.
+enum Line {
+    Text(String),
+    /// What the event's actor did: the line starts with the actor.
+    ByActor(String),
+}
+
+static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
+    EventDecoders::new()
+        .on::<front::CaseOpened>(|_, e| {
             // Sealed personal data stays sealed here: listen-in holds no customer keys. Events
             // from before sealing carried the phone in plain text (a field now reserved, so
             // never decoded): erasure cannot reach it there, so it is never shown.
@@ -59,77 +68,80 @@ pub fn describe(event_type: &str, payload: &[u8], actor: &str) -> String {
                     .map(|c| c.as_str_name()),
                 "CHANNEL_",
             );
-            return Ok(Some(format!(
+            Ok(Line::Text(format!(
                 "case opened: {category}, {priority} priority, via {channel}, customer {phone}: {}",
                 e.summary
-            )));
-        }
-        if let Some(e) = decode::<front::CaseFlagged>(event_type, payload)? {
+            )))
+        })
+        .on::<front::CaseFlagged>(|_, e| {
             let flag = enum_name(
                 front::CaseFlag::try_from(e.flag)
                     .ok()
                     .map(|f| f.as_str_name()),
                 "CASE_FLAG_",
             );
-            return Ok(Some(format!("case flagged ({flag}): {}", e.detail)));
-        }
-        if let Some(e) = decode::<middle::WorkOrderOpened>(event_type, payload)? {
+            Ok(Line::Text(format!("case flagged ({flag}): {}", e.detail)))
+        })
+        .on::<middle::WorkOrderOpened>(|_, e| {
             let kind = enum_name(
                 middle::WorkOrderKind::try_from(e.kind)
                     .ok()
                     .map(|k| k.as_str_name()),
                 "WORK_ORDER_KIND_",
             );
-            return Ok(Some(format!(
+            Ok(Line::Text(format!(
                 "work order {} opened ({kind})",
                 short(&e.work_order_id)
-            )));
-        }
-        if let Some(e) = decode::<back::SlaClockStarted>(event_type, payload)? {
-            return Ok(Some(format!(
+            )))
+        })
+        .on::<back::SlaClockStarted>(|_, e| {
+            Ok(Line::Text(format!(
                 "SLA clock started ({}): first response due {}, resolution due {}",
                 e.policy,
                 time(e.first_response_due.as_ref()),
                 time(e.resolution_due.as_ref())
-            )));
-        }
-        if let Some(e) = decode::<back::SlaOnSiteTargetSet>(event_type, payload)? {
-            return Ok(Some(format!(
+            )))
+        })
+        .on::<back::SlaOnSiteTargetSet>(|_, e| {
+            Ok(Line::Text(format!(
                 "on-site arrival due {} for work order {}",
                 time(e.on_site_due.as_ref()),
                 short(&e.work_order_id)
-            )));
-        }
-        if let Some(e) = decode::<back::SlaWorkOrderAwaitingCase>(event_type, payload)? {
-            return Ok(Some(format!(
+            )))
+        })
+        .on::<back::SlaWorkOrderAwaitingCase>(|_, e| {
+            Ok(Line::Text(format!(
                 "work order {} noted: its on-site target is set when the case reaches the back office",
                 short(&e.work_order_id)
-            )));
-        }
-        if decode::<back::ClosedLoopItemOpened>(event_type, payload)?.is_some() {
-            return Ok(Some(
+            )))
+        })
+        .on::<back::ClosedLoopItemOpened>(|_, _| {
+            Ok(Line::Text(
                 "closed-loop tracking opened: open until the customer confirms".into(),
-            ));
-        }
-        if let Some(e) = decode::<listen::ListenSessionStarted>(event_type, payload)? {
+            ))
+        })
+        .on::<listen::ListenSessionStarted>(|_, e| {
             let mode = enum_name(
                 listen::ListenMode::try_from(e.mode)
                     .ok()
                     .map(|m| m.as_str_name()),
                 "LISTEN_MODE_",
             );
-            return Ok(Some(format!("{actor} started listening ({mode})")));
-        }
-        if let Some(e) = decode::<listen::ListenSessionEnded>(event_type, payload)? {
-            return Ok(Some(match e.reason.as_str() {
-                "" => format!("{actor} stopped listening"),
-                reason => format!("{actor} stopped listening ({reason})"),
-            }));
-        }
-        Ok(None)
-    })();
-    match described {
-        Ok(Some(text)) => text,
+            Ok(Line::ByActor(format!("started listening ({mode})")))
+        })
+        .on::<listen::ListenSessionEnded>(|_, e| {
+            Ok(Line::ByActor(match e.reason.as_str() {
+                "" => "stopped listening".to_owned(),
+                reason => format!("stopped listening ({reason})"),
+            }))
+        })
+});
+
+/// Describes an event.
+pub fn describe(event_type: &str, payload: &[u8], actor: &str) -> String {
+    match DESCRIPTIONS.decode(event_type, payload) {
+        Ok(Some(Line::Text(text))) => text,
+        Ok(Some(Line::ByActor(text))) => format!("{actor} {text}"),
         Ok(None) => event_type
             .rsplit('.')
             .next()
@@ -197,6 +209,47 @@ mod tests {
         assert_eq!(
             describe("svcops.x.v1.SomethingNew", &[], "a"),
             "SomethingNew"
+        );
+    }
+
+    #[test]
+    fn listening_is_told_of_its_listener() {
+        let started = listen::ListenSessionStarted {
+            mode: listen::ListenMode::Whisper.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(
+                "svcops.listenin.v1.ListenSessionStarted",
+                &started.encode_to_vec(),
+                "ceo"
+            ),
+            "ceo started listening (whisper)"
+        );
+        let ended = listen::ListenSessionEnded {
+            reason: "listen-in shut down".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(
+                "svcops.listenin.v1.ListenSessionEnded",
+                &ended.encode_to_vec(),
+                "ceo"
+            ),
+            "ceo stopped listening (listen-in shut down)"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_event_says_so() {
+        // Field 3 as a string that claims more bytes than follow.
+        assert_eq!(
+            describe(
+                "svcops.frontoffice.v1.CaseFlagged",
+                &[0x1a, 0x10, b'x'],
+                "a"
+            ),
+            "svcops.frontoffice.v1.CaseFlagged (undecodable)"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! What the middle office reads of the front office's events, and which cases need field
 //! work.
 
-use svcops_kit::aggregate::DecodeError;
+use std::sync::LazyLock;
+
+use svcops_kit::aggregate::{DecodeError, EventDecoders};
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as front;
 use uuid::Uuid;
@@ -39,39 +41,42 @@ pub struct CaseOpened {
     pub summary: String,
 }
 
+static DECODERS: LazyLock<EventDecoders<CaseOpened>> = LazyLock::new(|| {
+    EventDecoders::new().on::<front::CaseOpened>(|event_type, opened| {
+        // A category this build does not know (a newer front office) is an error: reading
+        // it as "no field work" would silently drop a repair.
+        let category = match common::CaseCategory::try_from(opened.category) {
+            Ok(common::CaseCategory::Repair) => CaseCategory::Repair,
+            Ok(common::CaseCategory::Installation) => CaseCategory::Installation,
+            Ok(
+                common::CaseCategory::Consultation
+                | common::CaseCategory::Complaint
+                | common::CaseCategory::Return,
+            ) => CaseCategory::Other,
+            Ok(common::CaseCategory::Unspecified) | Err(_) => {
+                return Err(error(
+                    event_type,
+                    format!("unknown case category {}", opened.category),
+                ));
+            }
+        };
+        Ok(CaseOpened {
+            case_id: Uuid::parse_str(&opened.case_id).map_err(|e| error(event_type, e))?,
+            category,
+            product: opened.product,
+            serial_number: opened.serial_number,
+            summary: opened.summary,
+        })
+    })
+});
+
+/// What the middle office needs of a front-office event; `Ok(None)` for every type but
+/// `CaseOpened`.
 pub fn decode_case_opened(
     event_type: &str,
     payload: &[u8],
 ) -> Result<Option<CaseOpened>, DecodeError> {
-    let Some(opened) = svcops_kit::events::decode::<front::CaseOpened>(event_type, payload)
-        .map_err(|e| error(event_type, e))?
-    else {
-        return Ok(None);
-    };
-    // A category this build does not know (a newer front office) is an error: reading it
-    // as "no field work" would silently drop a repair.
-    let category = match common::CaseCategory::try_from(opened.category) {
-        Ok(common::CaseCategory::Repair) => CaseCategory::Repair,
-        Ok(common::CaseCategory::Installation) => CaseCategory::Installation,
-        Ok(
-            common::CaseCategory::Consultation
-            | common::CaseCategory::Complaint
-            | common::CaseCategory::Return,
-        ) => CaseCategory::Other,
-        Ok(common::CaseCategory::Unspecified) | Err(_) => {
-            return Err(error(
-                event_type,
-                format!("unknown case category {}", opened.category),
-            ));
-        }
-    };
-    Ok(Some(CaseOpened {
-        case_id: Uuid::parse_str(&opened.case_id).map_err(|e| error(event_type, e))?,
-        category,
-        product: opened.product,
-        serial_number: opened.serial_number,
-        summary: opened.summary,
-    }))
+    DECODERS.decode(event_type, payload)
 }
 
 #[cfg(test)]

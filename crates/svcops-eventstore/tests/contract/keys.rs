@@ -1,43 +1,22 @@
-//! The personal-data key port: the same suite shape, plus looks at the key table as stored.
+//! The personal-data key port: the same suite shape, its port the key port and the key
+//! table as stored.
 
 use super::*;
 
-/// The same for the personal-data key port. Its cases also look at the key table as stored,
-/// through [`KeyFixture`].
-macro_rules! keys_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres_keys {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::PostgresFixture::new().await;
-                    super::key_cases::$case(&fixture).await;
-                    fixture.teardown().await;
-                }
-            )+
-        }
-
-        mod sqlite_keys {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::SqliteFixture::new().await;
-                    super::key_cases::$case(&fixture).await;
-                    fixture.teardown().await;
-                }
-            )+
-        }
-    };
+contract_suite! {
+    adapters: {
+        postgres_keys => KeysOf<PostgresFixture>,
+        sqlite_keys => KeysOf<SqliteFixture>,
+    },
+    cases: [
+        a_subject_keeps_its_first_key,
+        concurrent_first_uses_agree_on_one_key,
+        erasure_destroys_the_key_for_good,
+        the_key_table_holds_neither_subjects_nor_keys,
+        keys_open_only_with_the_secret_they_were_stored_with,
+        plain_rows_from_before_are_protected_at_start,
+    ],
 }
-
-keys_suite!(
-    a_subject_keeps_its_first_key,
-    concurrent_first_uses_agree_on_one_key,
-    erasure_destroys_the_key_for_good,
-    the_key_table_holds_neither_subjects_nor_keys,
-    keys_open_only_with_the_secret_they_were_stored_with,
-    plain_rows_from_before_are_protected_at_start,
-);
 
 /// A fresh secret per test: never a real one.
 fn test_secret() -> PersonalDataSecret {
@@ -78,7 +57,7 @@ where
 
 /// What a key case needs of an adapter: the port over it, and the table behind it.
 #[async_trait::async_trait]
-trait KeyFixture: Sync {
+trait KeyPort: Send + Sync {
     /// The port, opened now with `secret` (which is when the secret is checked and plain
     /// rows are protected).
     async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error>;
@@ -92,15 +71,49 @@ trait KeyFixture: Sync {
     async fn insert_plain_row(&self, key_id: Uuid, subject: &str, key: &[u8]);
 }
 
+/// The key suite runs on the event store's fixtures, with the key port over the fixture's
+/// adapter as its port.
+struct KeysOf<F>(F);
+
+/// An event-store fixture whose adapter has a key port.
+trait HasKeys: ContractFixture {
+    fn key_port(&self) -> Arc<dyn KeyPort>;
+}
+
+impl<F: HasKeys> ContractFixture for KeysOf<F> {
+    type Port = Arc<dyn KeyPort>;
+
+    async fn new() -> Self {
+        Self(F::new().await)
+    }
+
+    fn port(&self) -> Arc<dyn KeyPort> {
+        self.0.key_port()
+    }
+
+    async fn teardown(self) {
+        self.0.teardown().await;
+    }
+}
+
+/// The key port over PostgreSQL, and its table.
+struct PostgresKeys(PostgresStore);
+
+impl HasKeys for PostgresFixture {
+    fn key_port(&self) -> Arc<dyn KeyPort> {
+        Arc::new(PostgresKeys(self.store.clone()))
+    }
+}
+
 #[async_trait::async_trait]
-impl KeyFixture for PostgresFixture {
+impl KeyPort for PostgresKeys {
     async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error> {
-        Ok(Arc::new(self.store.personal_data_keys(secret).await?))
+        Ok(Arc::new(self.0.personal_data_keys(secret).await?))
     }
 
     async fn rows(&self) -> Vec<KeyRow> {
         sqlx::query(SELECT_KEY_ROWS)
-            .fetch_all(self.store.pool())
+            .fetch_all(self.0.pool())
             .await
             .expect("read the key table")
             .iter()
@@ -113,30 +126,45 @@ impl KeyFixture for PostgresFixture {
             .bind(key_id)
             .bind(subject)
             .bind(key)
-            .execute(self.store.pool())
+            .execute(self.0.pool())
             .await
             .expect("insert a plain row");
     }
 }
 
-impl SqliteFixture {
-    fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("events.db")
+/// The key port over SQLite, and its table in the store's file.
+struct SqliteKeys {
+    store: SqliteStore,
+    path: std::path::PathBuf,
+}
+
+impl SqliteKeys {
+    fn over(fixture: &SqliteFixture) -> Self {
+        Self {
+            store: fixture.store.clone(),
+            path: fixture.dir.path().join("events.db"),
+        }
     }
 
     /// A connection of its own, beside the store's.
     async fn raw(&self) -> sqlx::SqliteConnection {
         use sqlx::Connection;
         sqlx::SqliteConnection::connect_with(
-            &sqlx::sqlite::SqliteConnectOptions::new().filename(self.path()),
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(&self.path),
         )
         .await
         .expect("open the file")
     }
 }
 
+impl HasKeys for SqliteFixture {
+    fn key_port(&self) -> Arc<dyn KeyPort> {
+        Arc::new(SqliteKeys::over(self))
+    }
+}
+
 #[async_trait::async_trait]
-impl KeyFixture for SqliteFixture {
+impl KeyPort for SqliteKeys {
     async fn try_keys(&self, secret: PersonalDataSecret) -> Result<Keys, Error> {
         Ok(Arc::new(self.store.personal_data_keys(secret).await?))
     }
@@ -172,13 +200,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window == needle)
 }
 
-mod key_cases {
+mod cases {
     use svcops_eventstore::KeyState;
 
     use super::*;
 
-    pub async fn a_subject_keeps_its_first_key(fixture: &dyn KeyFixture) {
-        let keys = fixture.keys(test_secret()).await;
+    pub async fn a_subject_keeps_its_first_key(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
         let (id, key) = keys
             .key_for_subject("+8613800001234", &[1; 32])
             .await
@@ -213,8 +241,8 @@ mod key_cases {
         assert_ne!(other, id);
     }
 
-    pub async fn concurrent_first_uses_agree_on_one_key(fixture: &dyn KeyFixture) {
-        let keys = fixture.keys(test_secret()).await;
+    pub async fn concurrent_first_uses_agree_on_one_key(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
         let tasks: Vec<_> = (0..8u8)
             .map(|n| {
                 let keys = keys.clone();
@@ -228,8 +256,8 @@ mod key_cases {
         assert_eq!(seen.len(), 1, "one key for one subject: {seen:?}");
     }
 
-    pub async fn erasure_destroys_the_key_for_good(fixture: &dyn KeyFixture) {
-        let keys = fixture.keys(test_secret()).await;
+    pub async fn erasure_destroys_the_key_for_good(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
         let (id, _) = keys
             .key_for_subject("erase-me", &[7; 32])
             .await
@@ -248,7 +276,7 @@ mod key_cases {
         assert_ne!(new_id, id, "a returning subject gets a new key");
         assert_eq!(key, vec![8; 32]);
         assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
-        let row = fixture
+        let row = port
             .rows()
             .await
             .into_iter()
@@ -260,13 +288,13 @@ mod key_cases {
         );
     }
 
-    pub async fn the_key_table_holds_neither_subjects_nor_keys(fixture: &dyn KeyFixture) {
-        let keys = fixture.keys(test_secret()).await;
+    pub async fn the_key_table_holds_neither_subjects_nor_keys(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
         let (id, _) = keys
             .key_for_subject("+8613800001234", &[9; 32])
             .await
             .expect("key");
-        let rows = fixture.rows().await;
+        let rows = port.rows().await;
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
         assert_eq!(row.key_id, id);
@@ -283,33 +311,31 @@ mod key_cases {
         );
     }
 
-    pub async fn keys_open_only_with_the_secret_they_were_stored_with(fixture: &dyn KeyFixture) {
+    pub async fn keys_open_only_with_the_secret_they_were_stored_with(port: Arc<dyn KeyPort>) {
         let secret = test_secret();
-        let (id, _) = fixture
+        let (id, _) = port
             .keys(secret.clone())
             .await
             .key_for_subject("+8613800001234", &[5; 32])
             .await
             .expect("key");
-        match fixture.try_keys(test_secret()).await {
+        match port.try_keys(test_secret()).await {
             Err(Error::PersonalData(personal_data_secret::Error::Mismatch)) => {}
             Err(other) => panic!("another secret fails with the wrong error: {other}"),
             Ok(_) => panic!("another secret is accepted"),
         }
         assert_eq!(
-            fixture.keys(secret).await.key(id).await.expect("lookup"),
+            port.keys(secret).await.key(id).await.expect("lookup"),
             KeyState::Active(vec![5; 32]),
             "the secret the keys were stored under still opens them"
         );
     }
 
-    pub async fn plain_rows_from_before_are_protected_at_start(fixture: &dyn KeyFixture) {
+    pub async fn plain_rows_from_before_are_protected_at_start(port: Arc<dyn KeyPort>) {
         let id = Uuid::now_v7();
-        fixture
-            .insert_plain_row(id, "+8613800001234", &[4; 32])
-            .await;
+        port.insert_plain_row(id, "+8613800001234", &[4; 32]).await;
         let secret = test_secret();
-        let keys = fixture.keys(secret.clone()).await;
+        let keys = port.keys(secret.clone()).await;
         assert_eq!(
             keys.key(id).await.expect("lookup"),
             KeyState::Active(vec![4; 32]),
@@ -322,11 +348,11 @@ mod key_cases {
             (id, vec![4; 32]),
             "the subject keeps its key"
         );
-        let rows = fixture.rows().await;
+        let rows = port.rows().await;
         assert_eq!(rows.len(), 1);
         assert_eq!((&rows[0].subject, &rows[0].key), (&None, &None), "{rows:?}");
         // Opening again (a restart) finds nothing plain left and changes nothing.
-        let again = fixture.keys(secret).await;
+        let again = port.keys(secret).await;
         assert_eq!(
             again.key(id).await.expect("lookup"),
             KeyState::Active(vec![4; 32])
@@ -340,12 +366,13 @@ mod key_cases {
 #[tokio::test]
 async fn sqlite_erasure_leaves_no_trace_of_the_key_row_in_the_file() {
     let fixture = SqliteFixture::new().await;
-    let keys = fixture.keys(test_secret()).await;
+    let port = SqliteKeys::over(&fixture);
+    let keys = port.keys(test_secret()).await;
     let (id, _) = keys
         .key_for_subject("+8613800001234", &[3; 32])
         .await
         .expect("key");
-    let stored = fixture.rows().await.pop().expect("one row");
+    let stored = port.rows().await.pop().expect("one row");
     let wrapped = stored.wrapped_key.expect("wrapped key");
     let subject_hash = stored.subject_hash.expect("subject hash");
     assert!(keys.destroy_key(id).await.expect("destroy"));
@@ -353,7 +380,7 @@ async fn sqlite_erasure_leaves_no_trace_of_the_key_row_in_the_file() {
     fixture.store.close().await;
     {
         use sqlx::Connection;
-        let mut raw = fixture.raw().await;
+        let mut raw = port.raw().await;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&mut raw)
             .await

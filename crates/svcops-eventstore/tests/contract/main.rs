@@ -1,7 +1,8 @@
 //! The event-store contract: one suite, run against every adapter.
 //!
-//! `contract_suite!` generates one `#[tokio::test]` per case per adapter (in the modules
-//! `postgres` and `sqlite`), so a failure names both the case and the adapter.
+//! `svcops_testsuite::contract_suite!` generates one `#[tokio::test]` per case per adapter
+//! (in the modules `postgres` and `sqlite`), so a failure names both the case and the
+//! adapter.
 //!
 //! PostgreSQL: the server URL comes from `SVCOPS_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`); every test creates its own database
@@ -18,6 +19,7 @@ use svcops_eventstore::{
     PersonalDataSecret, Position, PostgresStore, RecordedEvent, SqliteStore, StreamId,
     personal_data_secret, read_whole_stream,
 };
+use svcops_testsuite::{ContractFixture, contract_suite};
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -35,7 +37,9 @@ struct PostgresFixture {
     url: String,
 }
 
-impl PostgresFixture {
+impl ContractFixture for PostgresFixture {
+    type Port = Store;
+
     async fn new() -> Self {
         let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
@@ -56,7 +60,7 @@ impl PostgresFixture {
         Self { store, url }
     }
 
-    fn store(&self) -> Store {
+    fn port(&self) -> Store {
         Arc::new(self.store.clone())
     }
 
@@ -77,7 +81,9 @@ struct SqliteFixture {
     dir: tempfile::TempDir,
 }
 
-impl SqliteFixture {
+impl ContractFixture for SqliteFixture {
+    type Port = Store;
+
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let store = SqliteStore::open(&dir.path().join("events.db"))
@@ -86,66 +92,42 @@ impl SqliteFixture {
         Self { store, dir }
     }
 
-    fn store(&self) -> Store {
+    fn port(&self) -> Store {
         Arc::new(self.store.clone())
     }
 
     async fn teardown(self) {}
 }
 
-/// Generates `postgres::<case>` and `sqlite::<case>` tests for every case in `cases`.
-macro_rules! contract_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::PostgresFixture::new().await;
-                    super::cases::$case(fixture.store()).await;
-                    fixture.teardown().await;
-                }
-            )+
-        }
-
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::SqliteFixture::new().await;
-                    super::cases::$case(fixture.store()).await;
-                    fixture.teardown().await;
-                }
-            )+
-        }
-    };
+contract_suite! {
+    adapters: { postgres => PostgresFixture, sqlite => SqliteFixture },
+    cases: [
+        append_to_new_stream_round_trips_everything,
+        empty_payload_round_trips,
+        timestamps_keep_at_least_microseconds,
+        read_stream_from_version_with_limit,
+        no_stream_on_existing_stream_conflicts,
+        exact_version_appends,
+        exact_stale_version_conflicts,
+        exact_version_ahead_conflicts_without_gap,
+        any_appends_after_whatever_is_there,
+        multi_event_append_is_atomic,
+        idempotency_key_returns_first_result,
+        idempotency_key_is_not_used_up_by_a_failed_append,
+        concurrent_appends_at_same_version_exactly_one_wins,
+        a_burst_of_single_appends_each_lands_once_with_its_outbox_row,
+        concurrent_appends_with_same_key_exactly_one_appended,
+        concurrent_any_appends_all_land_without_gaps,
+        read_all_in_position_order_with_limit,
+        unpublished_returns_published_events_until_marked,
+        checkpoints_load_save_overwrite,
+        bad_input_is_invalid,
+        ping_succeeds,
+        an_append_retried_after_it_committed_finds_its_own_events,
+        retries_racing_in_a_burst_find_their_own_events,
+        the_same_key_with_a_different_request_is_refused,
+    ],
 }
-
-contract_suite!(
-    append_to_new_stream_round_trips_everything,
-    empty_payload_round_trips,
-    timestamps_keep_at_least_microseconds,
-    read_stream_from_version_with_limit,
-    no_stream_on_existing_stream_conflicts,
-    exact_version_appends,
-    exact_stale_version_conflicts,
-    exact_version_ahead_conflicts_without_gap,
-    any_appends_after_whatever_is_there,
-    multi_event_append_is_atomic,
-    idempotency_key_returns_first_result,
-    idempotency_key_is_not_used_up_by_a_failed_append,
-    concurrent_appends_at_same_version_exactly_one_wins,
-    a_burst_of_single_appends_each_lands_once_with_its_outbox_row,
-    concurrent_appends_with_same_key_exactly_one_appended,
-    concurrent_any_appends_all_land_without_gaps,
-    read_all_in_position_order_with_limit,
-    unpublished_returns_published_events_until_marked,
-    checkpoints_load_save_overwrite,
-    bad_input_is_invalid,
-    ping_succeeds,
-    an_append_retried_after_it_committed_finds_its_own_events,
-    retries_racing_in_a_burst_find_their_own_events,
-    the_same_key_with_a_different_request_is_refused,
-);
 
 // ---------------------------------------------------------------------------------------
 // Helpers

@@ -1,9 +1,12 @@
 //! Closed-loop tracking of a case (stream `closedloop-<case>`): open until the customer
 //! confirms. Pure.
 
+use std::sync::LazyLock;
+
 use prost::Message;
-use svcops_kit::aggregate::{Aggregate, DecodeError, DomainEvent, NeverRefused, Recorded};
-use svcops_kit::events::decode;
+use svcops_kit::aggregate::{
+    Aggregate, DecodeError, DomainEvent, EventDecoders, NeverRefused, Recorded,
+};
 use svcops_proto::backoffice::v1 as proto;
 use uuid::Uuid;
 
@@ -62,16 +65,17 @@ impl DomainEvent for LoopEvent {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        let Some(opened) = decode::<proto::ClosedLoopItemOpened>(event_type, payload)
-            .map_err(|error| DecodeError::new(event_type, error))?
-        else {
-            return Ok(None);
-        };
-        let case_id = Uuid::parse_str(&opened.case_id)
-            .map_err(|error| DecodeError::new(event_type, error))?;
-        Ok(Some(LoopEvent::Opened { case_id }))
+        DECODERS.decode(event_type, payload)
     }
 }
+
+static DECODERS: LazyLock<EventDecoders<LoopEvent>> = LazyLock::new(|| {
+    EventDecoders::new().on::<proto::ClosedLoopItemOpened>(|event_type, opened| {
+        let case_id = Uuid::parse_str(&opened.case_id)
+            .map_err(|error| DecodeError::new(event_type, error))?;
+        Ok(LoopEvent::Opened { case_id })
+    })
+});
 
 #[cfg(test)]
 mod tests {

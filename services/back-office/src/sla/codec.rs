@@ -1,8 +1,10 @@
 //! SLA clock events <-> protobuf.
 
+use std::sync::LazyLock;
+
 use prost::Message;
-use svcops_kit::aggregate::{DecodeError, DomainEvent};
-use svcops_kit::events::{decode, from_timestamp, to_timestamp};
+use svcops_kit::aggregate::{DecodeError, DomainEvent, EventDecoders};
+use svcops_kit::events::{from_timestamp, to_timestamp};
 use svcops_proto::backoffice::v1 as proto;
 use svcops_proto::common::v1 as common;
 use time::OffsetDateTime;
@@ -58,6 +60,33 @@ fn named<M: Message + prost::Name>(message: &M) -> (String, Vec<u8>) {
     (M::full_name(), message.encode_to_vec())
 }
 
+static DECODERS: LazyLock<EventDecoders<SlaEvent>> = LazyLock::new(|| {
+    EventDecoders::new()
+        .on::<proto::SlaClockStarted>(|event_type, started| {
+            Ok(SlaEvent::Started {
+                case_id: uuid(event_type, &started.case_id)?,
+                policy: started.policy,
+                priority: priority_from_proto(event_type, started.priority)?,
+                started_at: time(event_type, started.started_at.as_ref())?,
+                first_response_due: time(event_type, started.first_response_due.as_ref())?,
+                resolution_due: time(event_type, started.resolution_due.as_ref())?,
+            })
+        })
+        .on::<proto::SlaOnSiteTargetSet>(|event_type, on_site| {
+            Ok(SlaEvent::OnSiteTargetSet {
+                case_id: uuid(event_type, &on_site.case_id)?,
+                work_order_id: uuid(event_type, &on_site.work_order_id)?,
+                on_site_due: time(event_type, on_site.on_site_due.as_ref())?,
+            })
+        })
+        .on::<proto::SlaWorkOrderAwaitingCase>(|event_type, awaiting| {
+            Ok(SlaEvent::WorkOrderAwaitingCase {
+                case_id: uuid(event_type, &awaiting.case_id)?,
+                work_order_id: uuid(event_type, &awaiting.work_order_id)?,
+            })
+        })
+});
+
 impl DomainEvent for SlaEvent {
     fn encode(&self) -> (String, Vec<u8>) {
         match self {
@@ -96,36 +125,6 @@ impl DomainEvent for SlaEvent {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        let corrupt = |error: prost::DecodeError| DecodeError::new(event_type, error);
-        if let Some(started) =
-            decode::<proto::SlaClockStarted>(event_type, payload).map_err(corrupt)?
-        {
-            return Ok(Some(SlaEvent::Started {
-                case_id: uuid(event_type, &started.case_id)?,
-                policy: started.policy,
-                priority: priority_from_proto(event_type, started.priority)?,
-                started_at: time(event_type, started.started_at.as_ref())?,
-                first_response_due: time(event_type, started.first_response_due.as_ref())?,
-                resolution_due: time(event_type, started.resolution_due.as_ref())?,
-            }));
-        }
-        if let Some(on_site) =
-            decode::<proto::SlaOnSiteTargetSet>(event_type, payload).map_err(corrupt)?
-        {
-            return Ok(Some(SlaEvent::OnSiteTargetSet {
-                case_id: uuid(event_type, &on_site.case_id)?,
-                work_order_id: uuid(event_type, &on_site.work_order_id)?,
-                on_site_due: time(event_type, on_site.on_site_due.as_ref())?,
-            }));
-        }
-        if let Some(awaiting) =
-            decode::<proto::SlaWorkOrderAwaitingCase>(event_type, payload).map_err(corrupt)?
-        {
-            return Ok(Some(SlaEvent::WorkOrderAwaitingCase {
-                case_id: uuid(event_type, &awaiting.case_id)?,
-                work_order_id: uuid(event_type, &awaiting.work_order_id)?,
-            }));
-        }
-        Ok(None)
+        DECODERS.decode(event_type, payload)
     }
 }

@@ -1,7 +1,9 @@
 //! Case events and values <-> protobuf, for stored events and for the gRPC edge.
 
+use std::sync::LazyLock;
+
 use prost::{Message, Name};
-use svcops_kit::aggregate::{DecodeError, DomainEvent};
+use svcops_kit::aggregate::{DecodeError, DomainEvent, EventDecoders};
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
@@ -169,6 +171,12 @@ fn flagged(event_type: &str, flagged: proto::CaseFlagged) -> Result<CaseEvent, D
     })
 }
 
+static DECODERS: LazyLock<EventDecoders<CaseEvent>> = LazyLock::new(|| {
+    EventDecoders::new()
+        .on::<proto::CaseOpened>(opened)
+        .on::<proto::CaseFlagged>(flagged)
+});
+
 impl DomainEvent for CaseEvent {
     fn encode(&self) -> (String, Vec<u8>) {
         match self {
@@ -206,20 +214,7 @@ impl DomainEvent for CaseEvent {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        fn payload_of<M: Message + Default>(
-            event_type: &str,
-            payload: &[u8],
-        ) -> Result<M, DecodeError> {
-            M::decode(payload).map_err(|error| DecodeError::new(event_type, error))
-        }
-        let event = if event_type == proto::CaseOpened::full_name() {
-            opened(event_type, payload_of(event_type, payload)?)?
-        } else if event_type == proto::CaseFlagged::full_name() {
-            flagged(event_type, payload_of(event_type, payload)?)?
-        } else {
-            return Ok(None);
-        };
-        Ok(Some(event))
+        DECODERS.decode(event_type, payload)
     }
 }
 

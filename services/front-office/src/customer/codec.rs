@@ -1,11 +1,21 @@
 //! Customer events <-> protobuf.
 
+use std::sync::LazyLock;
+
 use prost::{Message, Name};
-use svcops_kit::aggregate::{DecodeError, DomainEvent};
+use svcops_kit::aggregate::{DecodeError, DomainEvent, EventDecoders};
 use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
 use super::CustomerEvent;
+
+static DECODERS: LazyLock<EventDecoders<CustomerEvent>> = LazyLock::new(|| {
+    EventDecoders::new().on::<proto::CustomerDataErased>(|event_type, record| {
+        let key_id =
+            Uuid::parse_str(&record.key_id).map_err(|error| DecodeError::new(event_type, error))?;
+        Ok(CustomerEvent::DataErased { key_id })
+    })
+});
 
 impl DomainEvent for CustomerEvent {
     fn encode(&self) -> (String, Vec<u8>) {
@@ -21,13 +31,6 @@ impl DomainEvent for CustomerEvent {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        if event_type != proto::CustomerDataErased::full_name() {
-            return Ok(None);
-        }
-        let record = proto::CustomerDataErased::decode(payload)
-            .map_err(|error| DecodeError::new(event_type, error))?;
-        let key_id =
-            Uuid::parse_str(&record.key_id).map_err(|error| DecodeError::new(event_type, error))?;
-        Ok(Some(CustomerEvent::DataErased { key_id }))
+        DECODERS.decode(event_type, payload)
     }
 }

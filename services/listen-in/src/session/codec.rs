@@ -1,8 +1,9 @@
 //! Listen session events <-> protobuf.
 
+use std::sync::LazyLock;
+
 use prost::Message;
-use svcops_kit::aggregate::{DecodeError, DomainEvent};
-use svcops_kit::events::decode;
+use svcops_kit::aggregate::{DecodeError, DomainEvent, EventDecoders};
 use svcops_proto::listenin::v1 as proto;
 use uuid::Uuid;
 
@@ -56,6 +57,23 @@ impl TryFrom<proto::ListenSessionStarted> for Started {
     }
 }
 
+static DECODERS: LazyLock<EventDecoders<Event>> = LazyLock::new(|| {
+    EventDecoders::new()
+        .on::<proto::ListenSessionStarted>(|event_type, started| {
+            Started::try_from(started)
+                .map(Event::Started)
+                .map_err(|error| DecodeError::new(event_type, error))
+        })
+        .on::<proto::ListenSessionEnded>(|event_type, ended| {
+            let corrupt = |error: uuid::Error| DecodeError::new(event_type, error);
+            Ok(Event::Ended(Ended {
+                session_id: Uuid::parse_str(&ended.session_id).map_err(corrupt)?,
+                case_id: Uuid::parse_str(&ended.case_id).map_err(corrupt)?,
+                reason: ended.reason,
+            }))
+        })
+});
+
 impl DomainEvent for Event {
     fn encode(&self) -> (String, Vec<u8>) {
         match self {
@@ -71,23 +89,6 @@ impl DomainEvent for Event {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        let corrupt = |reason: &dyn std::fmt::Display| DecodeError::new(event_type, reason);
-        if let Some(started) = decode::<proto::ListenSessionStarted>(event_type, payload)
-            .map_err(|error| corrupt(&error))?
-        {
-            return Started::try_from(started)
-                .map(|started| Some(Event::Started(started)))
-                .map_err(|error| corrupt(&error));
-        }
-        let Some(ended) = decode::<proto::ListenSessionEnded>(event_type, payload)
-            .map_err(|error| corrupt(&error))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Event::Ended(Ended {
-            session_id: Uuid::parse_str(&ended.session_id).map_err(|e| corrupt(&e))?,
-            case_id: Uuid::parse_str(&ended.case_id).map_err(|e| corrupt(&e))?,
-            reason: ended.reason,
-        })))
+        DECODERS.decode(event_type, payload)
     }
 }

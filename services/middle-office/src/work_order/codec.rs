@@ -1,7 +1,9 @@
 //! Work order events <-> protobuf.
 
+use std::sync::LazyLock;
+
 use prost::Message;
-use svcops_kit::aggregate::{DecodeError, DomainEvent};
+use svcops_kit::aggregate::{DecodeError, DomainEvent, EventDecoders};
 use svcops_proto::middleoffice::v1 as proto;
 use uuid::Uuid;
 
@@ -15,6 +17,25 @@ impl From<Kind> for proto::WorkOrderKind {
         }
     }
 }
+
+static DECODERS: LazyLock<EventDecoders<Event>> = LazyLock::new(|| {
+    EventDecoders::new().on::<proto::WorkOrderOpened>(|event_type, opened| {
+        let corrupt = |reason: &dyn std::fmt::Display| DecodeError::new(event_type, reason);
+        let kind = match proto::WorkOrderKind::try_from(opened.kind) {
+            Ok(proto::WorkOrderKind::Repair) => Kind::Repair,
+            Ok(proto::WorkOrderKind::Installation) => Kind::Installation,
+            _ => return Err(corrupt(&"unknown work order kind")),
+        };
+        Ok(Event::Opened(WorkOrderDetails {
+            work_order_id: Uuid::parse_str(&opened.work_order_id).map_err(|e| corrupt(&e))?,
+            case_id: Uuid::parse_str(&opened.case_id).map_err(|e| corrupt(&e))?,
+            kind,
+            product: opened.product,
+            serial_number: opened.serial_number,
+            summary: opened.summary,
+        }))
+    })
+});
 
 impl DomainEvent for Event {
     fn encode(&self) -> (String, Vec<u8>) {
@@ -35,25 +56,6 @@ impl DomainEvent for Event {
     }
 
     fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, DecodeError> {
-        let corrupt = |reason: &dyn std::fmt::Display| DecodeError::new(event_type, reason);
-        let Some(opened) =
-            svcops_kit::events::decode::<proto::WorkOrderOpened>(event_type, payload)
-                .map_err(|error| corrupt(&error))?
-        else {
-            return Ok(None);
-        };
-        let kind = match proto::WorkOrderKind::try_from(opened.kind) {
-            Ok(proto::WorkOrderKind::Repair) => Kind::Repair,
-            Ok(proto::WorkOrderKind::Installation) => Kind::Installation,
-            _ => return Err(corrupt(&"unknown work order kind")),
-        };
-        Ok(Some(Event::Opened(WorkOrderDetails {
-            work_order_id: Uuid::parse_str(&opened.work_order_id).map_err(|e| corrupt(&e))?,
-            case_id: Uuid::parse_str(&opened.case_id).map_err(|e| corrupt(&e))?,
-            kind,
-            product: opened.product,
-            serial_number: opened.serial_number,
-            summary: opened.summary,
-        })))
+        DECODERS.decode(event_type, payload)
     }
 }
