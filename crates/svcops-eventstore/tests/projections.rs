@@ -17,6 +17,7 @@ use svcops_eventstore::{
     Append, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresStore,
     RecordedEvent, SqliteStore, StreamId,
 };
+use svcops_testsuite::{ContractFixture, contract_suite};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +44,9 @@ struct PostgresFixture {
     url: String,
 }
 
-impl PostgresFixture {
+impl ContractFixture for PostgresFixture {
+    type Port = Adapter;
+
     async fn new() -> Self {
         let server = std::env::var("SVCOPS_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
@@ -58,7 +61,7 @@ impl PostgresFixture {
         Self { store, url }
     }
 
-    fn adapter(&self) -> Adapter {
+    fn port(&self) -> Adapter {
         Adapter {
             store: Arc::new(self.store.clone()),
             read_models: Arc::new(self.store.clone()),
@@ -78,7 +81,9 @@ struct SqliteFixture {
     _dir: tempfile::TempDir,
 }
 
-impl SqliteFixture {
+impl ContractFixture for SqliteFixture {
+    type Port = Adapter;
+
     async fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = SqliteStore::open(&dir.path().join("events.db"))
@@ -87,7 +92,7 @@ impl SqliteFixture {
         Self { store, _dir: dir }
     }
 
-    fn adapter(&self) -> Adapter {
+    fn port(&self) -> Adapter {
         Adapter {
             store: Arc::new(self.store.clone()),
             read_models: Arc::new(self.store.clone()),
@@ -100,47 +105,18 @@ impl SqliteFixture {
     }
 }
 
-macro_rules! projection_suite {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::PostgresFixture::new().await;
-                    tokio::time::timeout(super::CASE_TIMEOUT, super::$case(fixture.adapter()))
-                        .await
-                        .expect("the case finishes");
-                    fixture.teardown().await;
-                }
-            )+
-        }
-
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let fixture = super::SqliteFixture::new().await;
-                    tokio::time::timeout(super::CASE_TIMEOUT, super::$case(fixture.adapter()))
-                        .await
-                        .expect("the case finishes");
-                    fixture.teardown().await;
-                }
-            )+
-        }
-    };
+contract_suite! {
+    adapters: { postgres => PostgresFixture, sqlite => SqliteFixture },
+    cases: [
+        every_event_is_applied_once_in_position_order,
+        a_failed_batch_leaves_neither_rows_nor_checkpoint,
+        a_runner_killed_mid_batch_neither_skips_nor_reapplies,
+        a_commit_out_of_position_order_is_never_passed,
+        two_runners_on_one_generation_apply_each_event_once,
+        a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole,
+        a_new_version_replaces_the_old_once_caught_up,
+    ],
 }
-
-const CASE_TIMEOUT: Duration = Duration::from_secs(120);
-
-projection_suite!(
-    every_event_is_applied_once_in_position_order,
-    a_failed_batch_leaves_neither_rows_nor_checkpoint,
-    a_runner_killed_mid_batch_neither_skips_nor_reapplies,
-    a_commit_out_of_position_order_is_never_passed,
-    two_runners_on_one_generation_apply_each_event_once,
-    a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole,
-    a_new_version_replaces_the_old_once_caught_up,
-);
 
 // ---------------------------------------------------------------------------------------
 // A projection that records what it saw
@@ -345,255 +321,261 @@ async fn table_exists(adapter: &Adapter, name: &str) -> bool {
 // Cases
 // ---------------------------------------------------------------------------------------
 
-async fn every_event_is_applied_once_in_position_order(adapter: Adapter) {
-    append_some(&adapter, 40).await;
-    let projection = Arc::new(Seen::new());
-    let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
-    let read_model = projector.read_model();
-    let tables = read_model.caught_up(WAIT).await.expect("catches up");
-    assert_applied_exactly_once(&adapter, &tables).await;
-    assert!(
-        projection.batches.load(Ordering::SeqCst) >= 40 / 7,
-        "applied in batches of at most 7"
-    );
+mod cases {
+    use super::*;
 
-    // It follows what comes next, and a reader reads its own write.
-    append_some(&adapter, 5).await;
-    let tables = read_model.caught_up(WAIT).await.expect("catches up");
-    assert_applied_exactly_once(&adapter, &tables).await;
-    let statuses = projection::projection_statuses(adapter.read_models.as_ref())
-        .await
-        .expect("statuses");
-    assert_eq!(statuses.len(), 1);
-    assert_eq!(
-        statuses[0].checkpoint,
-        adapter.store.head().await.expect("head")
-    );
-    shutdown.cancel();
-    projector.stopped().await;
-}
+    pub async fn every_event_is_applied_once_in_position_order(adapter: Adapter) {
+        append_some(&adapter, 40).await;
+        let projection = Arc::new(Seen::new());
+        let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
+        let read_model = projector.read_model();
+        let tables = read_model.caught_up(WAIT).await.expect("catches up");
+        assert_applied_exactly_once(&adapter, &tables).await;
+        assert!(
+            projection.batches.load(Ordering::SeqCst) >= 40 / 7,
+            "applied in batches of at most 7"
+        );
 
-async fn a_failed_batch_leaves_neither_rows_nor_checkpoint(adapter: Adapter) {
-    append_some(&adapter, 20).await;
-    let fail_at = adapter.store.read_all(0, 100).await.expect("read")[10].position;
-    // Fails once in the middle of the second batch (positions 8..=14), then succeeds.
-    let projection = Arc::new(Seen {
-        fail_once_at: Some(fail_at),
-        ..Seen::new()
-    });
-    let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
-    let tables = projector
-        .read_model()
-        .caught_up(WAIT)
-        .await
-        .expect("catches up after the failure");
-    assert!(projection.failed.load(Ordering::SeqCst), "it did fail once");
-    // The rows the failed attempt wrote before failing rolled back with it.
-    assert_applied_exactly_once(&adapter, &tables).await;
-    shutdown.cancel();
-    projector.stopped().await;
-}
-
-async fn a_runner_killed_mid_batch_neither_skips_nor_reapplies(adapter: Adapter) {
-    append_some(&adapter, 30).await;
-    let hang_at = adapter.store.read_all(0, 100).await.expect("read")[17].position;
-    let hanging = Arc::new(Seen {
-        hang_at: Some(hang_at),
-        ..Seen::new()
-    });
-    let (crashed, _shutdown) = start(&adapter, hanging.clone(), settings()).await;
-    // Inside the third batch, with some of its rows written: the process dies.
-    tokio::time::timeout(WAIT, hanging.hanging.notified())
-        .await
-        .expect("the runner reaches the event it hangs at");
-    crashed.abort();
-    crashed.stopped().await;
-    let (tables, checkpoint) = crashed.read_model().live().await.expect("live");
-    assert!(
-        checkpoint < hang_at,
-        "the checkpoint ({checkpoint}) passed the batch that never committed"
-    );
-
-    // The next process carries on from the last whole batch.
-    let (restarted, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let caught_up = restarted
-        .read_model()
-        .caught_up(WAIT)
-        .await
-        .expect("catches up");
-    assert_eq!(caught_up, tables, "the same generation");
-    assert_applied_exactly_once(&adapter, &tables).await;
-    shutdown.cancel();
-    restarted.stopped().await;
-}
-
-async fn a_commit_out_of_position_order_is_never_passed(adapter: Adapter) {
-    append_some(&adapter, 3).await;
-    let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let read_model = projector.read_model();
-    read_model.caught_up(WAIT).await.expect("catches up");
-
-    // A writer takes the next position and stays open.
-    let held = HeldWrite::begin(&adapter).await;
-    // Another append is written meanwhile (on PostgreSQL it commits first, with the higher
-    // position; SQLite's one writer makes it wait).
-    let store = adapter.store.clone();
-    let later = tokio::spawn(async move {
-        store
-            .append(Append::new(
-                StreamId::for_aggregate("later", Uuid::new_v4()),
-                ExpectedVersion::NoStream,
-                vec![event()],
-            ))
+        // It follows what comes next, and a reader reads its own write.
+        append_some(&adapter, 5).await;
+        let tables = read_model.caught_up(WAIT).await.expect("catches up");
+        assert_applied_exactly_once(&adapter, &tables).await;
+        let statuses = projection::projection_statuses(adapter.read_models.as_ref())
             .await
-            .expect("the later append lands")
-    });
-    // Give the runner every chance to pass the held position: were it reading up to the
-    // head, it would apply the later event and move its checkpoint past the held one.
-    for _ in 0..25 {
-        read_model.caught_up(Duration::from_millis(1)).await.ok();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .expect("statuses");
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(
+            statuses[0].checkpoint,
+            adapter.store.head().await.expect("head")
+        );
+        shutdown.cancel();
+        projector.stopped().await;
     }
-    let (tables, checkpoint) = read_model.live().await.expect("live");
-    assert!(
-        checkpoint < held.position,
-        "the checkpoint ({checkpoint}) passed a position ({}) still being written",
-        held.position
-    );
 
-    held.commit().await;
-    later.await.expect("the later append");
-    let caught_up = read_model.caught_up(WAIT).await.expect("catches up");
-    assert_eq!(caught_up, tables);
-    assert_applied_exactly_once(&adapter, &tables).await;
-    shutdown.cancel();
-    projector.stopped().await;
-}
-
-async fn two_runners_on_one_generation_apply_each_event_once(adapter: Adapter) {
-    // Two replicas of one office run the same projection against one database.
-    let (first, first_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let (second, second_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let writers: Vec<_> = (0..4)
-        .map(|_| {
-            let adapter = adapter.clone();
-            tokio::spawn(async move { append_some(&adapter, 25).await })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.expect("writer");
-    }
-    let tables = first
-        .read_model()
-        .caught_up(WAIT)
-        .await
-        .expect("first catches up");
-    assert_eq!(
-        second
+    pub async fn a_failed_batch_leaves_neither_rows_nor_checkpoint(adapter: Adapter) {
+        append_some(&adapter, 20).await;
+        let fail_at = adapter.store.read_all(0, 100).await.expect("read")[10].position;
+        // Fails once in the middle of the second batch (positions 8..=14), then succeeds.
+        let projection = Arc::new(Seen {
+            fail_once_at: Some(fail_at),
+            ..Seen::new()
+        });
+        let (projector, shutdown) = start(&adapter, projection.clone(), settings()).await;
+        let tables = projector
             .read_model()
             .caught_up(WAIT)
             .await
-            .expect("second catches up"),
-        tables
-    );
-    assert_applied_exactly_once(&adapter, &tables).await;
-    first_shutdown.cancel();
-    second_shutdown.cancel();
-    first.stopped().await;
-    second.stopped().await;
-}
-
-async fn a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole(adapter: Adapter) {
-    append_some(&adapter, 30).await;
-    let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let read_model = projector.read_model();
-    let before = read_model.caught_up(WAIT).await.expect("catches up");
-
-    let building = projector.rebuild().await.expect("a rebuild starts");
-    assert_eq!(building.generation, before.generation() + 1);
-    // Until it is caught up, readers keep reading the whole live generation.
-    loop {
-        let (live, _) = read_model.live().await.expect("live");
-        if live.generation() == building.generation {
-            break;
-        }
-        assert_eq!(live, before);
-        assert_applied_exactly_once(&adapter, &live).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+            .expect("catches up after the failure");
+        assert!(projection.failed.load(Ordering::SeqCst), "it did fail once");
+        // The rows the failed attempt wrote before failing rolled back with it.
+        assert_applied_exactly_once(&adapter, &tables).await;
+        shutdown.cancel();
+        projector.stopped().await;
     }
-    let after = read_model.caught_up(WAIT).await.expect("caught up");
-    assert_eq!(after.generation(), building.generation);
-    assert_applied_exactly_once(&adapter, &after).await;
-    // The replaced generation's tables go.
-    let old = before.name("events");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while table_exists(&adapter, &old).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{old} was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let statuses = projection::projection_statuses(adapter.read_models.as_ref())
-        .await
-        .expect("statuses");
-    assert_eq!(statuses.len(), 1, "{statuses:?}");
-    shutdown.cancel();
-    projector.stopped().await;
-}
 
-async fn a_new_version_replaces_the_old_once_caught_up(adapter: Adapter) {
-    append_some(&adapter, 30).await;
-    let (old, old_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    let old_tables = old
-        .read_model()
-        .caught_up(WAIT)
-        .await
-        .expect("v1 catches up");
-    old_shutdown.cancel();
-    old.stopped().await;
-
-    let (new, shutdown) = start(
-        &adapter,
-        Arc::new(Seen {
-            version: 2,
+    pub async fn a_runner_killed_mid_batch_neither_skips_nor_reapplies(adapter: Adapter) {
+        append_some(&adapter, 30).await;
+        let hang_at = adapter.store.read_all(0, 100).await.expect("read")[17].position;
+        let hanging = Arc::new(Seen {
+            hang_at: Some(hang_at),
             ..Seen::new()
-        }),
-        settings(),
-    )
-    .await;
-    let tables = new
-        .read_model()
-        .caught_up(WAIT)
-        .await
-        .expect("v2 catches up");
-    assert_eq!(tables.generation(), old_tables.generation() + 1);
-    assert_applied_exactly_once(&adapter, &tables).await;
-    let versions = adapter
-        .read_models
-        .query(
-            &tables.sql("SELECT DISTINCT projection_version FROM {events}"),
-            &[],
-        )
-        .await
-        .expect("read");
-    assert_eq!(versions.len(), 1);
-    assert_eq!(
-        versions[0].integer(0).expect("version"),
-        2,
-        "built by v2 alone"
-    );
+        });
+        let (crashed, _shutdown) = start(&adapter, hanging.clone(), settings()).await;
+        // Inside the third batch, with some of its rows written: the process dies.
+        tokio::time::timeout(WAIT, hanging.hanging.notified())
+            .await
+            .expect("the runner reaches the event it hangs at");
+        crashed.abort();
+        crashed.stopped().await;
+        let (tables, checkpoint) = crashed.read_model().live().await.expect("live");
+        assert!(
+            checkpoint < hang_at,
+            "the checkpoint ({checkpoint}) passed the batch that never committed"
+        );
 
-    // A v1 process started now neither builds nor reads: v2 is live.
-    let (stale, stale_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
-    match stale.read_model().live().await {
-        Err(Error::ReadModelNotReady { .. }) => {}
-        other => panic!("an old version read a newer generation: {other:?}"),
+        // The next process carries on from the last whole batch.
+        let (restarted, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let caught_up = restarted
+            .read_model()
+            .caught_up(WAIT)
+            .await
+            .expect("catches up");
+        assert_eq!(caught_up, tables, "the same generation");
+        assert_applied_exactly_once(&adapter, &tables).await;
+        shutdown.cancel();
+        restarted.stopped().await;
     }
-    stale_shutdown.cancel();
-    stale.stopped().await;
-    shutdown.cancel();
-    new.stopped().await;
+
+    pub async fn a_commit_out_of_position_order_is_never_passed(adapter: Adapter) {
+        append_some(&adapter, 3).await;
+        let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let read_model = projector.read_model();
+        read_model.caught_up(WAIT).await.expect("catches up");
+
+        // A writer takes the next position and stays open.
+        let held = HeldWrite::begin(&adapter).await;
+        // Another append is written meanwhile (on PostgreSQL it commits first, with the higher
+        // position; SQLite's one writer makes it wait).
+        let store = adapter.store.clone();
+        let later = tokio::spawn(async move {
+            store
+                .append(Append::new(
+                    StreamId::for_aggregate("later", Uuid::new_v4()),
+                    ExpectedVersion::NoStream,
+                    vec![event()],
+                ))
+                .await
+                .expect("the later append lands")
+        });
+        // Give the runner every chance to pass the held position: were it reading up to the
+        // head, it would apply the later event and move its checkpoint past the held one.
+        for _ in 0..25 {
+            read_model.caught_up(Duration::from_millis(1)).await.ok();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (tables, checkpoint) = read_model.live().await.expect("live");
+        assert!(
+            checkpoint < held.position,
+            "the checkpoint ({checkpoint}) passed a position ({}) still being written",
+            held.position
+        );
+
+        held.commit().await;
+        later.await.expect("the later append");
+        let caught_up = read_model.caught_up(WAIT).await.expect("catches up");
+        assert_eq!(caught_up, tables);
+        assert_applied_exactly_once(&adapter, &tables).await;
+        shutdown.cancel();
+        projector.stopped().await;
+    }
+
+    pub async fn two_runners_on_one_generation_apply_each_event_once(adapter: Adapter) {
+        // Two replicas of one office run the same projection against one database.
+        let (first, first_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let (second, second_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let adapter = adapter.clone();
+                tokio::spawn(async move { append_some(&adapter, 25).await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        let tables = first
+            .read_model()
+            .caught_up(WAIT)
+            .await
+            .expect("first catches up");
+        assert_eq!(
+            second
+                .read_model()
+                .caught_up(WAIT)
+                .await
+                .expect("second catches up"),
+            tables
+        );
+        assert_applied_exactly_once(&adapter, &tables).await;
+        first_shutdown.cancel();
+        second_shutdown.cancel();
+        first.stopped().await;
+        second.stopped().await;
+    }
+
+    pub async fn a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole(
+        adapter: Adapter,
+    ) {
+        append_some(&adapter, 30).await;
+        let (projector, shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let read_model = projector.read_model();
+        let before = read_model.caught_up(WAIT).await.expect("catches up");
+
+        let building = projector.rebuild().await.expect("a rebuild starts");
+        assert_eq!(building.generation, before.generation() + 1);
+        // Until it is caught up, readers keep reading the whole live generation.
+        loop {
+            let (live, _) = read_model.live().await.expect("live");
+            if live.generation() == building.generation {
+                break;
+            }
+            assert_eq!(live, before);
+            assert_applied_exactly_once(&adapter, &live).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let after = read_model.caught_up(WAIT).await.expect("caught up");
+        assert_eq!(after.generation(), building.generation);
+        assert_applied_exactly_once(&adapter, &after).await;
+        // The replaced generation's tables go.
+        let old = before.name("events");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while table_exists(&adapter, &old).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{old} was never dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let statuses = projection::projection_statuses(adapter.read_models.as_ref())
+            .await
+            .expect("statuses");
+        assert_eq!(statuses.len(), 1, "{statuses:?}");
+        shutdown.cancel();
+        projector.stopped().await;
+    }
+
+    pub async fn a_new_version_replaces_the_old_once_caught_up(adapter: Adapter) {
+        append_some(&adapter, 30).await;
+        let (old, old_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        let old_tables = old
+            .read_model()
+            .caught_up(WAIT)
+            .await
+            .expect("v1 catches up");
+        old_shutdown.cancel();
+        old.stopped().await;
+
+        let (new, shutdown) = start(
+            &adapter,
+            Arc::new(Seen {
+                version: 2,
+                ..Seen::new()
+            }),
+            settings(),
+        )
+        .await;
+        let tables = new
+            .read_model()
+            .caught_up(WAIT)
+            .await
+            .expect("v2 catches up");
+        assert_eq!(tables.generation(), old_tables.generation() + 1);
+        assert_applied_exactly_once(&adapter, &tables).await;
+        let versions = adapter
+            .read_models
+            .query(
+                &tables.sql("SELECT DISTINCT projection_version FROM {events}"),
+                &[],
+            )
+            .await
+            .expect("read");
+        assert_eq!(versions.len(), 1);
+        assert_eq!(
+            versions[0].integer(0).expect("version"),
+            2,
+            "built by v2 alone"
+        );
+
+        // A v1 process started now neither builds nor reads: v2 is live.
+        let (stale, stale_shutdown) = start(&adapter, Arc::new(Seen::new()), settings()).await;
+        match stale.read_model().live().await {
+            Err(Error::ReadModelNotReady { .. }) => {}
+            other => panic!("an old version read a newer generation: {other:?}"),
+        }
+        stale_shutdown.cancel();
+        stale.stopped().await;
+        shutdown.cancel();
+        new.stopped().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------
