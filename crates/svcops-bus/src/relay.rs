@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svcops_eventstore::EventStore;
+use svcops_eventstore::lease::{self, LeaseSettings};
+use svcops_eventstore::read_model::ReadModels;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -74,10 +76,44 @@ impl Relay {
         Ok(batch.len())
     }
 
-    /// Runs until `shutdown`, then drains what is left (best effort) and returns.
+    /// Relays while this replica holds the outbox's lease (`relay:<topic>` in the store's
+    /// database), so several replicas of an office relay one at a time: the holder until it
+    /// stops or dies, then another within the lease's expiry. A replica that loses the lease
+    /// stops before its next batch, without a last flush; one that stops gracefully flushes
+    /// and releases it. Per-case order holds across a takeover: the next holder starts from
+    /// the outbox, where every event not yet acknowledged still is.
+    pub async fn run_leased(
+        self,
+        read_models: Arc<dyn ReadModels>,
+        replica: String,
+        shutdown: CancellationToken,
+    ) {
+        let name = format!("relay:{}", self.topic);
+        let relay = &self;
+        lease::run_while_held(
+            read_models,
+            name,
+            replica,
+            LeaseSettings::default(),
+            shutdown,
+            |guard| async move { relay.serve(guard.stop.clone(), Some(guard.lost)).await },
+        )
+        .await;
+    }
+
+    /// Runs until `shutdown`, then drains what is left (best effort) and returns. Alone on
+    /// its outbox: with replicas, use [`Relay::run_leased`].
     pub async fn run(self, shutdown: CancellationToken) {
+        self.serve(shutdown, None).await;
+    }
+
+    async fn serve(&self, shutdown: CancellationToken, lost: Option<CancellationToken>) {
+        let lost = lost.unwrap_or_default();
         let mut backoff = Duration::from_millis(50);
         loop {
+            if lost.is_cancelled() || shutdown.is_cancelled() {
+                break;
+            }
             match self.publish_once().await {
                 Ok(count) if count > 0 => {
                     backoff = Duration::from_millis(50);
@@ -101,9 +137,10 @@ impl Relay {
                 }
             }
         }
-        // Flush on the way out so a graceful stop leaves nothing in the outbox it could send.
+        // Flush on the way out so a graceful stop leaves nothing in the outbox it could send;
+        // not once the lease is lost: another replica relays now.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline {
+        while tokio::time::Instant::now() < deadline && !lost.is_cancelled() {
             match tokio::time::timeout_at(deadline, self.publish_once()).await {
                 Ok(Ok(0)) | Err(_) => break,
                 Ok(Ok(_)) => {}

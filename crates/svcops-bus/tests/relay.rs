@@ -216,3 +216,104 @@ async fn relay_publishes_in_position_order_and_keeps_metadata() {
     store.pool().close().await;
     let _ = sqlx::Postgres::drop_database(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_relay_one_at_a_time_and_a_takeover_keeps_per_stream_order() {
+    use std::collections::{HashMap, HashSet};
+    use tokio_util::sync::CancellationToken;
+
+    let url = database_url();
+    let store = PostgresStore::connect(&url, 8)
+        .await
+        .expect("PostgreSQL reachable (see DESIGN §7)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = Arc::new(
+        EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("embedded bus"),
+    );
+    let mut subscription = bus
+        .subscribe("observer", &[TOPIC])
+        .await
+        .expect("subscribe");
+    // Two replicas of one office, each with its relay on the one outbox.
+    let replica = |name: &str, shutdown: CancellationToken| {
+        let relay = Relay::new(Arc::new(store.clone()), bus.clone(), TOPIC, SOURCE);
+        tokio::spawn(relay.run_leased(Arc::new(store.clone()), name.to_owned(), shutdown))
+    };
+    let shutdown = CancellationToken::new();
+    let first = replica("replica-a", shutdown.clone());
+    let second = replica("replica-b", shutdown.clone());
+
+    let streams: Vec<StreamId> = (0..10)
+        .map(|_| StreamId::for_aggregate("case", Uuid::now_v7()))
+        .collect();
+    let mut appended: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for round in 0..30 {
+        for stream in &streams {
+            let event = new_event("svcops.test.v1.Step");
+            appended
+                .entry(stream.to_string())
+                .or_default()
+                .push(event.event_id);
+            store
+                .append(Append::new(
+                    stream.clone(),
+                    ExpectedVersion::Any,
+                    vec![event],
+                ))
+                .await
+                .expect("append");
+        }
+        if round == 10 {
+            // Whichever replica holds the lease dies now: both tasks are candidates, so kill
+            // the holder by asking the database who it is.
+            let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+                .bind(format!("relay:{TOPIC}"))
+                .fetch_one(store.pool())
+                .await
+                .expect("a replica holds the relay lease");
+            if holder == "replica-a" {
+                first.abort();
+            } else {
+                second.abort();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Every event arrives; per stream, first arrivals keep the stream's order (a takeover
+    // may repeat what the dead holder published but had not marked: consumers dedupe).
+    let expected: usize = appended.values().map(Vec::len).sum();
+    let mut seen = HashSet::new();
+    let mut arrived: HashMap<String, Vec<Uuid>> = HashMap::new();
+    while seen.len() < expected {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+            .await
+            .expect("every event arrives, the takeover included")
+            .expect("delivery");
+        let event = envelope::from_message(&delivery.message).expect("decodes");
+        if seen.insert(event.event_id) {
+            arrived
+                .entry(event.stream_id)
+                .or_default()
+                .push(event.event_id);
+        }
+    }
+    assert_eq!(arrived, appended);
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+        .bind(format!("relay:{TOPIC}"))
+        .fetch_one(store.pool())
+        .await
+        .expect("lease");
+    assert!(
+        !first.is_finished() || !second.is_finished(),
+        "one replica lives"
+    );
+    assert!(holder == "replica-a" || holder == "replica-b");
+    shutdown.cancel();
+    let _ = first.await;
+    let _ = second.await;
+    store.pool().close().await;
+    let _ = sqlx::Postgres::drop_database(&url).await;
+}

@@ -14,6 +14,7 @@
 //!   the order transactions committed in, so the relay can never skip one.
 
 mod group_commit;
+pub mod lease;
 pub mod personal_data_secret;
 mod postgres;
 pub mod projection;

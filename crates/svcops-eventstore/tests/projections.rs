@@ -1,4 +1,6 @@
-//! The projection runner's contract, run against both adapters: every event applied exactly
+//! The read-model port's contract, run against both adapters. Leases: one holder at a
+//! time, takeover after expiry, work under a lease never on two replicas at once. The
+//! projection runner: every event applied exactly
 //! once in position order, a batch commits with its checkpoint, a crash mid-batch neither
 //! skips nor re-applies, commits out of position order are never passed, two runners on one
 //! generation apply each event once, and rebuilds and new versions switch over whole.
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use svcops_eventstore::lease::{self, LeaseSettings};
 use svcops_eventstore::projection::{self, Projection, RunnerSettings, Tables};
 use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, ReadModels};
 use svcops_eventstore::{
@@ -115,6 +118,9 @@ contract_suite! {
         two_runners_on_one_generation_apply_each_event_once,
         a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole,
         a_new_version_replaces_the_old_once_caught_up,
+        a_lease_has_one_holder_at_a_time_and_a_growing_token,
+        an_expired_lease_is_taken_over_after_its_holder_stopped,
+        work_under_a_lease_runs_on_one_replica_and_moves_on_when_its_holder_dies,
     ],
 }
 
@@ -575,6 +581,184 @@ mod cases {
         stale.stopped().await;
         shutdown.cancel();
         new.stopped().await;
+    }
+
+    fn lease_settings() -> LeaseSettings {
+        LeaseSettings {
+            ttl: Duration::from_millis(600),
+            margin: Duration::from_millis(200),
+            renew_every: Duration::from_millis(100),
+            retry_every: Duration::from_millis(50),
+        }
+    }
+
+    pub async fn a_lease_has_one_holder_at_a_time_and_a_growing_token(adapter: Adapter) {
+        let read_models = adapter.read_models.as_ref();
+        let settings = lease_settings();
+        let mut first = lease::try_acquire(read_models, "relay", "replica-a", &settings)
+            .await
+            .expect("try")
+            .expect("a free lease is taken");
+        assert!(
+            lease::try_acquire(read_models, "relay", "replica-b", &settings)
+                .await
+                .expect("try")
+                .is_none(),
+            "a held lease is not taken"
+        );
+        assert!(
+            lease::try_acquire(read_models, "other", "replica-b", &settings)
+                .await
+                .expect("try")
+                .is_some(),
+            "leases are by name"
+        );
+        assert!(
+            lease::renew(read_models, &mut first, &settings)
+                .await
+                .expect("renew")
+        );
+        lease::release(read_models, &first).await.expect("release");
+        let mut second = lease::try_acquire(read_models, "relay", "replica-b", &settings)
+            .await
+            .expect("try")
+            .expect("a released lease is taken at once");
+        assert!(second.token > first.token, "the fencing token grows");
+        assert!(
+            !lease::renew(read_models, &mut first, &settings)
+                .await
+                .expect("renew"),
+            "a lease given up cannot be renewed"
+        );
+        assert!(
+            lease::renew(read_models, &mut second, &settings)
+                .await
+                .expect("renew")
+        );
+    }
+
+    pub async fn an_expired_lease_is_taken_over_after_its_holder_stopped(adapter: Adapter) {
+        let read_models = adapter.read_models.as_ref();
+        let settings = lease_settings();
+        let mut crashed = lease::try_acquire(read_models, "relay", "replica-a", &settings)
+            .await
+            .expect("try")
+            .expect("taken");
+        // The holder dies: no renewal, no release. Another replica keeps trying.
+        let taken = loop {
+            if let Some(held) = lease::try_acquire(read_models, "relay", "replica-b", &settings)
+                .await
+                .expect("try")
+            {
+                break held;
+            }
+            tokio::time::sleep(settings.retry_every).await;
+        };
+        let taken_at = tokio::time::Instant::now();
+        assert!(
+            crashed.deadline <= taken_at,
+            "the old holder still counted the lease its own when it was taken over"
+        );
+        assert!(
+            taken_at.duration_since(crashed.deadline) < Duration::from_secs(5),
+            "takeover took {:?} past the old deadline",
+            taken_at.duration_since(crashed.deadline)
+        );
+        assert!(taken.token > crashed.token);
+        assert!(
+            !lease::renew(read_models, &mut crashed, &settings)
+                .await
+                .expect("renew"),
+            "the old holder cannot renew a lease taken over"
+        );
+    }
+
+    pub async fn work_under_a_lease_runs_on_one_replica_and_moves_on_when_its_holder_dies(
+        adapter: Adapter,
+    ) {
+        // Each replica records when it starts and stops working in the lease's name.
+        let log = Arc::new(parking_lot::Mutex::new(Vec::<(
+            &'static str,
+            bool,
+            tokio::time::Instant,
+        )>::new()));
+        let replica = |name: &'static str, shutdown: CancellationToken| {
+            let log = log.clone();
+            let read_models = adapter.read_models.clone();
+            tokio::spawn(lease::run_while_held(
+                read_models,
+                "relay".into(),
+                name.into(),
+                lease_settings(),
+                shutdown,
+                move |guard| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().push((name, true, tokio::time::Instant::now()));
+                        guard.stop.cancelled().await;
+                        log.lock().push((name, false, tokio::time::Instant::now()));
+                    }
+                },
+            ))
+        };
+        let a_shutdown = CancellationToken::new();
+        let b_shutdown = CancellationToken::new();
+        let a = replica("a", a_shutdown.clone());
+        // Let a take it first.
+        while log.lock().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let b = replica("b", b_shutdown.clone());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            log.lock().len(),
+            1,
+            "b works while a holds the lease: {:?}",
+            log.lock()
+        );
+
+        // a crashes: its task (work and renewals) is gone at once, the lease left to expire.
+        let crashed_at = tokio::time::Instant::now();
+        a.abort();
+        let _ = a.await;
+        let deadline = crashed_at + Duration::from_secs(10);
+        while !log
+            .lock()
+            .iter()
+            .any(|(name, start, _)| *name == "b" && *start)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "b never took over");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took_over_at = log.lock().last().expect("b's start").2;
+        assert!(
+            took_over_at.duration_since(crashed_at)
+                >= lease_settings().ttl - lease_settings().margin,
+            "b started before a's lease could have expired"
+        );
+        // A graceful stop releases at once.
+        b_shutdown.cancel();
+        b.await.expect("b stops");
+        let entries = log.lock().clone();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|(name, start, _)| (*name, *start))
+                .collect::<Vec<_>>(),
+            [("a", true), ("b", true), ("b", false)]
+        );
+        let c_shutdown = CancellationToken::new();
+        let c = replica("c", c_shutdown.clone());
+        let released_at = tokio::time::Instant::now();
+        while log.lock().len() < 4 {
+            assert!(
+                released_at.elapsed() < lease_settings().ttl,
+                "a released lease waited for its expiry"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c_shutdown.cancel();
+        c.await.expect("c stops");
     }
 }
 

@@ -64,6 +64,14 @@ pub struct Ports {
     pub bus: Arc<dyn Bus>,
 }
 
+/// This process's name among the replicas of its office, for leases: the host (the pod's
+/// name in Kubernetes), the process id and a random suffix, unique across restarts.
+pub fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &suffix[..8])
+}
+
 /// One office of the cluster.
 #[async_trait]
 pub trait Office: Send + Sync + Sized + 'static {

@@ -68,7 +68,11 @@ impl Office for BackOfficeOffice {
                 Arc::new(app::UpstreamEvents(office.clone())),
                 shutdown.clone(),
             ),
-            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(relay.run_leased(
+                ports.read_models.clone(),
+                svcops_kit::service::replica_id(),
+                shutdown,
+            )),
         ];
         Ok(Self {
             office,

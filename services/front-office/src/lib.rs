@@ -87,7 +87,11 @@ impl Office for FrontOffice {
                 erasures.read_model(),
                 shutdown.clone(),
             )),
-            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(relay.run_leased(
+                ports.read_models.clone(),
+                svcops_kit::service::replica_id(),
+                shutdown,
+            )),
         ];
         Ok(Self {
             cases,

@@ -110,7 +110,11 @@ impl Office for ListenIn {
         let handler: Arc<dyn consumer::Handler> = Arc::new(app::AllOffices(timelines.clone()));
         let relay_shutdown = CancellationToken::new();
         let mut tasks = vec![
-            tokio::spawn(relay.run(relay_shutdown.clone())),
+            tokio::spawn(relay.run_leased(
+                ports.read_models.clone(),
+                svcops_kit::service::replica_id(),
+                relay_shutdown.clone(),
+            )),
             tokio::spawn(timeline::sweep_until(timelines.clone(), shutdown.clone())),
         ];
         // One consumer per topic: an effect whose cause is on another office's topic is held

@@ -67,7 +67,11 @@ impl Office for MiddleOffice {
                 Arc::new(app::FrontOfficeEvents(orders.clone())),
                 shutdown.clone(),
             ),
-            tokio::spawn(relay.run(shutdown)),
+            tokio::spawn(relay.run_leased(
+                ports.read_models.clone(),
+                svcops_kit::service::replica_id(),
+                shutdown,
+            )),
         ];
         Ok(Self {
             orders,
