@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
         "svcops/common/v1/common.proto",
+        "svcops/common/v1/projections.proto",
         "svcops/frontoffice/v1/events.proto",
         "svcops/frontoffice/v1/front_office.proto",
         "svcops/middleoffice/v1/events.proto",

@@ -299,6 +299,40 @@ async fn every_rpc_authenticates_authorises_and_validates() {
         .expect_err("agents do not listen in");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
 
+    // Projections are for admins: a manager may neither list nor rebuild them.
+    let denied = cases
+        .rebuild_projection(cluster.request(
+            Role::Manager,
+            front::RebuildProjectionRequest {
+                name: "case_list".into(),
+            },
+        ))
+        .await
+        .expect_err("managers do not rebuild read models");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let report = cases
+        .list_projections(cluster.request(Role::Admin, front::ListProjectionsRequest {}))
+        .await
+        .expect("admins list projections")
+        .into_inner()
+        .report
+        .expect("a report");
+    assert!(
+        report
+            .generations
+            .iter()
+            .any(|generation| generation.name == "case_list"),
+        "{report:?}"
+    );
+    let invalid = cases
+        .rebuild_projection(cluster.request(
+            Role::Admin,
+            front::RebuildProjectionRequest { name: " ".into() },
+        ))
+        .await
+        .expect_err("a projection needs a name");
+    assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
+
     let invalid = cases
         .open_case(cluster.request(
             Role::Agent,

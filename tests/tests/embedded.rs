@@ -333,6 +333,62 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
         }
     })
     .await;
+
+    // The read models, as an admin sees them: every projection of every office, then one
+    // rebuilt beside the live one while the list keeps answering.
+    let listed = cli(
+        &address,
+        data_dir,
+        &["admin", "projections", "--output", "json"],
+    )
+    .await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    let names: Vec<&str> = listed["projections"]
+        .as_array()
+        .expect("projections")
+        .iter()
+        .map(|projection| projection["name"].as_str().expect("name"))
+        .collect();
+    for name in [
+        "case_list",
+        "erasure_records",
+        "work_order_list",
+        "case_tracking",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let rebuilt = cli(
+        &address,
+        data_dir,
+        &[
+            "admin",
+            "projection",
+            "rebuild",
+            "front-office",
+            "case_list",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    let rebuilt: serde_json::Value = serde_json::from_str(&rebuilt.stdout).expect("json");
+    assert_eq!(rebuilt["status"], "live");
+    assert_eq!(rebuilt["generation"], 2);
+    let listed = cli(&address, data_dir, &["case", "list", "--output", "json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(listed["cases"][0]["case_id"], second_id.as_str());
+    assert_eq!(listed["cases"][1]["case_id"], case_id.as_str());
+    let unknown = cli(
+        &address,
+        data_dir,
+        &["admin", "projection", "rebuild", "front-office", "no_such"],
+    )
+    .await;
+    assert_ne!(unknown.code, 0);
+    assert_eq!(unknown.stderr.lines().count(), 1, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no_such"), "{}", unknown.stderr);
     server.kill().await.expect("kill");
 
     // Logs to a file are plain text: no colour escapes.

@@ -9,6 +9,7 @@ pub mod events;
 pub mod metrics;
 pub mod paging;
 pub mod personal_data;
+pub mod projections;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -1,5 +1,6 @@
 //! `svcops`: the one binary for people.
 
+mod admin;
 mod client;
 mod embedded;
 
@@ -84,6 +85,9 @@ enum Command {
     /// Customers' personal data.
     #[command(subcommand)]
     Customer(CustomerCommand),
+    /// Operate the cluster: the offices' projections (read models).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print a case's timeline across all offices, then follow it live.
     Listen {
         case_id: String,
@@ -105,6 +109,26 @@ enum CaseCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// List every office's projections with their checkpoint, the log's head and the lag.
+    Projections,
+    /// One projection.
+    #[command(subcommand)]
+    Projection(ProjectionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionCommand {
+    /// Rebuild a projection from the start of its office's log, beside the live one, and
+    /// follow it until it replaces the live one (readers never see a half-built one).
+    Rebuild {
+        office: admin::Office,
+        /// The projection's name, as `svcops admin projections` lists it.
+        name: String,
     },
 }
 
@@ -184,6 +208,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Customer(CustomerCommand::Erase { phone }) => {
             let mut client = client::Client::connect(&global).await?;
             client.erase_customer(&phone, global.output).await
+        }
+        Command::Admin(command) => {
+            let client = client::Client::connect(&global).await?;
+            match command {
+                AdminCommand::Projections => admin::list(&client, global.output).await,
+                AdminCommand::Projection(ProjectionCommand::Rebuild { office, name }) => {
+                    admin::rebuild_and_follow(&client, office, &name, global.output).await
+                }
+            }
         }
         Command::Listen { case_id, no_follow } => {
             let mut client = client::Client::connect(&global).await?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use svcops_kit::ApiError;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::events::to_timestamp;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_proto::backoffice::v1 as proto;
 use svcops_proto::backoffice::v1::back_office_service_server::BackOfficeService;
 use tonic::{Request, Response, Status};
@@ -15,11 +16,15 @@ use crate::closed_loop::ClosedLoop;
 
 pub struct BackOfficeGrpc {
     office: Arc<BackOffice>,
+    projections: ProjectionAdmin,
 }
 
 impl BackOfficeGrpc {
-    pub fn new(office: Arc<BackOffice>) -> Self {
-        Self { office }
+    pub fn new(office: Arc<BackOffice>, projections: ProjectionAdmin) -> Self {
+        Self {
+            office,
+            projections,
+        }
     }
 }
 
@@ -83,6 +88,25 @@ impl BackOfficeService for BackOfficeGrpc {
             cases_tracked: stats.cases_tracked,
             closed_loop_open: stats.closed_loop_open,
             work_orders_tracked: stats.work_orders_tracked,
+        }))
+    }
+
+    async fn list_projections(
+        &self,
+        request: Request<proto::ListProjectionsRequest>,
+    ) -> Result<Response<proto::ListProjectionsResponse>, Status> {
+        Ok(Response::new(proto::ListProjectionsResponse {
+            report: Some(self.projections.list(&request).await?),
+        }))
+    }
+
+    async fn rebuild_projection(
+        &self,
+        request: Request<proto::RebuildProjectionRequest>,
+    ) -> Result<Response<proto::RebuildProjectionResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        Ok(Response::new(proto::RebuildProjectionResponse {
+            building: Some(self.projections.rebuild_named(&request, &name).await?),
         }))
     }
 }

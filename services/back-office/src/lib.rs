@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, Projector, RunnerSettings};
+use svcops_eventstore::projection::{self, RunnerSettings};
 use svcops_kit::auth::Authenticator;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::backoffice::v1::back_office_service_server::{
     BackOfficeServiceServer, SERVICE_NAME,
@@ -32,7 +33,7 @@ pub const SERVICE: &str = "back-office";
 
 pub struct BackOfficeOffice {
     office: Arc<app::BackOffice>,
-    tracking: Projector,
+    projections: ProjectionAdmin,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -76,14 +77,14 @@ impl Office for BackOfficeOffice {
         ];
         Ok(Self {
             office,
-            tracking,
+            projections: ProjectionAdmin::new(ports.store.clone(), vec![Arc::new(tracking)]),
             tasks,
         })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
         routes.add_service(BackOfficeServiceServer::with_interceptor(
-            grpc::BackOfficeGrpc::new(self.office.clone()),
+            grpc::BackOfficeGrpc::new(self.office.clone(), self.projections.clone()),
             authenticator.interceptor(),
         ));
     }
@@ -94,6 +95,6 @@ impl Office for BackOfficeOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
-        self.tracking.stopped().await;
+        self.projections.stopped().await;
     }
 }

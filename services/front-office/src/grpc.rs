@@ -6,6 +6,7 @@ use svcops_kit::auth::{Role, authorize};
 use svcops_kit::error::FieldViolation;
 use svcops_kit::events::{CommandContext, to_timestamp};
 use svcops_kit::paging;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::{ApiError, Principal};
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
@@ -21,11 +22,12 @@ use crate::case::{
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
+    projections: ProjectionAdmin,
 }
 
 impl CaseGrpc {
-    pub fn new(cases: Arc<Cases>) -> Self {
-        Self { cases }
+    pub fn new(cases: Arc<Cases>, projections: ProjectionAdmin) -> Self {
+        Self { cases, projections }
     }
 }
 
@@ -212,6 +214,25 @@ impl CaseService for CaseGrpc {
             .map_err(status)?;
         tracing::info!(erased, actor = %principal.subject, "customer data erasure requested");
         Ok(Response::new(proto::EraseCustomerDataResponse { erased }))
+    }
+
+    async fn list_projections(
+        &self,
+        request: Request<proto::ListProjectionsRequest>,
+    ) -> Result<Response<proto::ListProjectionsResponse>, Status> {
+        Ok(Response::new(proto::ListProjectionsResponse {
+            report: Some(self.projections.list(&request).await?),
+        }))
+    }
+
+    async fn rebuild_projection(
+        &self,
+        request: Request<proto::RebuildProjectionRequest>,
+    ) -> Result<Response<proto::RebuildProjectionResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        Ok(Response::new(proto::RebuildProjectionResponse {
+            building: Some(self.projections.rebuild_named(&request, &name).await?),
+        }))
     }
 }
 

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, Projector, ReadModel, RunnerSettings};
+use svcops_eventstore::projection::{self, ReadModel, RunnerSettings};
 use svcops_kit::auth::Authenticator;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::frontoffice::v1::case_service_server::{CaseServiceServer, SERVICE_NAME};
 use tokio::task::JoinHandle;
@@ -32,7 +33,7 @@ pub const SERVICE: &str = "front-office";
 
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
-    projectors: Vec<Projector>,
+    projections: ProjectionAdmin,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -95,14 +96,17 @@ impl Office for FrontOffice {
         ];
         Ok(Self {
             cases,
-            projectors: vec![list, erasures],
+            projections: ProjectionAdmin::new(
+                ports.store.clone(),
+                vec![Arc::new(list), Arc::new(erasures)],
+            ),
             tasks,
         })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
         routes.add_service(CaseServiceServer::with_interceptor(
-            grpc::CaseGrpc::new(self.cases.clone()),
+            grpc::CaseGrpc::new(self.cases.clone(), self.projections.clone()),
             authenticator.interceptor(),
         ));
     }
@@ -113,9 +117,7 @@ impl Office for FrontOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
-        for projector in &self.projectors {
-            projector.stopped().await;
-        }
+        self.projections.stopped().await;
     }
 }
 

@@ -6,6 +6,7 @@ use svcops_kit::ApiError;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::events::to_timestamp;
 use svcops_kit::paging;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_proto::middleoffice::v1 as proto;
 use svcops_proto::middleoffice::v1::work_order_service_server::WorkOrderService;
 use tonic::{Request, Response, Status};
@@ -16,11 +17,15 @@ use crate::work_order::Lifecycle;
 
 pub struct WorkOrderGrpc {
     orders: Arc<WorkOrders>,
+    projections: ProjectionAdmin,
 }
 
 impl WorkOrderGrpc {
-    pub fn new(orders: Arc<WorkOrders>) -> Self {
-        Self { orders }
+    pub fn new(orders: Arc<WorkOrders>, projections: ProjectionAdmin) -> Self {
+        Self {
+            orders,
+            projections,
+        }
     }
 }
 
@@ -92,6 +97,25 @@ impl WorkOrderService for WorkOrderGrpc {
         Ok(Response::new(proto::ListWorkOrdersResponse {
             work_orders: views.into_iter().map(to_proto).collect(),
             next_page_token: paging::token(next),
+        }))
+    }
+
+    async fn list_projections(
+        &self,
+        request: Request<proto::ListProjectionsRequest>,
+    ) -> Result<Response<proto::ListProjectionsResponse>, Status> {
+        Ok(Response::new(proto::ListProjectionsResponse {
+            report: Some(self.projections.list(&request).await?),
+        }))
+    }
+
+    async fn rebuild_projection(
+        &self,
+        request: Request<proto::RebuildProjectionRequest>,
+    ) -> Result<Response<proto::RebuildProjectionResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        Ok(Response::new(proto::RebuildProjectionResponse {
+            building: Some(self.projections.rebuild_named(&request, &name).await?),
         }))
     }
 }

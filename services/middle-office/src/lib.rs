@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, Projector, RunnerSettings};
+use svcops_eventstore::projection::{self, RunnerSettings};
 use svcops_kit::auth::Authenticator;
+use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::middleoffice::v1::work_order_service_server::{
     SERVICE_NAME, WorkOrderServiceServer,
@@ -31,7 +32,7 @@ pub const SERVICE: &str = "middle-office";
 
 pub struct MiddleOffice {
     orders: Arc<app::WorkOrders>,
-    list: Projector,
+    projections: ProjectionAdmin,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -75,14 +76,14 @@ impl Office for MiddleOffice {
         ];
         Ok(Self {
             orders,
-            list,
+            projections: ProjectionAdmin::new(ports.store.clone(), vec![Arc::new(list)]),
             tasks,
         })
     }
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
         routes.add_service(WorkOrderServiceServer::with_interceptor(
-            grpc::WorkOrderGrpc::new(self.orders.clone()),
+            grpc::WorkOrderGrpc::new(self.orders.clone(), self.projections.clone()),
             authenticator.interceptor(),
         ));
     }
@@ -93,6 +94,6 @@ impl Office for MiddleOffice {
 
     async fn stopped(self) {
         svcops_kit::service::join_all(self.tasks).await;
-        self.list.stopped().await;
+        self.projections.stopped().await;
     }
 }

@@ -160,6 +160,19 @@ async fn prepare_once(context: &Context) -> Result<Vec<ProjectionStatus>, Error>
 }
 
 impl Projector {
+    pub fn name(&self) -> &'static str {
+        self.context.projection.name()
+    }
+
+    /// Its live and building generations, oldest first.
+    pub async fn generations(&self) -> Result<Vec<ProjectionStatus>, Error> {
+        let all = registry::projection_statuses(self.context.read_models.as_ref()).await?;
+        Ok(all
+            .into_iter()
+            .filter(|generation| generation.name == self.name())
+            .collect())
+    }
+
     /// What readers use.
     pub fn read_model(&self) -> ReadModel {
         ReadModel {
