@@ -23,6 +23,12 @@ fmt: ## Format the code
 bench: ## Event store append benchmark against raw INSERT and cqrs-es/postgres-es (PostgreSQL)
 	$(CARGO) run --release --manifest-path crates/svcops-bench/Cargo.toml --bin append
 
+bench-projections: ## Projection rebuild and start-up over 1,000,000 events, read-your-writes latency across replicas
+	$(CARGO) run --release -p front-office --example projection_bench
+
+bench-kafka: ## Kafka publish rate with librdkafka batching against one message per batch (broker at SVCOPS_TEST_KAFKA)
+	$(CARGO) run --release -p svcops-bus --example publish_rate
+
 # Pinned so a new buf release cannot add STANDARD rules behind our back; --prefer-offline makes
 # npx use its cache instead of asking the registry first (offline, that query retries for minutes).
 BUF := npx --yes --prefer-offline @bufbuild/buf@1.75.0

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use svcops_eventstore::projection::{Projection, ReadModel, Tables};
-use svcops_eventstore::read_model::{Dialect, ReadModelTransaction};
+use svcops_eventstore::read_model::{BulkInsert, Dialect, ReadModelTransaction};
 use svcops_eventstore::{Error, RecordedEvent};
 use svcops_kit::aggregate::DomainEvent;
 
@@ -74,17 +74,28 @@ impl Projection for CaseTrackingProjection {
         tables: &Tables,
         events: &[RecordedEvent],
     ) -> Result<(), Error> {
-        let start_clock = tables.sql(
-            "INSERT INTO {sla_clocks} (case_id, position, policy, priority, started_at, \
-             first_response_due, resolution_due) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let mut clocks = BulkInsert::new(
+            &tables.name("sla_clocks"),
+            &[
+                "case_id",
+                "position",
+                "policy",
+                "priority",
+                "started_at",
+                "first_response_due",
+                "resolution_due",
+            ],
+            "",
         );
-        let set_on_site = tables.sql(
-            "INSERT INTO {on_site_targets} (work_order_id, case_id, on_site_due) \
-             VALUES ($1, $2, $3)",
+        let mut on_site = BulkInsert::new(
+            &tables.name("on_site_targets"),
+            &["work_order_id", "case_id", "on_site_due"],
+            "",
         );
-        let open_item = tables.sql(
-            "INSERT INTO {closed_loop_items} (case_id, position, status, opened_at) \
-             VALUES ($1, $2, 'open', $3)",
+        let mut items = BulkInsert::new(
+            &tables.name("closed_loop_items"),
+            &["case_id", "position", "status", "opened_at"],
+            "",
         );
         for recorded in events {
             match SlaEvent::decode(&recorded.event_type, &recorded.payload) {
@@ -95,58 +106,41 @@ impl Projection for CaseTrackingProjection {
                     started_at,
                     first_response_due,
                     resolution_due,
-                })) => {
-                    transaction
-                        .execute(
-                            &start_clock,
-                            &[
-                                case_id.into(),
-                                recorded.position.into(),
-                                policy.into(),
-                                priority.map(|p| priority_name(p).to_owned()).into(),
-                                started_at.into(),
-                                first_response_due.into(),
-                                resolution_due.into(),
-                            ],
-                        )
-                        .await?;
-                }
+                })) => clocks.push([
+                    case_id.into(),
+                    recorded.position.into(),
+                    policy.into(),
+                    priority.map(|p| priority_name(p).to_owned()).into(),
+                    started_at.into(),
+                    first_response_due.into(),
+                    resolution_due.into(),
+                ]),
                 Ok(Some(SlaEvent::OnSiteTargetSet {
                     case_id,
                     work_order_id,
                     on_site_due,
-                })) => {
-                    transaction
-                        .execute(
-                            &set_on_site,
-                            &[work_order_id.into(), case_id.into(), on_site_due.into()],
-                        )
-                        .await?;
-                }
+                })) => on_site.push([work_order_id.into(), case_id.into(), on_site_due.into()]),
                 Ok(None | Some(SlaEvent::WorkOrderAwaitingCase { .. })) => {}
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "case tracking passes over an undecodable event");
                 }
             }
             match LoopEvent::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(LoopEvent::Opened { case_id })) => {
-                    transaction
-                        .execute(
-                            &open_item,
-                            &[
-                                case_id.into(),
-                                recorded.position.into(),
-                                recorded.metadata.occurred_at.into(),
-                            ],
-                        )
-                        .await?;
-                }
+                Ok(Some(LoopEvent::Opened { case_id })) => items.push([
+                    case_id.into(),
+                    recorded.position.into(),
+                    "open".into(),
+                    recorded.metadata.occurred_at.into(),
+                ]),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "case tracking passes over an undecodable event");
                 }
             }
         }
+        clocks.flush(transaction).await?;
+        on_site.flush(transaction).await?;
+        items.flush(transaction).await?;
         Ok(())
     }
 }

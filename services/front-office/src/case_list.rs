@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use svcops_eventstore::projection::{Projection, ReadModel, Tables};
-use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, SqlRow, SqlValue};
+use svcops_eventstore::read_model::{BulkInsert, Dialect, ReadModelTransaction, SqlRow, SqlValue};
 use svcops_eventstore::{Error, RecordedEvent};
 use svcops_kit::aggregate::DomainEvent;
 use svcops_proto::common::v1 as common;
@@ -77,17 +77,33 @@ impl Projection for CaseListProjection {
         tables: &Tables,
         events: &[RecordedEvent],
     ) -> Result<(), Error> {
-        let insert_case = tables.sql(
-            "INSERT INTO {cases} (case_id, position, version, customer_key_id, \
-             customer_phone_sealed, category, priority, channel, summary, product, \
-             serial_number, opened_at, opened_by, opened_by_role) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        let mut cases = BulkInsert::new(
+            &tables.name("cases"),
+            &[
+                "case_id",
+                "position",
+                "version",
+                "customer_key_id",
+                "customer_phone_sealed",
+                "category",
+                "priority",
+                "channel",
+                "summary",
+                "product",
+                "serial_number",
+                "opened_at",
+                "opened_by",
+                "opened_by_role",
+            ],
+            "",
         );
-        let insert_flag = tables.sql(
-            "INSERT INTO {flags} (case_id, version, flag, detail, flagged_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+        let mut flags = BulkInsert::new(
+            &tables.name("flags"),
+            &["case_id", "version", "flag", "detail", "flagged_at"],
+            "",
         );
-        let bump_version = tables.sql("UPDATE {cases} SET version = $1 WHERE case_id = $2");
+        // A flag moves its case's version: the newest per case, set after the inserts.
+        let mut versions = std::collections::HashMap::new();
         for recorded in events {
             let event = match CaseEvent::decode(&recorded.event_type, &recorded.payload) {
                 Ok(Some(event)) => event,
@@ -106,51 +122,47 @@ impl Projection for CaseListProjection {
                         }
                         CustomerPhone::Known(_) | CustomerPhone::Erased => (None, None),
                     };
-                    transaction
-                        .execute(
-                            &insert_case,
-                            &[
-                                case_id.into(),
-                                recorded.position.into(),
-                                version.into(),
-                                key_id.into(),
-                                SqlValue::Blob(sealed),
-                                i64::from(common::CaseCategory::from(details.category) as i32)
-                                    .into(),
-                                i64::from(common::Priority::from(details.priority) as i32).into(),
-                                i64::from(proto::Channel::from(details.channel) as i32).into(),
-                                details.summary.into(),
-                                details.product.into(),
-                                details.serial_number.into(),
-                                recorded.metadata.occurred_at.into(),
-                                recorded.metadata.actor_subject.as_str().into(),
-                                recorded.metadata.actor_role.as_str().into(),
-                            ],
-                        )
-                        .await?;
+                    cases.push([
+                        case_id.into(),
+                        recorded.position.into(),
+                        version.into(),
+                        key_id.into(),
+                        SqlValue::Blob(sealed),
+                        i64::from(common::CaseCategory::from(details.category) as i32).into(),
+                        i64::from(common::Priority::from(details.priority) as i32).into(),
+                        i64::from(proto::Channel::from(details.channel) as i32).into(),
+                        details.summary.into(),
+                        details.product.into(),
+                        details.serial_number.into(),
+                        recorded.metadata.occurred_at.into(),
+                        recorded.metadata.actor_subject.as_str().into(),
+                        recorded.metadata.actor_role.as_str().into(),
+                    ]);
                 }
                 CaseEvent::Flagged {
                     case_id,
                     flag,
                     detail,
                 } => {
-                    transaction
-                        .execute(
-                            &insert_flag,
-                            &[
-                                case_id.into(),
-                                version.into(),
-                                i64::from(proto::CaseFlag::from(flag) as i32).into(),
-                                detail.into(),
-                                recorded.metadata.occurred_at.into(),
-                            ],
-                        )
-                        .await?;
-                    transaction
-                        .execute(&bump_version, &[version.into(), case_id.into()])
-                        .await?;
+                    flags.push([
+                        case_id.into(),
+                        version.into(),
+                        i64::from(proto::CaseFlag::from(flag) as i32).into(),
+                        detail.into(),
+                        recorded.metadata.occurred_at.into(),
+                    ]);
+                    versions.insert(case_id, version);
                 }
             }
+        }
+        cases.flush(transaction).await?;
+        flags.flush(transaction).await?;
+        let bump_version =
+            tables.sql("UPDATE {cases} SET version = $1 WHERE case_id = $2 AND version < $1");
+        for (case_id, version) in versions {
+            transaction
+                .execute(&bump_version, &[version.into(), case_id.into()])
+                .await?;
         }
         Ok(())
     }

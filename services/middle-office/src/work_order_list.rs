@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use svcops_eventstore::projection::{Projection, ReadModel, Tables};
-use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, SqlRow, SqlValue, page_of};
+use svcops_eventstore::read_model::{
+    BulkInsert, Dialect, ReadModelTransaction, SqlRow, SqlValue, page_of,
+};
 use svcops_eventstore::{Error, RecordedEvent};
 use svcops_kit::aggregate::DomainEvent;
 use uuid::Uuid;
@@ -70,10 +72,21 @@ impl Projection for WorkOrderListProjection {
         tables: &Tables,
         events: &[RecordedEvent],
     ) -> Result<(), Error> {
-        let insert = tables.sql(
-            "INSERT INTO {work_orders} (work_order_id, position, version, case_id, kind, \
-             product, serial_number, summary, lifecycle, opened_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9)",
+        let mut work_orders = BulkInsert::new(
+            &tables.name("work_orders"),
+            &[
+                "work_order_id",
+                "position",
+                "version",
+                "case_id",
+                "kind",
+                "product",
+                "serial_number",
+                "summary",
+                "lifecycle",
+                "opened_at",
+            ],
+            "",
         );
         for recorded in events {
             let details = match Event::decode(&recorded.event_type, &recorded.payload) {
@@ -84,23 +97,20 @@ impl Projection for WorkOrderListProjection {
                     continue;
                 }
             };
-            transaction
-                .execute(
-                    &insert,
-                    &[
-                        details.work_order_id.into(),
-                        recorded.position.into(),
-                        (recorded.version as i64).into(),
-                        details.case_id.into(),
-                        kind_name(details.kind).into(),
-                        details.product.into(),
-                        details.serial_number.into(),
-                        details.summary.into(),
-                        recorded.metadata.occurred_at.into(),
-                    ],
-                )
-                .await?;
+            work_orders.push([
+                details.work_order_id.into(),
+                recorded.position.into(),
+                (recorded.version as i64).into(),
+                details.case_id.into(),
+                kind_name(details.kind).into(),
+                details.product.into(),
+                details.serial_number.into(),
+                details.summary.into(),
+                "open".into(),
+                recorded.metadata.occurred_at.into(),
+            ]);
         }
+        work_orders.flush(transaction).await?;
         Ok(())
     }
 }

@@ -37,6 +37,9 @@ impl Default for RunnerSettings {
     }
 }
 
+/// How soon a runner looks again when events wait beyond a position still being written.
+const WAITING_POLL: Duration = Duration::from_millis(5);
+
 struct Context {
     store: Arc<dyn EventStore>,
     read_models: Arc<dyn ReadModels>,
@@ -219,7 +222,10 @@ impl Projector {
 
 enum Step {
     Applied,
+    /// Nothing after the checkpoint.
     Idle,
+    /// Events after the checkpoint, but beyond a position still being written.
+    Waiting,
     Replaced,
 }
 
@@ -276,6 +282,13 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
                     () = tokio::time::sleep(context.settings.idle_poll) => {}
                 }
             }
+            Ok(Step::Waiting) => {
+                failures = 0;
+                tokio::select! {
+                    () = context.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(WAITING_POLL) => {}
+                }
+            }
             Ok(Step::Replaced) => {
                 tracing::info!(
                     projection = name,
@@ -306,17 +319,29 @@ async fn step(
     horizon: &mut Horizon,
 ) -> Result<Step, Error> {
     let name = context.projection.name();
-    let settled = horizon.advance(context.store.log_snapshot().await?);
-    if settled <= generation.checkpoint {
-        return Ok(Step::Idle);
-    }
     let mut events = context
         .store
         .read_all(generation.checkpoint, context.settings.batch_size)
         .await?;
-    events.retain(|event| event.position <= settled);
-    let Some(last) = events.last().map(|event| event.position) else {
+    if events.is_empty() {
         return Ok(Step::Idle);
+    }
+    // Positions right after the checkpoint with no gap are settled: each position belongs to
+    // one event, and these are all visible. Past a gap (a writer still in progress, or one
+    // that rolled back), only what the horizon has settled.
+    let contiguous = events
+        .iter()
+        .zip(generation.checkpoint + 1..)
+        .take_while(|(event, expected)| event.position == *expected)
+        .count();
+    if contiguous < events.len() {
+        let settled = horizon.advance(context.store.log_snapshot().await?);
+        let safe = settled.max(generation.checkpoint + contiguous as Position);
+        events.retain(|event| event.position <= safe);
+    }
+    let Some(last) = events.last().map(|event| event.position) else {
+        // Events wait beyond a gap: look again soon rather than after a whole idle poll.
+        return Ok(Step::Waiting);
     };
     let started = std::time::Instant::now();
     let mut transaction = context.read_models.begin().await?;

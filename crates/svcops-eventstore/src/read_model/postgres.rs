@@ -54,6 +54,10 @@ struct PostgresTransaction(Transaction<'static, Postgres>);
 
 #[async_trait]
 impl ReadModelTransaction for PostgresTransaction {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
     async fn execute(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<u64, Error> {
         let done = bound(sql, arguments).execute(&mut *self.0).await?;
         Ok(done.rows_affected())

@@ -47,6 +47,10 @@ struct SqliteTransaction(Transaction<'static, Sqlite>);
 
 #[async_trait]
 impl ReadModelTransaction for SqliteTransaction {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     async fn execute(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<u64, Error> {
         let done = bound(sql, arguments).execute(&mut *self.0).await?;
         Ok(done.rows_affected())
