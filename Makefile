@@ -1,7 +1,7 @@
 # svcops — run `make help` for the targets.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench proto-lint deploy-check
+.PHONY: help run test lint fmt bench bench-projections bench-kafka proto-lint deploy-check
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
