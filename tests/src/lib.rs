@@ -119,6 +119,11 @@ impl Service {
         }
     }
 
+    /// The process id, as the service names itself in leases (`host/pid/suffix`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// This service's own database.
     pub fn database_url(&self) -> &str {
         &self.env["SVCOPS_DATABASE_URL"]
@@ -218,6 +223,25 @@ impl Cluster {
             namespace,
             authenticator: Authenticator::new(secret.as_bytes()).expect("secret"),
         }
+    }
+
+    /// Starts another replica of `name`: same database, same consumer groups, its own port.
+    pub async fn add_replica(&mut self, name: &str) {
+        let first = self
+            .services
+            .iter()
+            .find(|service| service.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"));
+        let (name, env) = (first.name, first.env.clone());
+        self.services.push(Service::spawn(name, env).await);
+    }
+
+    /// Every replica of `name`.
+    pub fn replicas(&mut self, name: &str) -> Vec<&mut Service> {
+        self.services
+            .iter_mut()
+            .filter(|service| service.name == name)
+            .collect()
     }
 
     pub fn service(&mut self, name: &str) -> &mut Service {
