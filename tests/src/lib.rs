@@ -289,3 +289,27 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A case's timeline so far (`WatchCase` without following), once it holds an event of
+/// every type in `required`; `None` while it does not (or listen-in does not answer yet).
+pub async fn timeline_holding(
+    mut listen_in: svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient<
+        Channel,
+    >,
+    request: tonic::Request<svcops_proto::listenin::v1::WatchCaseRequest>,
+    required: &[&str],
+) -> Option<Vec<svcops_proto::listenin::v1::TimelineEntry>> {
+    use svcops_proto::listenin::v1::watch_case_response::Kind;
+    use tokio_stream::StreamExt;
+    let mut stream = listen_in.watch_case(request).await.ok()?.into_inner();
+    let mut entries = Vec::new();
+    while let Some(message) = stream.next().await {
+        if let Some(Kind::Entry(entry)) = message.ok()?.kind {
+            entries.push(entry);
+        }
+    }
+    required
+        .iter()
+        .all(|kind| entries.iter().any(|entry| entry.event_type == *kind))
+        .then_some(entries)
+}

@@ -14,7 +14,7 @@ use svcops_proto::listenin::v1 as listen;
 use svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient;
 use svcops_proto::middleoffice::v1 as middle;
 use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
-use tests::{Cluster, eventually};
+use tests::{Cluster, eventually, timeline_holding};
 use tokio_stream::StreamExt;
 
 const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
@@ -490,7 +490,6 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
             "the timeline to hold the case and its work order",
             FLOW_TIMEOUT,
             || {
-                let mut listen_in = listen_in.clone();
                 let request = cluster.request(
                     Role::Executive,
                     listen::WatchCaseRequest {
@@ -499,22 +498,15 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
                         after_sequence: 0,
                     },
                 );
-                async move {
-                    let mut stream = listen_in.watch_case(request).await.ok()?.into_inner();
-                    let mut entries = Vec::new();
-                    while let Some(message) = stream.next().await {
-                        if let Some(listen::watch_case_response::Kind::Entry(entry)) =
-                            message.ok()?.kind
-                        {
-                            entries.push(entry);
-                        }
-                    }
-                    let has = |kind: &str| entries.iter().any(|entry| entry.event_type == kind);
-                    (has("svcops.frontoffice.v1.CaseOpened")
-                        && has("svcops.middleoffice.v1.WorkOrderOpened")
-                        && has("svcops.backoffice.v1.SlaOnSiteTargetSet"))
-                    .then_some(entries)
-                }
+                timeline_holding(
+                    listen_in.clone(),
+                    request,
+                    &[
+                        "svcops.frontoffice.v1.CaseOpened",
+                        "svcops.middleoffice.v1.WorkOrderOpened",
+                        "svcops.backoffice.v1.SlaOnSiteTargetSet",
+                    ],
+                )
             },
         )
         .await;

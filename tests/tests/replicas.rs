@@ -19,8 +19,7 @@ use svcops_proto::listenin::v1 as listen;
 use svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient;
 use svcops_proto::middleoffice::v1 as middle;
 use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
-use tests::{Cluster, eventually};
-use tokio_stream::StreamExt;
+use tests::{Cluster, eventually, timeline_holding};
 
 const CASES: usize = 300;
 const FLOW_TIMEOUT: Duration = Duration::from_secs(120);
@@ -232,7 +231,6 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
     let listen_in = ListenInServiceClient::new(cluster.service("listen-in").channel().await);
     for case_id in &case_ids {
         let entries = eventually("the case's timeline to be complete", FLOW_TIMEOUT, || {
-            let mut listen_in = listen_in.clone();
             let request = cluster.request(
                 Role::Executive,
                 listen::WatchCaseRequest {
@@ -241,23 +239,16 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
                     after_sequence: 0,
                 },
             );
-            async move {
-                let mut stream = listen_in.watch_case(request).await.ok()?.into_inner();
-                let mut entries = Vec::new();
-                while let Some(message) = stream.next().await {
-                    if let Some(listen::watch_case_response::Kind::Entry(entry)) =
-                        message.ok()?.kind
-                    {
-                        entries.push(entry);
-                    }
-                }
-                let has = |kind: &str| entries.iter().any(|entry| entry.event_type == kind);
-                (has("svcops.frontoffice.v1.CaseOpened")
-                    && has("svcops.middleoffice.v1.WorkOrderOpened")
-                    && has("svcops.backoffice.v1.SlaOnSiteTargetSet")
-                    && has("svcops.backoffice.v1.ClosedLoopItemOpened"))
-                .then_some(entries)
-            }
+            timeline_holding(
+                listen_in.clone(),
+                request,
+                &[
+                    "svcops.frontoffice.v1.CaseOpened",
+                    "svcops.middleoffice.v1.WorkOrderOpened",
+                    "svcops.backoffice.v1.SlaOnSiteTargetSet",
+                    "svcops.backoffice.v1.ClosedLoopItemOpened",
+                ],
+            )
         })
         .await;
         let mut seen = HashSet::new();

@@ -64,6 +64,25 @@ pub struct Ports {
     pub bus: Arc<dyn Bus>,
 }
 
+impl Ports {
+    /// Starts one of the office's projections over its log and read-model tables, with the
+    /// default pacing (`svcops_eventstore::projection::start`).
+    pub async fn start_projection(
+        &self,
+        projection: Arc<dyn svcops_eventstore::projection::Projection>,
+        shutdown: &CancellationToken,
+    ) -> Result<svcops_eventstore::projection::Projector, svcops_eventstore::Error> {
+        svcops_eventstore::projection::start(
+            self.store.clone(),
+            self.read_models.clone(),
+            projection,
+            svcops_eventstore::projection::RunnerSettings::default(),
+            shutdown.clone(),
+        )
+        .await
+    }
+}
+
 /// This process's name among the replicas of its office, for leases: the host (the pod's
 /// name in Kubernetes), the process id and a random suffix, unique across restarts.
 pub fn replica_id() -> String {

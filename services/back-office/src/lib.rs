@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, RunnerSettings};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
@@ -42,14 +41,9 @@ impl Office for BackOfficeOffice {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
-        let tracking = projection::start(
-            ports.store.clone(),
-            ports.read_models.clone(),
-            Arc::new(case_tracking::CaseTrackingProjection),
-            RunnerSettings::default(),
-            shutdown.clone(),
-        )
-        .await?;
+        let tracking = ports
+            .start_projection(Arc::new(case_tracking::CaseTrackingProjection), &shutdown)
+            .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),

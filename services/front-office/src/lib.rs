@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, ReadModel, RunnerSettings};
+use svcops_eventstore::projection::ReadModel;
 use svcops_kit::auth::Authenticator;
 use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
@@ -47,22 +47,15 @@ impl Office for FrontOffice {
             .keys
             .clone()
             .ok_or(Error::NoPersonalDataKeys(SERVICE))?;
-        let list = projection::start(
-            ports.store.clone(),
-            ports.read_models.clone(),
-            Arc::new(case_list::CaseListProjection),
-            RunnerSettings::default(),
-            shutdown.clone(),
-        )
-        .await?;
-        let erasures = projection::start(
-            ports.store.clone(),
-            ports.read_models.clone(),
-            Arc::new(erasure_records::ErasureRecordsProjection),
-            RunnerSettings::default(),
-            shutdown.clone(),
-        )
-        .await?;
+        let list = ports
+            .start_projection(Arc::new(case_list::CaseListProjection), &shutdown)
+            .await?;
+        let erasures = ports
+            .start_projection(
+                Arc::new(erasure_records::ErasureRecordsProjection),
+                &shutdown,
+            )
+            .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),

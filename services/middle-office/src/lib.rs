@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use svcops_bus::relay::Relay;
 use svcops_bus::{consumer, topics};
-use svcops_eventstore::projection::{self, RunnerSettings};
 use svcops_kit::auth::Authenticator;
 use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
@@ -41,14 +40,12 @@ impl Office for MiddleOffice {
     const NAME: &'static str = SERVICE;
 
     async fn start(ports: Ports, shutdown: CancellationToken) -> Result<Self, Error> {
-        let list = projection::start(
-            ports.store.clone(),
-            ports.read_models.clone(),
-            Arc::new(work_order_list::WorkOrderListProjection),
-            RunnerSettings::default(),
-            shutdown.clone(),
-        )
-        .await?;
+        let list = ports
+            .start_projection(
+                Arc::new(work_order_list::WorkOrderListProjection),
+                &shutdown,
+            )
+            .await?;
         let relay = Relay::new(
             ports.store.clone(),
             ports.bus.clone(),
