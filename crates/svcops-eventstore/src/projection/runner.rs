@@ -329,14 +329,18 @@ async fn step(
     // Positions right after the checkpoint with no gap are settled: each position belongs to
     // one event, and these are all visible. Past a gap (a writer still in progress, or one
     // that rolled back), only what the horizon has settled.
-    let contiguous = events
-        .iter()
-        .zip(generation.checkpoint + 1..)
-        .take_while(|(event, expected)| event.position == *expected)
-        .count();
-    if contiguous < events.len() {
+    if contiguous(&events, generation.checkpoint) < events.len() {
+        // The horizon comes from a snapshot taken *before* the events it may release are
+        // read: a position it calls settled was final before the read, so the read has it.
+        // (Releasing events read earlier could pass over one committed in between.)
         let settled = horizon.advance(context.store.log_snapshot().await?);
-        let safe = settled.max(generation.checkpoint + contiguous as Position);
+        events = context
+            .store
+            .read_all(generation.checkpoint, context.settings.batch_size)
+            .await?;
+        let gap_free =
+            generation.checkpoint + contiguous(&events, generation.checkpoint) as Position;
+        let safe = settled.max(gap_free);
         events.retain(|event| event.position <= safe);
     }
     let Some(last) = events.last().map(|event| event.position) else {
@@ -380,6 +384,15 @@ async fn step(
     metrics::histogram!("svcops_projection_batch_seconds", "projection" => name)
         .record(started.elapsed().as_secs_f64());
     Ok(Step::Applied)
+}
+
+/// How many of `events` (in position order) follow `checkpoint` without a gap.
+fn contiguous(events: &[crate::RecordedEvent], checkpoint: Position) -> usize {
+    events
+        .iter()
+        .zip(checkpoint + 1..)
+        .take_while(|(event, expected)| event.position == *expected)
+        .count()
 }
 
 async fn drop_retired_later(context: Arc<Context>) {
