@@ -232,6 +232,7 @@ enum Step {
 async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
     let name = context.projection.name();
     let mut horizon = Horizon::default();
+    let mut prefetched = None;
     let tables = Tables::new(name, generation.generation, context.projection.tables());
     let mut failures = 0u32;
     tracing::info!(
@@ -245,7 +246,14 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
         if context.shutdown.is_cancelled() {
             return;
         }
-        let step = step(&context, &tables, &mut generation, &mut horizon).await;
+        let step = step(
+            &context,
+            &tables,
+            &mut generation,
+            &mut horizon,
+            &mut prefetched,
+        )
+        .await;
         match step {
             Ok(Step::Applied) => failures = 0,
             Ok(Step::Idle) => {
@@ -317,12 +325,22 @@ async fn step(
     tables: &Tables,
     generation: &mut ProjectionStatus,
     horizon: &mut Horizon,
+    prefetched: &mut Option<Prefetched>,
 ) -> Result<Step, Error> {
     let name = context.projection.name();
-    let mut events = context
-        .store
-        .read_all(generation.checkpoint, context.settings.batch_size)
-        .await?;
+    // The batch read while the previous one was written, if it follows on from it (an empty
+    // one is read again: events may have come since).
+    let mut events = match prefetched.take() {
+        Some(batch) if batch.after == generation.checkpoint && !batch.events.is_empty() => {
+            batch.events
+        }
+        _ => {
+            context
+                .store
+                .read_all(generation.checkpoint, context.settings.batch_size)
+                .await?
+        }
+    };
     if events.is_empty() {
         return Ok(Step::Idle);
     }
@@ -372,11 +390,24 @@ async fn step(
             _ => Ok(Step::Replaced),
         };
     }
-    context
-        .projection
-        .apply(&mut *transaction, tables, &events)
-        .await?;
-    transaction.commit().await?;
+    // Write this batch and read the next one at once: a rebuild is then bound by the slower
+    // of the two, not their sum.
+    let write = async {
+        context
+            .projection
+            .apply(&mut *transaction, tables, &events)
+            .await?;
+        transaction.commit().await
+    };
+    let read_next = context.store.read_all(last, context.settings.batch_size);
+    let (written, next) = tokio::join!(write, read_next);
+    written?;
+    if let Ok(events) = next {
+        *prefetched = Some(Prefetched {
+            after: last,
+            events,
+        });
+    }
     generation.checkpoint = last;
     metrics::counter!("svcops_projection_events_total", "projection" => name)
         .increment(events.len() as u64);
@@ -384,6 +415,13 @@ async fn step(
     metrics::histogram!("svcops_projection_batch_seconds", "projection" => name)
         .record(started.elapsed().as_secs_f64());
     Ok(Step::Applied)
+}
+
+/// A batch read ahead, while the one before it was being written.
+struct Prefetched {
+    /// The position it was read after.
+    after: Position,
+    events: Vec<crate::RecordedEvent>,
 }
 
 /// How many of `events` (in position order) follow `checkpoint` without a gap.

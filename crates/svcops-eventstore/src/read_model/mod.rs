@@ -36,6 +36,59 @@ pub enum SqlValue {
     Integer(Option<i64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
+    /// A whole column of values, as one PostgreSQL array parameter (`UNNEST`): how
+    /// [`BulkInsert`] writes many rows on PostgreSQL. SQLite refuses it.
+    Array(SqlArray),
+}
+
+/// One column of values for [`SqlValue::Array`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlArray {
+    Integers(Vec<Option<i64>>),
+    Texts(Vec<Option<String>>),
+    Blobs(Vec<Option<Vec<u8>>>),
+}
+
+impl SqlArray {
+    /// The PostgreSQL array type, for the cast that names it in SQL.
+    fn postgres_type(&self) -> &'static str {
+        match self {
+            Self::Integers(_) => "bigint[]",
+            Self::Texts(_) => "text[]",
+            Self::Blobs(_) => "bytea[]",
+        }
+    }
+
+    /// An empty column of the type of `value`.
+    fn of(value: &SqlValue, capacity: usize) -> Result<Self, Error> {
+        Ok(match value {
+            SqlValue::Integer(_) => Self::Integers(Vec::with_capacity(capacity)),
+            SqlValue::Text(_) => Self::Texts(Vec::with_capacity(capacity)),
+            SqlValue::Blob(_) => Self::Blobs(Vec::with_capacity(capacity)),
+            SqlValue::Array(_) => {
+                return Err(Error::ReadModel {
+                    reason: "an array cannot be a column value".into(),
+                });
+            }
+        })
+    }
+
+    fn push(&mut self, value: SqlValue) -> Result<(), Error> {
+        match (self, value) {
+            (Self::Integers(column), SqlValue::Integer(value)) => column.push(value),
+            (Self::Texts(column), SqlValue::Text(value)) => column.push(value),
+            (Self::Blobs(column), SqlValue::Blob(value)) => column.push(value),
+            (column, value) => {
+                return Err(Error::ReadModel {
+                    reason: format!(
+                        "a {} column got {value:?}: every row must give a column the same type",
+                        column.postgres_type()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl From<i64> for SqlValue {
@@ -244,6 +297,41 @@ impl BulkInsert {
         sql
     }
 
+    /// PostgreSQL: a column per array parameter, `INSERT … SELECT * FROM UNNEST(…)`: a short
+    /// statement whatever the rows, bound in binary.
+    async fn flush_as_arrays(
+        &mut self,
+        transaction: &mut dyn ReadModelTransaction,
+    ) -> Result<u64, Error> {
+        const ROWS_PER_STATEMENT: usize = 10_000;
+        let values = std::mem::take(&mut self.values);
+        let mut written = 0;
+        for chunk in values.chunks(ROWS_PER_STATEMENT * self.columns) {
+            let rows = chunk.len() / self.columns;
+            let mut columns = chunk[..self.columns]
+                .iter()
+                .map(|value| SqlArray::of(value, rows))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (index, value) in chunk.iter().enumerate() {
+                columns[index % self.columns].push(value.clone())?;
+            }
+            let casts: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(index, column)| format!("${}::{}", index + 1, column.postgres_type()))
+                .collect();
+            let mut sql = self.head.trim_end_matches("VALUES ").to_owned();
+            sql.push_str(&format!("SELECT * FROM UNNEST({})", casts.join(", ")));
+            if !self.tail.is_empty() {
+                sql.push(' ');
+                sql.push_str(&self.tail);
+            }
+            let arguments: Vec<SqlValue> = columns.into_iter().map(SqlValue::Array).collect();
+            written += transaction.execute(&sql, &arguments).await?;
+        }
+        Ok(written)
+    }
+
     /// Writes every pushed row and empties the buffer; returns the rows written.
     pub async fn flush(
         &mut self,
@@ -251,6 +339,9 @@ impl BulkInsert {
     ) -> Result<u64, Error> {
         if self.columns == 0 || self.values.is_empty() {
             return Ok(0);
+        }
+        if transaction.dialect() == Dialect::Postgres {
+            return self.flush_as_arrays(transaction).await;
         }
         let rows_per_statement = (Self::MAX_PARAMETERS / self.columns).max(1);
         let values = std::mem::take(&mut self.values);
@@ -313,8 +404,13 @@ mod tests {
         }
 
         async fn execute(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<u64, Error> {
-            self.1.push((sql.to_owned(), arguments.len()));
-            Ok((arguments.len() / 3) as u64)
+            // Rows: one per three values, or the length of the array columns.
+            let rows = match arguments.first() {
+                Some(SqlValue::Array(SqlArray::Integers(column))) => column.len(),
+                _ => arguments.len() / 3,
+            };
+            self.1.push((sql.to_owned(), rows));
+            Ok(rows as u64)
         }
 
         async fn query(&mut self, _: &str, _: &[SqlValue]) -> Result<Vec<SqlRow>, Error> {
@@ -335,25 +431,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bulk_insert_fills_statements_up_to_the_parameter_limit() {
+    async fn postgres_gets_one_array_per_column() {
         let mut transaction = Recording(Dialect::Postgres, Vec::new());
         let mut bulk = rows(25_000);
         assert_eq!(bulk.flush(&mut transaction).await.expect("flush"), 25_000);
-        let sizes: Vec<usize> = transaction.1.iter().map(|(_, values)| *values).collect();
-        assert_eq!(sizes, [30_000, 30_000, 15_000]);
-        assert!(
-            transaction.1[0]
-                .0
-                .starts_with("INSERT INTO t (a, b, c) VALUES ($1, $2, $3), ($4")
-        );
-        assert!(
-            transaction.1[2]
-                .0
-                .ends_with("$15000) ON CONFLICT (a) DO NOTHING")
+        let rows: Vec<usize> = transaction.1.iter().map(|(_, rows)| *rows).collect();
+        assert_eq!(rows, [10_000, 10_000, 5_000]);
+        assert_eq!(
+            transaction.1[0].0,
+            "INSERT INTO t (a, b, c) SELECT * FROM UNNEST($1::bigint[], $2::text[], \
+             $3::bigint[]) ON CONFLICT (a) DO NOTHING"
         );
         assert!(bulk.is_empty(), "flushed rows are gone");
         assert_eq!(bulk.flush(&mut transaction).await.expect("flush"), 0);
         assert_eq!(transaction.1.len(), 3, "nothing to flush, nothing run");
+    }
+
+    #[tokio::test]
+    async fn a_column_keeps_one_type() {
+        let mut transaction = Recording(Dialect::Postgres, Vec::new());
+        let mut bulk = BulkInsert::new("t", &["a"], "");
+        bulk.push([1_i64.into()]);
+        bulk.push(["one".into()]);
+        assert!(matches!(
+            bulk.flush(&mut transaction).await,
+            Err(Error::ReadModel { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn sqlite_statements_stay_under_the_parameter_limit() {
+        let mut transaction = Recording(Dialect::Sqlite, Vec::new());
+        rows(25_000).flush(&mut transaction).await.expect("flush");
+        let rows: Vec<usize> = transaction.1.iter().map(|(_, rows)| *rows).collect();
+        assert_eq!(rows, [10_000, 10_000, 5_000]);
     }
 
     #[tokio::test]

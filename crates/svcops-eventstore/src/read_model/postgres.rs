@@ -6,7 +6,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Column, Postgres, Row, Transaction, TypeInfo};
 
-use super::{Dialect, ReadModelTransaction, ReadModels, SqlRow, SqlValue};
+use super::{Dialect, ReadModelTransaction, ReadModels, SqlArray, SqlRow, SqlValue};
 use crate::{Error, PostgresStore};
 
 fn bound<'q>(sql: &str, arguments: &[SqlValue]) -> Query<'q, Postgres, PgArguments> {
@@ -16,6 +16,9 @@ fn bound<'q>(sql: &str, arguments: &[SqlValue]) -> Query<'q, Postgres, PgArgumen
             SqlValue::Integer(value) => query.bind(value),
             SqlValue::Text(value) => query.bind(value),
             SqlValue::Blob(value) => query.bind(value),
+            SqlValue::Array(SqlArray::Integers(values)) => query.bind(values),
+            SqlValue::Array(SqlArray::Texts(values)) => query.bind(values),
+            SqlValue::Array(SqlArray::Blobs(values)) => query.bind(values),
         };
     }
     query

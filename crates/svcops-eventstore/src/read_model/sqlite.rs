@@ -10,16 +10,24 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction, TypeInfo, ValueRef};
 use super::{Dialect, ReadModelTransaction, ReadModels, SqlRow, SqlValue};
 use crate::{Error, SqliteStore};
 
-fn bound<'q>(sql: &str, arguments: &[SqlValue]) -> Query<'q, Sqlite, SqliteArguments> {
+fn bound<'q>(
+    sql: &str,
+    arguments: &[SqlValue],
+) -> Result<Query<'q, Sqlite, SqliteArguments>, Error> {
     let mut query = sqlx::query(AssertSqlSafe(sql.to_owned()));
     for argument in arguments {
         query = match argument.clone() {
             SqlValue::Integer(value) => query.bind(value),
             SqlValue::Text(value) => query.bind(value),
             SqlValue::Blob(value) => query.bind(value),
+            SqlValue::Array(_) => {
+                return Err(Error::ReadModel {
+                    reason: "SQLite has no array parameters".into(),
+                });
+            }
         };
     }
-    query
+    Ok(query)
 }
 
 fn read_row(row: &SqliteRow) -> Result<SqlRow, Error> {
@@ -52,12 +60,12 @@ impl ReadModelTransaction for SqliteTransaction {
     }
 
     async fn execute(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<u64, Error> {
-        let done = bound(sql, arguments).execute(&mut *self.0).await?;
+        let done = bound(sql, arguments)?.execute(&mut *self.0).await?;
         Ok(done.rows_affected())
     }
 
     async fn query(&mut self, sql: &str, arguments: &[SqlValue]) -> Result<Vec<SqlRow>, Error> {
-        let rows = bound(sql, arguments).fetch_all(&mut *self.0).await?;
+        let rows = bound(sql, arguments)?.fetch_all(&mut *self.0).await?;
         rows.iter().map(read_row).collect()
     }
 
@@ -78,7 +86,7 @@ impl ReadModels for SqliteStore {
     }
 
     async fn query(&self, sql: &str, arguments: &[SqlValue]) -> Result<Vec<SqlRow>, Error> {
-        let rows = bound(sql, arguments).fetch_all(self.readers()).await?;
+        let rows = bound(sql, arguments)?.fetch_all(self.readers()).await?;
         rows.iter().map(read_row).collect()
     }
 }
