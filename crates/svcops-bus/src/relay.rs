@@ -114,7 +114,13 @@ impl Relay {
             if lost.is_cancelled() || shutdown.is_cancelled() {
                 break;
             }
-            match self.publish_once().await {
+            // A batch in flight when the lease is lost stops there: what it published but did
+            // not mark goes out again from the next holder (consumers dedupe).
+            let published = tokio::select! {
+                published = self.publish_once() => published,
+                () = lost.cancelled() => break,
+            };
+            match published {
                 Ok(count) if count > 0 => {
                     backoff = Duration::from_millis(50);
                     continue;

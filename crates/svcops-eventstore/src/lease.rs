@@ -229,7 +229,14 @@ pub async fn run_while_held<F, Fut>(
                     () = tokio::time::sleep_until(held.deadline) => break,
                     () = tokio::time::sleep_until(next) => {}
                 }
-                match renew(read_models.as_ref(), &mut held, &settings).await {
+                // A renewal still unanswered at the deadline is a lost lease: the database
+                // may already have given it to another replica.
+                let deadline = held.deadline;
+                let renewed = tokio::select! {
+                    renewed = renew(read_models.as_ref(), &mut held, &settings) => renewed,
+                    () = tokio::time::sleep_until(deadline) => break,
+                };
+                match renewed {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(error) => {

@@ -66,6 +66,10 @@ pub enum Error {
     /// version of it is still being built. Retrying later succeeds.
     #[error("read model {name} is not ready: {reason}")]
     ReadModelNotReady { name: &'static str, reason: String },
+    /// The request does not fit what is there now (a rebuild while another version of the
+    /// projection is live or building).
+    #[error("{0}")]
+    Precondition(String),
     /// A data key could not be wrapped or unwrapped with the personal data secret.
     #[error(transparent)]
     PersonalData(#[from] personal_data_secret::Error),

@@ -437,27 +437,21 @@ impl EventStore for PostgresStore {
     }
 
     async fn log_snapshot(&self) -> Result<LogSnapshot, Error> {
-        // One statement, so the head and the in-progress list come from one snapshot.
-        let (snapshot, head): (String, i64) = sqlx::query_as(
-            "SELECT pg_current_snapshot()::text, COALESCE(MAX(position), 0)::bigint FROM events",
+        // One statement: the head from its snapshot, and every writer then in progress. A
+        // snapshot lists only running ids below its `xmax` (the newest *finished* id + 1),
+        // so a writer with a higher id still running is missing from it; every writer holds
+        // a lock on its own id until it ends, so `pg_locks`, read after the snapshot, has
+        // it. Ids are compared in their 32-bit form (`pg_locks` has no epoch): a pending
+        // snapshot lives for seconds, ids wrap after four billion.
+        let (head, in_progress): (i64, Vec<i64>) = sqlx::query_as(
+            "SELECT COALESCE(MAX(position), 0)::bigint,                  ARRAY(SELECT (id::text::bigint) % 4294967296                        FROM pg_snapshot_xip(pg_current_snapshot()) AS id                        UNION                        SELECT transactionid::text::bigint FROM pg_locks                        WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted)              FROM events",
         )
         .fetch_one(&self.pool)
         .await?;
-        // `xmin:xmax:xip,xip,…`
-        let in_progress = snapshot
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .split(',')
-            .filter(|id| !id.is_empty())
-            .map(|id| {
-                id.parse::<u64>().map_err(|_| Error::Corrupt {
-                    position: head,
-                    reason: format!("unreadable snapshot {snapshot:?}"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LogSnapshot { head, in_progress })
+        Ok(LogSnapshot {
+            head,
+            in_progress: in_progress.into_iter().map(|id| id as u64).collect(),
+        })
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

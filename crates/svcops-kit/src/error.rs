@@ -95,6 +95,7 @@ impl From<svcops_eventstore::Error> for ApiError {
         use svcops_eventstore::Error as Store;
         match error {
             Store::Concurrency { .. } => Self::Conflict(format!("{error}; re-read and retry")),
+            Store::Precondition(reason) => Self::FailedPrecondition(reason),
             Store::Unavailable(_) | Store::ReadModelNotReady { .. } => {
                 Self::Unavailable(error.to_string())
             }

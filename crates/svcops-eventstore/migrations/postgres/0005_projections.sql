@@ -2,9 +2,10 @@
 -- to tell when every position up to some point is settled (committed or never will be)
 -- without making writers wait for each other: a position at or below the newest visible one
 -- was drawn before that one, so by a transaction that was, at the time of the snapshot,
--- committed, rolled back or listed in progress (see `projection::Horizon`). Without it a
--- position could be drawn in the instant before the inserting transaction gets its id, by a
--- transaction no snapshot lists. (The sequence keeps CACHE 1, so positions are drawn in
+-- committed, rolled back or running with an id, and so holding the lock on its id that
+-- `pg_locks` shows (see `projection::Horizon` and `PostgresStore::log_snapshot`). Without
+-- it a position could be drawn in the instant before the inserting transaction gets its id,
+-- by a transaction nothing lists. (The sequence keeps CACHE 1, so positions are drawn in
 -- increasing order across sessions.)
 ALTER TABLE events ALTER COLUMN position
     SET DEFAULT CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('events_position_seq') END;

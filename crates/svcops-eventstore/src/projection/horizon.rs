@@ -5,12 +5,17 @@
 //! Why it holds (PostgreSQL; SQLite's one writer always writes above the head): positions
 //! are drawn in increasing order (a sequence with CACHE 1), and a transaction has its id
 //! before it draws one (migration 0005). Take a snapshot with head `H` (the newest visible
-//! position) and the transactions `T` then in progress. Every position at or below `H` was
-//! drawn before `H` was, so before the snapshot, by a transaction that was committed (and is
-//! visible), rolled back (and never will be), or in `T`. Once every transaction of `T` has
-//! ended, nothing more can appear at or below `H`. The horizon is therefore the head of the
-//! newest snapshot whose in-progress transactions have all ended since. Writers never wait
-//! for it: it trails the head by about one poll while writes are in flight.
+//! position) and the transactions `T` then running with an id. Every position at or below
+//! `H` was drawn before `H` was, so before the snapshot, by a transaction that was committed
+//! (and is visible), rolled back (and never will be), or in `T`. Once every transaction of
+//! `T` has ended, nothing more can appear at or below `H`. The horizon is therefore the head
+//! of the newest snapshot whose running transactions have all ended since. `T` must be every
+//! running writer: PostgreSQL's snapshot lists only ids below its `xmax`, so
+//! `PostgresStore::log_snapshot` adds the ids `pg_locks` shows locked (a transaction that
+//! took its id, then a position, and is still running after a later-started one finished
+//! would otherwise be missing, and its position passed over). Writers never wait for the
+//! horizon: it trails the head by about one poll while writes are in flight. The runner
+//! reads the events it releases *after* the snapshot.
 
 use std::collections::VecDeque;
 

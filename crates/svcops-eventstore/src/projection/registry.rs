@@ -253,16 +253,20 @@ pub(crate) async fn switch_over(
     Ok(true)
 }
 
-/// Drops the tables of every retired generation of `projection` and forgets it.
+/// Drops the tables of every generation of `projection` retired at least `retired_for` ago,
+/// and forgets it.
 pub(crate) async fn drop_retired(
     read_models: &dyn ReadModels,
     projection: &dyn Projection,
+    retired_for: std::time::Duration,
 ) -> Result<(), Error> {
     let name = projection.name();
+    let before = now_ms() - i64::try_from(retired_for.as_millis()).unwrap_or(i64::MAX);
     let retired = read_models
         .query(
-            "SELECT generation FROM projections WHERE name = $1 AND status = 'retired'",
-            &[name.into()],
+            "SELECT generation FROM projections \
+             WHERE name = $1 AND status = 'retired' AND updated_at <= $2",
+            &[name.into(), before.into()],
         )
         .await?;
     for row in retired {
@@ -284,15 +288,29 @@ pub(crate) async fn drop_retired(
     Ok(())
 }
 
-/// Asks for `name` to be rebuilt from position 0: records a building generation with the
-/// live one's version (its tables are created by the office's runner, which holds the
-/// schema). Returns the building generation; one already building is returned as is.
+/// Asks for `projection` to be rebuilt from position 0 into a new generation of its
+/// version. Returns the building generation; one of this version already building is
+/// returned as is. Refused while another version is live or building (a deploy under way):
+/// one generation is only ever built by one version's code.
 pub async fn request_rebuild(
     read_models: &dyn ReadModels,
     projection: &dyn Projection,
 ) -> Result<ProjectionStatus, Error> {
     let mut transaction = read_models.begin().await?;
     let generations = current(&mut *transaction, projection.name()).await?;
+    if let Some(other) = generations
+        .iter()
+        .find(|generation| generation.version != projection.version())
+    {
+        return Err(Error::Precondition(format!(
+            "projection {} has version {} {}; this replica runs version {}: rebuild from a \
+             replica of that version, or once the deploy is done",
+            projection.name(),
+            other.version,
+            other.status.as_str(),
+            projection.version()
+        )));
+    }
     if let Some(building) = generations
         .iter()
         .find(|generation| generation.status == GenerationStatus::Building)

@@ -1,6 +1,7 @@
 //! The projection runner: one task per generation, reading the log after its checkpoint in
 //! batches and applying each batch in the transaction that moves the checkpoint.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,12 +48,18 @@ struct Context {
     settings: RunnerSettings,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    /// The runner tasks, and the generations they run (one runner per generation here).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    running: Mutex<HashSet<i64>>,
 }
+
+/// How often a live generation's runner looks for generations of this version it does not
+/// run yet (a rebuild another replica started or finished).
+const ADOPT_EVERY: Duration = Duration::from_secs(2);
 
 /// A running projection: its runners, and the handle readers use.
 pub struct Projector {
     context: Arc<Context>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Starts a projection: records its first generation (or, if its version changed, a new
@@ -72,16 +79,45 @@ pub async fn start(
         settings,
         wake: Arc::new(Notify::new()),
         shutdown,
+        tasks: Mutex::new(Vec::new()),
+        running: Mutex::new(HashSet::new()),
     });
     let generations = prepare(&context).await?;
-    let projector = Projector {
-        context,
-        tasks: Mutex::new(Vec::new()),
-    };
     for generation in generations {
-        projector.spawn(generation);
+        spawn(&context, generation);
     }
-    Ok(projector)
+    Ok(Projector { context })
+}
+
+/// Runs `generation` here unless a runner here already does.
+fn spawn(context: &Arc<Context>, generation: ProjectionStatus) {
+    if !context.running.lock().insert(generation.generation) {
+        return;
+    }
+    let number = generation.generation;
+    let runner = context.clone();
+    let task = tokio::spawn(async move {
+        run(runner.clone(), generation).await;
+        runner.running.lock().remove(&number);
+    });
+    let mut tasks = context.tasks.lock();
+    tasks.retain(|task| !task.is_finished());
+    tasks.push(task);
+}
+
+/// Starts runners for every live or building generation of this code's version that none
+/// here runs: after a rebuild on another replica, this replica follows the new generation.
+async fn adopt(context: &Arc<Context>) -> Result<(), Error> {
+    if context.shutdown.is_cancelled() {
+        return Ok(());
+    }
+    let projection = context.projection.as_ref();
+    for generation in registry::projection_statuses(context.read_models.as_ref()).await? {
+        if generation.name == projection.name() && generation.version == projection.version() {
+            spawn(context, generation);
+        }
+    }
+    Ok(())
 }
 
 /// Brings the registry in line with this code's version and returns the generations to run.
@@ -98,7 +134,13 @@ async fn prepare(context: &Context) -> Result<Vec<ProjectionStatus>, Error> {
             other => break other?,
         }
     };
-    registry::drop_retired(context.read_models.as_ref(), projection).await?;
+    // Readers on other replicas may still be on a generation retired moments ago.
+    registry::drop_retired(
+        context.read_models.as_ref(),
+        projection,
+        context.settings.drop_retired_after,
+    )
+    .await?;
     let mine: Vec<ProjectionStatus> = generations
         .into_iter()
         .filter(|generation| generation.version == version)
@@ -192,36 +234,37 @@ impl Projector {
             self.context.projection.as_ref(),
         )
         .await?;
-        self.spawn(building.clone());
+        spawn(&self.context, building.clone());
         Ok(building)
-    }
-
-    fn spawn(&self, generation: ProjectionStatus) {
-        let mut tasks = self.tasks.lock();
-        tasks.retain(|task| !task.is_finished());
-        let context = self.context.clone();
-        tasks.push(tokio::spawn(run(context, generation)));
     }
 
     /// Stops every runner at once, mid-batch if need be, as a crash would: an open batch
     /// rolls back. For tests of exactly that.
     pub fn abort(&self) {
-        for task in self.tasks.lock().iter() {
+        for task in self.context.tasks.lock().iter() {
             task.abort();
         }
     }
 
     /// Waits for every runner to stop (after shutdown).
     pub async fn stopped(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock());
-        for task in tasks {
-            let _ = task.await;
+        loop {
+            let tasks = std::mem::take(&mut *self.context.tasks.lock());
+            if tasks.is_empty() {
+                return;
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
         }
     }
 }
 
 enum Step {
-    Applied,
+    /// A batch applied; whether it was a whole one (more may be waiting).
+    Applied {
+        full: bool,
+    },
     /// Nothing after the checkpoint.
     Idle,
     /// Events after the checkpoint, but beyond a position still being written.
@@ -235,6 +278,7 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
     let mut prefetched = None;
     let tables = Tables::new(name, generation.generation, context.projection.tables());
     let mut failures = 0u32;
+    let mut last_adopted = tokio::time::Instant::now();
     tracing::info!(
         projection = name,
         generation = generation.generation,
@@ -254,34 +298,30 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
             &mut prefetched,
         )
         .await;
+        let caught_up = match step {
+            Ok(Step::Applied { full }) => !full,
+            Ok(Step::Idle) => true,
+            _ => false,
+        };
+        if caught_up && generation.status == GenerationStatus::Building {
+            // At the tail of the log: switch over now, without waiting for a moment with
+            // nothing new (which may never come under load); readers wait for what is left.
+            match switch(&context, &mut generation).await {
+                Ok(true) => {}
+                Ok(false) => return replaced(&context, &generation).await,
+                Err(error) => {
+                    tracing::warn!(projection = name, %error, "switch-over failed; retrying")
+                }
+            }
+        }
         match step {
-            Ok(Step::Applied) => failures = 0,
+            Ok(Step::Applied { .. }) => failures = 0,
             Ok(Step::Idle) => {
                 failures = 0;
-                if generation.status == GenerationStatus::Building {
-                    match registry::switch_over(
-                        context.read_models.as_ref(),
-                        name,
-                        generation.generation,
-                        generation.checkpoint,
-                    )
-                    .await
-                    {
-                        Ok(true) => {
-                            tracing::info!(
-                                projection = name,
-                                generation = generation.generation,
-                                checkpoint = generation.checkpoint,
-                                "rebuilt generation caught up and is live"
-                            );
-                            generation.status = GenerationStatus::Live;
-                            tokio::spawn(drop_retired_later(context.clone()));
-                            continue;
-                        }
-                        Ok(false) => {}
-                        Err(error) => {
-                            tracing::warn!(projection = name, %error, "switch-over failed; retrying")
-                        }
+                if last_adopted.elapsed() >= ADOPT_EVERY {
+                    last_adopted = tokio::time::Instant::now();
+                    if let Err(error) = adopt(&context).await {
+                        tracing::warn!(projection = name, %error, "could not look for new generations");
                     }
                 }
                 tokio::select! {
@@ -297,14 +337,7 @@ async fn run(context: Arc<Context>, mut generation: ProjectionStatus) {
                     () = tokio::time::sleep(WAITING_POLL) => {}
                 }
             }
-            Ok(Step::Replaced) => {
-                tracing::info!(
-                    projection = name,
-                    generation = generation.generation,
-                    "generation replaced; its runner stops"
-                );
-                return;
-            }
+            Ok(Step::Replaced) => return replaced(&context, &generation).await,
             Err(error) => {
                 failures = failures.saturating_add(1);
                 let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
@@ -385,7 +418,7 @@ async fn step(
             Some(now) if now.status != GenerationStatus::Retired => {
                 // Another runner moved it (or promoted it): carry on from where it is.
                 *generation = now;
-                Ok(Step::Applied)
+                Ok(Step::Applied { full: true })
             }
             _ => Ok(Step::Replaced),
         };
@@ -414,7 +447,56 @@ async fn step(
     metrics::gauge!("svcops_projection_checkpoint", "projection" => name).set(last as f64);
     metrics::histogram!("svcops_projection_batch_seconds", "projection" => name)
         .record(started.elapsed().as_secs_f64());
-    Ok(Step::Applied)
+    Ok(Step::Applied {
+        full: events.len() >= context.settings.batch_size,
+    })
+}
+
+/// Promotes a caught-up building generation. `Ok(false)`: it is gone (replaced); if another
+/// replica promoted it, it is carried on as live.
+async fn switch(context: &Arc<Context>, generation: &mut ProjectionStatus) -> Result<bool, Error> {
+    let name = context.projection.name();
+    if registry::switch_over(
+        context.read_models.as_ref(),
+        name,
+        generation.generation,
+        generation.checkpoint,
+    )
+    .await?
+    {
+        tracing::info!(
+            projection = name,
+            generation = generation.generation,
+            checkpoint = generation.checkpoint,
+            "rebuilt generation caught up and is live"
+        );
+        generation.status = GenerationStatus::Live;
+        tokio::spawn(drop_retired_later(context.clone()));
+        return Ok(true);
+    }
+    // Not promoted at this checkpoint: another runner moved it on, or promoted it.
+    match registry::generation(context.read_models.as_ref(), name, generation.generation).await? {
+        Some(now) if now.status != GenerationStatus::Retired => {
+            *generation = now;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A runner's generation was replaced: it stops, after making sure this replica runs the
+/// one that replaced it.
+async fn replaced(context: &Arc<Context>, generation: &ProjectionStatus) {
+    let name = context.projection.name();
+    tracing::info!(
+        projection = name,
+        generation = generation.generation,
+        "generation replaced; its runner stops"
+    );
+    if let Err(error) = adopt(context).await {
+        // A live runner's periodic look finds it later.
+        tracing::warn!(projection = name, %error, "could not look for the new generation");
+    }
 }
 
 /// A batch read ahead, while the one before it was being written.
@@ -438,8 +520,12 @@ async fn drop_retired_later(context: Arc<Context>) {
         () = context.shutdown.cancelled() => return,
         () = tokio::time::sleep(context.settings.drop_retired_after) => {}
     }
-    if let Err(error) =
-        registry::drop_retired(context.read_models.as_ref(), context.projection.as_ref()).await
+    if let Err(error) = registry::drop_retired(
+        context.read_models.as_ref(),
+        context.projection.as_ref(),
+        Duration::ZERO,
+    )
+    .await
     {
         // The next start drops them.
         tracing::warn!(projection = context.projection.name(), %error, "could not drop a replaced generation's tables");

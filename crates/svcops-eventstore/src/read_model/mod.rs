@@ -232,6 +232,8 @@ pub struct BulkInsert {
     tail: String,
     columns: usize,
     values: Vec<SqlValue>,
+    /// A row pushed with another number of values than columns: `flush` refuses the batch.
+    misshapen: bool,
 }
 
 impl BulkInsert {
@@ -247,6 +249,7 @@ impl BulkInsert {
             tail: tail.to_owned(),
             columns: columns.len(),
             values: Vec::new(),
+            misshapen: false,
         }
     }
 
@@ -254,11 +257,9 @@ impl BulkInsert {
     pub fn push(&mut self, row: impl IntoIterator<Item = SqlValue>) {
         let before = self.values.len();
         self.values.extend(row);
-        debug_assert_eq!(
-            self.values.len() - before,
-            self.columns,
-            "one value per column"
-        );
+        if self.values.len() - before != self.columns {
+            self.misshapen = true;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -337,6 +338,11 @@ impl BulkInsert {
         &mut self,
         transaction: &mut dyn ReadModelTransaction,
     ) -> Result<u64, Error> {
+        if self.misshapen {
+            return Err(Error::ReadModel {
+                reason: format!("a row for `{}` has not one value per column", self.head),
+            });
+        }
         if self.columns == 0 || self.values.is_empty() {
             return Ok(0);
         }
@@ -445,6 +451,19 @@ mod tests {
         assert!(bulk.is_empty(), "flushed rows are gone");
         assert_eq!(bulk.flush(&mut transaction).await.expect("flush"), 0);
         assert_eq!(transaction.1.len(), 3, "nothing to flush, nothing run");
+    }
+
+    #[tokio::test]
+    async fn a_row_of_the_wrong_width_is_refused_not_shifted() {
+        let mut transaction = Recording(Dialect::Postgres, Vec::new());
+        let mut bulk = BulkInsert::new("t", &["a", "b"], "");
+        bulk.push([1_i64.into(), 2_i64.into()]);
+        bulk.push([3_i64.into()]);
+        assert!(matches!(
+            bulk.flush(&mut transaction).await,
+            Err(Error::ReadModel { .. })
+        ));
+        assert!(transaction.1.is_empty(), "nothing written");
     }
 
     #[tokio::test]
