@@ -210,6 +210,13 @@ pub trait PersonalDataKeys: Send + Sync + 'static {
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<KeyState, Error>;
 
+    /// The keys of many ids at once (a page of cases), in one round trip; an id with no key
+    /// is `Unknown`.
+    async fn keys(
+        &self,
+        key_ids: &[uuid::Uuid],
+    ) -> Result<std::collections::HashMap<uuid::Uuid, KeyState>, Error>;
+
     /// The id of the subject's current key, without creating one; `None` if it has none
     /// (never had, or it was destroyed).
     async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error>;

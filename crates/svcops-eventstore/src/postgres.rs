@@ -352,6 +352,30 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
         crate::KeyState::from_column(key_id, wrapped, &self.secret)
     }
 
+    async fn keys(
+        &self,
+        key_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, crate::KeyState>, Error> {
+        let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT key_id, wrapped_key FROM personal_data_keys WHERE key_id = ANY($1)",
+        )
+        .bind(key_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let found: std::collections::HashMap<Uuid, Option<Vec<u8>>> = rows.into_iter().collect();
+        key_ids
+            .iter()
+            .map(|key_id| {
+                let state = crate::KeyState::from_column(
+                    *key_id,
+                    found.get(key_id).cloned(),
+                    &self.secret,
+                )?;
+                Ok((*key_id, state))
+            })
+            .collect()
+    }
+
     async fn subject_key_id(&self, subject: &str) -> Result<Option<Uuid>, Error> {
         Ok(
             sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = $1")

@@ -340,6 +340,38 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
         crate::KeyState::from_column(key_id, wrapped, &self.secret)
     }
 
+    async fn keys(
+        &self,
+        key_ids: &[uuid::Uuid],
+    ) -> Result<std::collections::HashMap<uuid::Uuid, crate::KeyState>, Error> {
+        let mut found: std::collections::HashMap<uuid::Uuid, Option<Vec<u8>>> =
+            std::collections::HashMap::new();
+        // Under SQLite's 32,766 parameters per statement.
+        for chunk in key_ids.chunks(10_000) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT key_id, wrapped_key FROM personal_data_keys WHERE key_id IN ({placeholders})"
+            );
+            let mut query =
+                sqlx::query_as::<_, (uuid::Uuid, Option<Vec<u8>>)>(sqlx::AssertSqlSafe(sql));
+            for key_id in chunk {
+                query = query.bind(*key_id);
+            }
+            found.extend(query.fetch_all(&self.readers).await?);
+        }
+        key_ids
+            .iter()
+            .map(|key_id| {
+                let state = crate::KeyState::from_column(
+                    *key_id,
+                    found.get(key_id).cloned(),
+                    &self.secret,
+                )?;
+                Ok((*key_id, state))
+            })
+            .collect()
+    }
+
     async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error> {
         Ok(
             sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = ?1")

@@ -89,14 +89,14 @@ impl Cases {
         Ok(CustomerPhone::Sealed { key_id, sealed })
     }
 
-    /// Opens a sealed phone, or says it was erased.
-    async fn unseal(&self, phone: CustomerPhone) -> Result<CustomerPhone, Error> {
-        let CustomerPhone::Sealed { key_id, sealed } = phone else {
+    /// Opens a sealed phone with its key's state, or says it was erased.
+    fn open_with(phone: CustomerPhone, key: &KeyState) -> Result<CustomerPhone, Error> {
+        let CustomerPhone::Sealed { sealed, .. } = phone else {
             return Ok(phone);
         };
-        match self.keys.key(key_id).await? {
+        match key {
             KeyState::Active(key) => {
-                let text = personal_data::open(&key, &sealed)
+                let text = personal_data::open(key, &sealed)
                     .map_err(|error| Error::Sealing(error.to_string()))?;
                 let phone = PhoneNumber::parse("customer_phone", &text)
                     .map_err(|error| Error::Sealing(error.to_string()))?;
@@ -106,9 +106,35 @@ impl Cases {
         }
     }
 
-    async fn unseal_view(&self, mut view: CaseView) -> Result<CaseView, Error> {
-        view.details.customer_phone = self.unseal(view.details.customer_phone).await?;
-        Ok(view)
+    async fn unseal_view(&self, view: CaseView) -> Result<CaseView, Error> {
+        let mut views = self.unseal_views(vec![view]).await?;
+        Ok(views.remove(0))
+    }
+
+    /// Opens the phones of many cases with one lookup of their keys.
+    async fn unseal_views(&self, mut views: Vec<CaseView>) -> Result<Vec<CaseView>, Error> {
+        let key_ids: Vec<Uuid> = views
+            .iter()
+            .filter_map(|view| match &view.details.customer_phone {
+                CustomerPhone::Sealed { key_id, .. } => Some(*key_id),
+                CustomerPhone::Known(_) | CustomerPhone::Erased => None,
+            })
+            .collect();
+        if key_ids.is_empty() {
+            return Ok(views);
+        }
+        let keys = self.keys.keys(&key_ids).await?;
+        for view in &mut views {
+            let phone = std::mem::replace(&mut view.details.customer_phone, CustomerPhone::Erased);
+            let key = match &phone {
+                CustomerPhone::Sealed { key_id, .. } => {
+                    keys.get(key_id).unwrap_or(&KeyState::Unknown)
+                }
+                CustomerPhone::Known(_) | CustomerPhone::Erased => &KeyState::Unknown,
+            };
+            view.details.customer_phone = Self::open_with(phone, key)?;
+        }
+        Ok(views)
     }
 
     /// Erases a customer's personal data: records that it happens (without the data), then
@@ -277,11 +303,7 @@ impl Cases {
     ) -> Result<(Vec<CaseView>, Option<i64>), Error> {
         let tables = self.list.caught_up(READ_YOUR_WRITES).await?;
         let (views, next) = crate::case_list::page(&self.list, &tables, page_size, after).await?;
-        let mut unsealed = Vec::with_capacity(views.len());
-        for view in views {
-            unsealed.push(self.unseal_view(view).await?);
-        }
-        Ok((unsealed, next))
+        Ok((self.unseal_views(views).await?, next))
     }
 }
 

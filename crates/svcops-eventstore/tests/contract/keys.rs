@@ -12,6 +12,7 @@ contract_suite! {
         a_subject_keeps_its_first_key,
         concurrent_first_uses_agree_on_one_key,
         erasure_destroys_the_key_for_good,
+        many_keys_are_looked_up_at_once,
         the_key_table_holds_neither_subjects_nor_keys,
         keys_open_only_with_the_secret_they_were_stored_with,
         plain_rows_from_before_are_protected_at_start,
@@ -254,6 +255,23 @@ mod cases {
             seen.insert(task.await.expect("join").expect("key"));
         }
         assert_eq!(seen.len(), 1, "one key for one subject: {seen:?}");
+    }
+
+    pub async fn many_keys_are_looked_up_at_once(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        let (active, _) = keys.key_for_subject("kept", &[1; 32]).await.expect("key");
+        let (erased, _) = keys.key_for_subject("erased", &[2; 32]).await.expect("key");
+        assert!(keys.destroy_key(erased).await.expect("destroy"));
+        let unknown = Uuid::new_v4();
+        let found = keys
+            .keys(&[active, erased, unknown, active])
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 3, "one entry per id: {found:?}");
+        assert_eq!(found[&active], KeyState::Active(vec![1; 32]));
+        assert_eq!(found[&erased], KeyState::Erased);
+        assert_eq!(found[&unknown], KeyState::Unknown);
+        assert!(keys.keys(&[]).await.expect("lookup").is_empty());
     }
 
     pub async fn erasure_destroys_the_key_for_good(port: Arc<dyn KeyPort>) {
