@@ -180,8 +180,7 @@ pub async fn serve(
     // frames wait out Nagle's algorithm against the client's delayed ACK (about 40 ms per
     // `WatchCase` catch-up). tonic applies its own nodelay default only to listeners it
     // binds, not to a stream of accepted sockets handed to it.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
