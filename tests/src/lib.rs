@@ -313,3 +313,59 @@ pub async fn timeline_holding(
         .all(|kind| entries.iter().any(|entry| entry.event_type == *kind))
         .then_some(entries)
 }
+
+impl Cluster {
+    /// The back office's statistics once they count at least `cases` cases and work orders.
+    pub async fn stats_counting(
+        &self,
+        back_office: svcops_proto::backoffice::v1::back_office_service_client::BackOfficeServiceClient<Channel>,
+        cases: u64,
+        timeout: Duration,
+    ) -> svcops_proto::backoffice::v1::GetServiceStatsResponse {
+        use svcops_proto::backoffice::v1::GetServiceStatsRequest;
+        eventually(
+            "the back office to count every case and work order",
+            timeout,
+            || {
+                let mut back_office = back_office.clone();
+                let request = self.request(Role::Manager, GetServiceStatsRequest {});
+                async move {
+                    let stats = back_office
+                        .get_service_stats(request)
+                        .await
+                        .ok()?
+                        .into_inner();
+                    (stats.cases_tracked >= cases && stats.work_orders_tracked >= cases)
+                        .then_some(stats)
+                }
+            },
+        )
+        .await
+    }
+
+    /// A case's timeline (caught up, as an executive), once it holds an event of every type
+    /// in `required`.
+    pub async fn timeline_once_holding(
+        &self,
+        listen_in: svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient<
+            Channel,
+        >,
+        case_id: &str,
+        required: &[&str],
+        timeout: Duration,
+    ) -> Vec<svcops_proto::listenin::v1::TimelineEntry> {
+        use svcops_proto::listenin::v1::WatchCaseRequest;
+        eventually("the case's timeline to hold its events", timeout, || {
+            let request = self.request(
+                Role::Executive,
+                WatchCaseRequest {
+                    case_id: case_id.to_owned(),
+                    catch_up_only: true,
+                    after_sequence: 0,
+                },
+            );
+            timeline_holding(listen_in.clone(), request, required)
+        })
+        .await
+    }
+}

@@ -14,7 +14,7 @@ use svcops_proto::listenin::v1 as listen;
 use svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient;
 use svcops_proto::middleoffice::v1 as middle;
 use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
-use tests::{Cluster, eventually, timeline_holding};
+use tests::{Cluster, eventually};
 use tokio_stream::StreamExt;
 
 const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
@@ -429,24 +429,9 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
     }
     let mut back_office =
         BackOfficeServiceClient::new(cluster.service("back-office").channel().await);
-    let stats = eventually(
-        "the back office to count every case and work order",
-        Duration::from_secs(120),
-        || {
-            let mut back_office = back_office.clone();
-            let request = cluster.request(Role::Manager, back::GetServiceStatsRequest {});
-            async move {
-                let stats = back_office
-                    .get_service_stats(request)
-                    .await
-                    .ok()?
-                    .into_inner();
-                (stats.cases_tracked >= CASES as u64 && stats.work_orders_tracked >= CASES as u64)
-                    .then_some(stats)
-            }
-        },
-    )
-    .await;
+    let stats = cluster
+        .stats_counting(back_office.clone(), CASES as u64, Duration::from_secs(120))
+        .await;
     assert_eq!(stats.cases_tracked, CASES as u64, "each case counted once");
     assert_eq!(
         stats.work_orders_tracked, CASES as u64,
@@ -486,30 +471,18 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
     // Every case's timeline holds each source event exactly once.
     let listen_in = ListenInServiceClient::new(cluster.service("listen-in").channel().await);
     for case_id in &case_ids {
-        let entries = eventually(
-            "the timeline to hold the case and its work order",
-            FLOW_TIMEOUT,
-            || {
-                let request = cluster.request(
-                    Role::Executive,
-                    listen::WatchCaseRequest {
-                        case_id: case_id.clone(),
-                        catch_up_only: true,
-                        after_sequence: 0,
-                    },
-                );
-                timeline_holding(
-                    listen_in.clone(),
-                    request,
-                    &[
-                        "svcops.frontoffice.v1.CaseOpened",
-                        "svcops.middleoffice.v1.WorkOrderOpened",
-                        "svcops.backoffice.v1.SlaOnSiteTargetSet",
-                    ],
-                )
-            },
-        )
-        .await;
+        let entries = cluster
+            .timeline_once_holding(
+                listen_in.clone(),
+                case_id,
+                &[
+                    "svcops.frontoffice.v1.CaseOpened",
+                    "svcops.middleoffice.v1.WorkOrderOpened",
+                    "svcops.backoffice.v1.SlaOnSiteTargetSet",
+                ],
+                FLOW_TIMEOUT,
+            )
+            .await;
         let mut seen = HashSet::new();
         for entry in &entries {
             assert!(

@@ -15,11 +15,10 @@ use svcops_proto::backoffice::v1::back_office_service_client::BackOfficeServiceC
 use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as front;
 use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
-use svcops_proto::listenin::v1 as listen;
 use svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient;
 use svcops_proto::middleoffice::v1 as middle;
 use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
-use tests::{Cluster, eventually, timeline_holding};
+use tests::{Cluster, eventually};
 
 const CASES: usize = 300;
 const FLOW_TIMEOUT: Duration = Duration::from_secs(120);
@@ -167,24 +166,9 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
     let middle_channel = survivor(&mut cluster, "middle-office").await;
     let front_channel = survivor(&mut cluster, "front-office").await;
     let back_office = BackOfficeServiceClient::new(back_channel);
-    let stats = eventually(
-        "the back office to count every case and work order",
-        FLOW_TIMEOUT,
-        || {
-            let mut back_office = back_office.clone();
-            let request = cluster.request(Role::Manager, back::GetServiceStatsRequest {});
-            async move {
-                let stats = back_office
-                    .get_service_stats(request)
-                    .await
-                    .ok()?
-                    .into_inner();
-                (stats.cases_tracked >= CASES as u64 && stats.work_orders_tracked >= CASES as u64)
-                    .then_some(stats)
-            }
-        },
-    )
-    .await;
+    let stats = cluster
+        .stats_counting(back_office.clone(), CASES as u64, FLOW_TIMEOUT)
+        .await;
     assert_eq!(stats.cases_tracked, CASES as u64, "each case counted once");
     assert_eq!(
         stats.work_orders_tracked, CASES as u64,
@@ -230,27 +214,19 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
     // Every case's timeline: complete, each source event once.
     let listen_in = ListenInServiceClient::new(cluster.service("listen-in").channel().await);
     for case_id in &case_ids {
-        let entries = eventually("the case's timeline to be complete", FLOW_TIMEOUT, || {
-            let request = cluster.request(
-                Role::Executive,
-                listen::WatchCaseRequest {
-                    case_id: case_id.clone(),
-                    catch_up_only: true,
-                    after_sequence: 0,
-                },
-            );
-            timeline_holding(
+        let entries = cluster
+            .timeline_once_holding(
                 listen_in.clone(),
-                request,
+                case_id,
                 &[
                     "svcops.frontoffice.v1.CaseOpened",
                     "svcops.middleoffice.v1.WorkOrderOpened",
                     "svcops.backoffice.v1.SlaOnSiteTargetSet",
                     "svcops.backoffice.v1.ClosedLoopItemOpened",
                 ],
+                FLOW_TIMEOUT,
             )
-        })
-        .await;
+            .await;
         let mut seen = HashSet::new();
         for entry in &entries {
             assert!(
