@@ -292,6 +292,22 @@ where
 
 /// A case's timeline so far (`WatchCase` without following), once it holds an event of
 /// every type in `required`; `None` while it does not (or listen-in does not answer yet).
+/// Asserts that no event is on `case_id`'s timeline twice.
+pub fn assert_each_event_once(
+    case_id: &str,
+    entries: &[svcops_proto::listenin::v1::TimelineEntry],
+) {
+    let mut seen = std::collections::HashSet::new();
+    for entry in entries {
+        assert!(
+            seen.insert(entry.event_id.as_str()),
+            "case {case_id}: event {} ({}) is on the timeline twice",
+            entry.event_id,
+            entry.event_type
+        );
+    }
+}
+
 pub async fn timeline_holding(
     mut listen_in: svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient<
         Channel,

@@ -483,15 +483,7 @@ async fn killing_the_middle_office_mid_burst_loses_and_duplicates_nothing() {
                 FLOW_TIMEOUT,
             )
             .await;
-        let mut seen = HashSet::new();
-        for entry in &entries {
-            assert!(
-                seen.insert(entry.event_id.as_str()),
-                "case {case_id}: event {} ({}) is on the timeline twice",
-                entry.event_id,
-                entry.event_type
-            );
-        }
+        tests::assert_each_event_once(case_id, &entries);
     }
 }
 

@@ -1,9 +1,9 @@
-//! Offices scaled out: two replicas each of the front, middle and back office as separate
-//! processes on one database per office, a burst of repair cases, and SIGKILLs of the
-//! replica holding each office's relay lease in the middle of it. Nothing may be lost or
-//! done twice, and every projection must equal a rebuild from scratch.
-//!
-//! (Listen-in runs one replica: its timelines are not shared across replicas yet.)
+//! Offices scaled out: two replicas each of the front, middle and back office and of
+//! listen-in as separate processes on one database per service, a burst of repair cases,
+//! and SIGKILLs of the replica holding each office's relay lease, and of the listen-in
+//! replica recording timelines, in the middle of it. Nothing may be lost or done twice,
+//! both listen-in replicas serve the same timelines, and every office projection must equal
+//! a rebuild from scratch.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -43,14 +43,18 @@ async fn connect(url: &str) -> sqlx::PgConnection {
         .unwrap_or_else(|error| panic!("cannot reach {url}: {error}"))
 }
 
-/// The process id of the replica holding an office's relay lease (`host/pid/suffix`).
-async fn relay_holder(database_url: &str) -> u32 {
+/// The relay lease of an office's outbox; the lease of listen-in's recording.
+const RELAY_LEASE: &str = "relay:%";
+const RECORDER_LEASE: &str = "listen-in/recorder";
+
+/// The process id of the replica holding the lease named like `pattern` (`host/pid/suffix`).
+async fn lease_holder(database_url: &str, pattern: &str) -> u32 {
     let mut connection = connect(database_url).await;
-    let holder: String =
-        sqlx::query_scalar("SELECT holder FROM leases WHERE name LIKE 'relay:%' LIMIT 1")
-            .fetch_one(&mut connection)
-            .await
-            .expect("a replica holds the relay lease");
+    let holder: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name LIKE $1 LIMIT 1")
+        .bind(pattern)
+        .fetch_one(&mut connection)
+        .await
+        .expect("a replica holds the lease");
     holder
         .split('/')
         .nth(1)
@@ -58,16 +62,18 @@ async fn relay_holder(database_url: &str) -> u32 {
         .unwrap_or_else(|| panic!("unexpected lease holder {holder:?}"))
 }
 
-/// Kills the replica of `office` that holds its relay lease; returns its index among the
-/// office's replicas.
-async fn kill_relay_holder(cluster: &mut Cluster, office: &str) -> usize {
+/// Kills the replica of `office` that holds the lease named like `pattern`; returns its
+/// index among the office's replicas.
+async fn kill_lease_holder(cluster: &mut Cluster, office: &str, pattern: &str) -> usize {
     let database_url = cluster.service(office).database_url().to_owned();
-    let holder = relay_holder(&database_url).await;
+    let holder = lease_holder(&database_url, pattern).await;
     let mut replicas = cluster.replicas(office);
     let index = replicas
         .iter()
         .position(|replica| replica.pid() == Some(holder))
-        .unwrap_or_else(|| panic!("the {office} relay lease is held by no replica of this test"));
+        .unwrap_or_else(|| {
+            panic!("the {office} lease {pattern} is held by no replica of this test")
+        });
     replicas[index].kill().await;
     index
 }
@@ -115,7 +121,7 @@ async fn projection_tables(database_url: &str) -> Vec<(String, i64, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() {
     let mut cluster = Cluster::start().await;
-    for office in SCALED_OUT {
+    for office in SCALED_OUT.into_iter().chain(["listen-in"]) {
         cluster.add_replica(office).await;
     }
     let front_addresses: Vec<String> = cluster
@@ -125,17 +131,22 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
         .collect();
     let mut front_alive = vec![true; front_addresses.len()];
     let mut case_ids = Vec::with_capacity(CASES);
+    let mut listen_in_killed = None;
     for index in 0..CASES {
-        // The relay lease holder of each office dies at its moment in the burst.
-        for (office, at) in [
-            ("front-office", CASES / 4),
-            ("middle-office", CASES / 2),
-            ("back-office", CASES * 3 / 4),
+        // The relay lease holder of each office dies at its moment in the burst, and so does
+        // the listen-in replica recording timelines.
+        for (office, lease, at) in [
+            ("front-office", RELAY_LEASE, CASES / 4),
+            ("listen-in", RECORDER_LEASE, CASES * 3 / 8),
+            ("middle-office", RELAY_LEASE, CASES / 2),
+            ("back-office", RELAY_LEASE, CASES * 3 / 4),
         ] {
             if index == at {
-                let killed = kill_relay_holder(&mut cluster, office).await;
-                if office == "front-office" {
-                    front_alive[killed] = false;
+                let killed = kill_lease_holder(&mut cluster, office, lease).await;
+                match office {
+                    "front-office" => front_alive[killed] = false,
+                    "listen-in" => listen_in_killed = Some(killed),
+                    _ => {}
                 }
             }
         }
@@ -211,34 +222,51 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
     let listed: HashSet<String> = listed.cases.into_iter().map(|case| case.case_id).collect();
     assert_eq!(listed, case_ids.iter().cloned().collect::<HashSet<_>>());
 
-    // Every case's timeline: complete, each source event once.
-    let listen_in = ListenInServiceClient::new(cluster.service("listen-in").channel().await);
+    // Every case's timeline: complete, each source event once, in order; and the same on
+    // both listen-in replicas (the killed one comes back as a new process).
+    let killed = listen_in_killed.expect("a listen-in replica was killed");
+    cluster.replicas("listen-in")[killed].restart().await;
+    let mut listen_in = Vec::new();
+    for replica in cluster.replicas("listen-in") {
+        listen_in.push(ListenInServiceClient::new(replica.channel().await));
+    }
     for case_id in &case_ids {
-        let entries = cluster
-            .timeline_once_holding(
-                listen_in.clone(),
-                case_id,
-                &[
-                    "svcops.frontoffice.v1.CaseOpened",
-                    "svcops.middleoffice.v1.WorkOrderOpened",
-                    "svcops.backoffice.v1.SlaOnSiteTargetSet",
-                    "svcops.backoffice.v1.ClosedLoopItemOpened",
-                ],
-                FLOW_TIMEOUT,
-            )
-            .await;
-        let mut seen = HashSet::new();
-        for entry in &entries {
+        let mut timelines = Vec::new();
+        for client in &listen_in {
+            let entries = cluster
+                .timeline_once_holding(
+                    client.clone(),
+                    case_id,
+                    &[
+                        "svcops.frontoffice.v1.CaseOpened",
+                        "svcops.middleoffice.v1.WorkOrderOpened",
+                        "svcops.backoffice.v1.SlaOnSiteTargetSet",
+                        "svcops.backoffice.v1.ClosedLoopItemOpened",
+                    ],
+                    FLOW_TIMEOUT,
+                )
+                .await;
+            tests::assert_each_event_once(case_id, &entries);
+            let sequences: Vec<u64> = entries.iter().map(|entry| entry.sequence).collect();
             assert!(
-                seen.insert(entry.event_id.as_str()),
-                "case {case_id}: {} is on the timeline twice",
-                entry.event_type
+                sequences.windows(2).all(|pair| pair[0] + 1 == pair[1]) && sequences[0] == 1,
+                "case {case_id}: timeline not gap-free and in order: {sequences:?}"
             );
+            timelines.push(entries);
         }
-        let sequences: Vec<u64> = entries.iter().map(|entry| entry.sequence).collect();
-        assert!(
-            sequences.windows(2).all(|pair| pair[0] < pair[1]),
-            "case {case_id}: timeline out of order: {sequences:?}"
+        // Each look is itself a listen session, recorded on the timeline: the later look may
+        // hold more, never anything different.
+        let [first, second] = timelines.as_slice() else {
+            panic!("two listen-in replicas")
+        };
+        let common = first.len().min(second.len());
+        let identity = |entry: &svcops_proto::listenin::v1::TimelineEntry| {
+            (entry.sequence, entry.event_id.clone())
+        };
+        assert_eq!(
+            first[..common].iter().map(identity).collect::<Vec<_>>(),
+            second[..common].iter().map(identity).collect::<Vec<_>>(),
+            "case {case_id}: the replicas serve different timelines"
         );
     }
 

@@ -160,6 +160,43 @@ pub async fn release(read_models: &dyn ReadModels, held: &Held) -> Result<(), Er
     Ok(())
 }
 
+/// Who holds `name` now, if anyone (an expired or released lease has no holder).
+pub async fn current_holder(
+    read_models: &dyn ReadModels,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    let now = now_ms(read_models.dialect());
+    let rows = read_models
+        .query(
+            &format!("SELECT holder FROM leases WHERE name = $1 AND expires_at >= {now}"),
+            &[name.into()],
+        )
+        .await?;
+    rows.first()
+        .map(|row| row.text(0).map(str::to_owned))
+        .transpose()
+}
+
+/// Deletes the rows of leases named `prefix…` that expired more than `older_than` ago: leases
+/// named after a replica (one per process) would otherwise pile up.
+pub async fn forget_expired(
+    read_models: &dyn ReadModels,
+    prefix: &str,
+    older_than: Duration,
+) -> Result<u64, Error> {
+    let now = now_ms(read_models.dialect());
+    let rows = write(
+        read_models,
+        &format!(
+            "DELETE FROM leases WHERE substr(name, 1, length($1)) = $1 \
+                 AND expires_at < {now} - $2 RETURNING name"
+        ),
+        &[prefix.into(), millis(older_than)],
+    )
+    .await?;
+    Ok(rows.len() as u64)
+}
+
 /// What work running under a lease is told.
 #[derive(Debug, Clone)]
 pub struct LeaseGuard {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use svcops_eventstore::lease::{self, LeaseSettings};
-use svcops_eventstore::projection::{self, Projection, RunnerSettings, Tables};
+use svcops_eventstore::projection::{self, LogTail, Projection, RunnerSettings, Tables};
 use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, ReadModels};
 use svcops_eventstore::{
     Append, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresStore,
@@ -115,6 +115,7 @@ contract_suite! {
         a_failed_batch_leaves_neither_rows_nor_checkpoint,
         a_runner_killed_mid_batch_neither_skips_nor_reapplies,
         a_commit_out_of_position_order_is_never_passed,
+        a_log_tail_reports_a_late_commit_and_nothing_twice,
         a_running_writer_missing_from_the_snapshot_still_holds_the_horizon,
         two_runners_on_one_generation_apply_each_event_once,
         a_rebuild_is_built_beside_the_live_generation_and_switches_over_whole,
@@ -456,6 +457,64 @@ mod cases {
         assert_applied_exactly_once(&adapter, &tables).await;
         shutdown.cancel();
         projector.stopped().await;
+    }
+
+    pub async fn a_log_tail_reports_a_late_commit_and_nothing_twice(adapter: Adapter) {
+        append_some(&adapter, 3).await;
+        let mut tail = LogTail::from_head(adapter.store.clone(), 100)
+            .await
+            .expect("tail");
+        assert!(
+            tail.next_batch().await.expect("poll").is_empty(),
+            "starts at the head"
+        );
+        let held = HeldWrite::begin(&adapter).await;
+        let store = adapter.store.clone();
+        let later_stream = StreamId::for_aggregate("later", Uuid::new_v4());
+        let stream = later_stream.clone();
+        let later = tokio::spawn(async move {
+            store
+                .append(Append::new(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    vec![event()],
+                ))
+                .await
+                .expect("the later append lands")
+        });
+        let mut reported = Vec::new();
+        for _ in 0..25 {
+            reported.extend(tail.next_batch().await.expect("poll"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            reported.is_empty(),
+            "reported {:?} past a position ({}) still being written",
+            reported
+                .iter()
+                .map(|event| event.position)
+                .collect::<Vec<_>>(),
+            held.position
+        );
+        let held_position = held.position;
+        held.commit().await;
+        later.await.expect("the later append");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reported.len() < 2 && tokio::time::Instant::now() < deadline {
+            reported.extend(tail.next_batch().await.expect("poll"));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reported.extend(tail.next_batch().await.expect("poll"));
+        let reported: Vec<(i64, &str)> = reported
+            .iter()
+            .map(|event| (event.position, event.stream_id.as_str()))
+            .collect();
+        assert_eq!(reported.len(), 2, "each once: {reported:?}");
+        assert_eq!(
+            reported[0].0, held_position,
+            "in position order: {reported:?}"
+        );
+        assert_eq!(reported[1].1, later_stream.as_str(), "{reported:?}");
     }
 
     pub async fn two_runners_on_one_generation_apply_each_event_once(adapter: Adapter) {

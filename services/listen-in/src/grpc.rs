@@ -18,12 +18,21 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::describe::describe;
+use crate::replica::Registration;
 use crate::session;
 use crate::session_log::{self, SessionLog};
 use crate::timeline::{Entry, Timelines};
 
 /// Entries read from the store at once.
 const PAGE: usize = 500;
+
+/// How long `WatchCase` waits for this replica to be registered (just after a start).
+const REGISTRATION_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a follower reads its case's timeline without being woken: wakes come from
+/// the log and a missed one (an entry whose write was in flight when this replica started
+/// following the log) would otherwise hold the listener back until the case's next entry.
+const REREAD_EVERY: Duration = Duration::from_secs(2);
 
 /// The running sessions, so a graceful stop can wait for their ends to be recorded.
 #[derive(Clone, Default)]
@@ -77,6 +86,7 @@ pub struct ListenInGrpc {
     shutdown: CancellationToken,
     sessions: Sessions,
     unknown_case_grace: UnknownCaseGrace,
+    registration: Registration,
 }
 
 impl ListenInGrpc {
@@ -86,6 +96,7 @@ impl ListenInGrpc {
         shutdown: CancellationToken,
         sessions: Sessions,
         unknown_case_grace: UnknownCaseGrace,
+        registration: Registration,
     ) -> Self {
         Self {
             timelines,
@@ -93,6 +104,7 @@ impl ListenInGrpc {
             shutdown,
             sessions,
             unknown_case_grace,
+            registration,
         }
     }
 }
@@ -160,8 +172,10 @@ async fn send_from_store(
 }
 
 /// Why a session stopped following, as its end records it.
-fn end_reason(catch_up_only: bool, shut_down: bool) -> &'static str {
-    if shut_down {
+fn end_reason(catch_up_only: bool, shut_down: bool, lapsed: bool) -> &'static str {
+    if lapsed {
+        session_log::ENDED_REPLICA_LOST
+    } else if shut_down {
         session_log::ENDED_SHUT_DOWN
     } else if catch_up_only {
         session_log::ENDED_CAUGHT_UP
@@ -176,7 +190,7 @@ async fn follow(
     after: u64,
     catch_up_only: bool,
     sender: Sender,
-    shutdown: CancellationToken,
+    stops: &[CancellationToken; 2],
 ) {
     // Subscribe before the catch-up read, so nothing appended in between is missed.
     let mut live = timelines.subscribe();
@@ -193,14 +207,20 @@ async fn follow(
     if sender.send(Ok(caught_up)).await.is_err() || catch_up_only {
         return;
     }
+    let mut reread = tokio::time::interval(REREAD_EVERY);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reread.reset();
     loop {
         let wake = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stops[0].cancelled() => return,
+            () = stops[1].cancelled() => return,
             () = sender.closed() => return,
-            wake = live.recv() => wake,
+            _ = reread.tick() => Ok(None),
+            wake = live.recv() => wake.map(Some),
         };
         let behind = match wake {
-            Ok(appended) => appended.case_id == case_id && appended.sequence > last,
+            Ok(None) => true,
+            Ok(Some(appended)) => appended.case_id == case_id && appended.sequence > last,
             // Fell behind the live feed: the store has everything, read from there.
             Err(broadcast::error::RecvError::Lagged(skipped)) => {
                 tracing::debug!(%case_id, skipped, "listener lagged; catching up from the store");
@@ -230,6 +250,14 @@ impl ListenInService for ListenInGrpc {
         let body = request.into_inner();
         let case_id = Uuid::parse_str(body.case_id.trim())
             .map_err(|_| Status::from(ApiError::invalid("case_id", "must be a UUID")))?;
+        // A session names its replica; one not registered could not be ended by another.
+        let Some(lapsed) = self.registration.registered(REGISTRATION_WAIT).await else {
+            return Err(ApiError::Unavailable(
+                "this listen-in replica is not registered (its database is unreachable); retry"
+                    .into(),
+            )
+            .into());
+        };
         // A case no office has recorded would otherwise be followed forever, empty.
         if !self
             .timelines
@@ -257,16 +285,18 @@ impl ListenInService for ListenInGrpc {
         tracing::info!(%case_id, %session_id, listener = %listener.subject, "listen-in session started");
         let catch_up_only = body.catch_up_only;
         self.sessions.spawn(async move {
+            // Stopped by a shutdown, or when this replica's registration lapses.
+            let stops = [shutdown.clone(), lapsed.clone()];
             follow(
                 timelines.clone(),
                 case_id,
                 body.after_sequence,
                 catch_up_only,
                 sender,
-                shutdown.clone(),
+                &stops,
             )
             .await;
-            let reason = end_reason(catch_up_only, shutdown.is_cancelled());
+            let reason = end_reason(catch_up_only, shutdown.is_cancelled(), lapsed.is_cancelled());
             if let Err(error) = session_log
                 .end(&context, session_id, case_id, reason)
                 .await

@@ -1,15 +1,21 @@
 //! svcops listen-in: executives follow live cases across every office.
 //!
-//! It consumes all four topics (`app`) into per-case timelines in its own store
-//! (`timeline`), ordered by the pure rules of `hold_aside` (causes before effects, each
-//! stream in its order), and `WatchCase` (`grpc`) replays a timeline and then follows it,
-//! each listen on the record (`session_log`, over the `session` aggregate). `describe`
-//! renders events for people; personal data reaches listen-in only sealed, so it never shows.
+//! One replica at a time (`recorder`, under a lease) consumes all four topics (`app`) into
+//! per-case timelines in listen-in's own store (`timeline`), ordered by the pure rules of
+//! `hold_aside` (causes before effects, each stream in its order). Every replica serves
+//! `WatchCase` (`grpc`): it replays a timeline and then follows it, woken by the log, each
+//! listen on the record (`session_log`, over the `session` aggregate) and naming the replica
+//! serving it (`replica`), so the sessions of a replica that is gone are ended by another
+//! (`index` has the open ones). `describe` renders events for people; personal data reaches
+//! listen-in only sealed, so it never shows.
 
 pub mod app;
 pub mod describe;
 pub mod grpc;
 pub mod hold_aside;
+pub mod index;
+pub mod recorder;
+pub mod replica;
 pub mod session;
 pub mod session_log;
 pub mod timeline;
@@ -19,7 +25,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use svcops_bus::relay::Relay;
-use svcops_bus::{consumer, topics};
+use svcops_bus::topics;
+use svcops_eventstore::projection::Projector;
 use svcops_kit::auth::Authenticator;
 use svcops_kit::service::{Error, Office, Ports};
 use svcops_proto::listenin::v1::listen_in_service_server::{ListenInServiceServer, SERVICE_NAME};
@@ -80,8 +87,12 @@ pub struct ListenIn {
     session_log: Arc<session_log::SessionLog>,
     unknown_case_grace: grpc::UnknownCaseGrace,
     shutdown: CancellationToken,
-    /// The relay stops after the sessions have recorded their ends, so it publishes them.
+    /// The registration lapses and the relay stops after the sessions have recorded their
+    /// ends: no other replica ends them meanwhile, and the relay publishes them.
     relay_shutdown: CancellationToken,
+    registration_shutdown: CancellationToken,
+    registration: replica::Registration,
+    index: Projector,
     sessions: grpc::Sessions,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -99,35 +110,45 @@ impl Office for ListenIn {
             topics::LISTEN_IN,
             app::SOURCE,
         );
-        let timelines =
-            Arc::new(timeline::Timelines::open(ports.store.clone(), settings.limits()).await?);
+        let replica_id = svcops_kit::service::replica_id();
+        let index = ports
+            .start_projection(Arc::new(index::ListenInIndex), &shutdown)
+            .await?;
+        let timelines = Arc::new(timeline::Timelines::new(
+            ports.store.clone(),
+            settings.limits(),
+            Some(index.read_model()),
+        ));
         let session_log = Arc::new(session_log::SessionLog::new(
             ports.store.clone(),
             relay.waker(),
+            replica_id.clone(),
         ));
-        // Before serving: every session open on the record now was left open by a crash.
-        session_log.end_sessions_left_open().await?;
-        let handler: Arc<dyn consumer::Handler> = Arc::new(app::AllOffices(timelines.clone()));
         let relay_shutdown = CancellationToken::new();
-        let mut tasks = vec![
+        let registration_shutdown = CancellationToken::new();
+        let (registration, registering) = replica::Registration::spawn(
+            ports.read_models.clone(),
+            replica_id.clone(),
+            registration_shutdown.clone(),
+        );
+        let recorder = Arc::new(recorder::Recorder {
+            timelines: timelines.clone(),
+            bus: ports.bus.clone(),
+            read_models: ports.read_models.clone(),
+            index: index.read_model(),
+            session_log: session_log.clone(),
+            service: SERVICE,
+        });
+        let tasks = vec![
             tokio::spawn(relay.run_leased(
                 ports.read_models.clone(),
-                svcops_kit::service::replica_id(),
+                replica_id.clone(),
                 relay_shutdown.clone(),
             )),
-            tokio::spawn(timeline::sweep_until(timelines.clone(), shutdown.clone())),
+            registering,
+            tokio::spawn(recorder::run(recorder, replica_id, shutdown.clone())),
+            tokio::spawn(timeline::follow_log(timelines.clone(), shutdown.clone())),
         ];
-        // One consumer per topic: an effect whose cause is on another office's topic is held
-        // aside, and the topics are consumed independently, so nothing waits on a lagging one.
-        for topic in topics::ALL {
-            tasks.push(consumer::spawn(
-                ports.bus.clone(),
-                format!("{SERVICE}.{topic}"),
-                &[topic],
-                handler.clone(),
-                shutdown.clone(),
-            ));
-        }
         Ok(Self {
             timelines,
             session_log,
@@ -137,6 +158,9 @@ impl Office for ListenIn {
             },
             shutdown,
             relay_shutdown,
+            registration_shutdown,
+            registration,
+            index,
             sessions: grpc::Sessions::default(),
             tasks,
         })
@@ -150,6 +174,7 @@ impl Office for ListenIn {
                 self.shutdown.clone(),
                 self.sessions.clone(),
                 self.unknown_case_grace,
+                self.registration.clone(),
             ),
             authenticator.interceptor(),
         ));
@@ -161,7 +186,9 @@ impl Office for ListenIn {
 
     async fn stopped(self) {
         self.sessions.ended(SESSION_END_WAIT).await;
+        self.registration_shutdown.cancel();
         self.relay_shutdown.cancel();
         svcops_kit::service::join_all(self.tasks).await;
+        self.index.stopped().await;
     }
 }

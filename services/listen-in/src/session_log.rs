@@ -1,39 +1,38 @@
 //! The record of listen-in sessions: every listen is started and ended on the record
-//! (published, so it reaches every office), and a local-only index of the started ones
-//! lets a start after a crash end those an earlier process left open.
+//! (published, so it reaches every office). Each start names the replica serving it; a
+//! session whose replica is gone without recording its end (killed, or its graceful stop
+//! ran out of time) is ended on its behalf by the replica recording timelines
+//! ([`SessionLog::end_sessions_of_gone_replicas`]), from the index of open sessions.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use svcops_eventstore::{
-    Append, EventStore, ExpectedVersion, RecordedEvent, StreamId, read_whole_stream,
-};
-use svcops_kit::aggregate::{Aggregate, DomainEvent, ExecuteError, Executor, Idempotency, fold};
+use svcops_eventstore::lease;
+use svcops_eventstore::projection::ReadModel;
+use svcops_eventstore::read_model::ReadModels;
+use svcops_eventstore::{EventStore, StreamId, read_whole_stream};
+use svcops_kit::aggregate::{Aggregate, ExecuteError, Executor, Idempotency, fold};
 use svcops_kit::events::CommandContext;
 use svcops_kit::{ApiError, Principal, Role};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::session::{self, Command, Ended, Event, Lifecycle, ListenSession, Mode, Started};
+use crate::index::{self, OpenSession};
+use crate::replica;
+use crate::session::{self, Command, Ended, Lifecycle, ListenSession, Mode, Started};
 
 /// Why a session ended, as its end records it.
 pub const ENDED_LISTENER_LEFT: &str = "listener left";
 pub const ENDED_CAUGHT_UP: &str = "caught up";
 pub const ENDED_SHUT_DOWN: &str = "listen-in shut down";
+/// The replica serving it stopped without recording the end (recorded by another, or by the
+/// next start).
 pub const ENDED_RESTARTED: &str = "listen-in restarted";
-
-/// Checkpoint: the part of [`index_stream`] already dealt with by an earlier start.
-const SESSIONS_CHECKPOINT: &str = "listen-in/sessions";
-
-/// Index records read at once at start.
-const PAGE: usize = 500;
+/// The replica serving it lost its registration (it may already be ended as restarted).
+pub const ENDED_REPLICA_LOST: &str = "listen-in replica lost its registration";
 
 pub fn session_stream(session_id: Uuid) -> StreamId {
     ListenSession::stream(session_id)
-}
-
-/// Local-only: every session started, so a start after a crash can end the ones left open.
-fn index_stream() -> StreamId {
-    StreamId::parse("listen_in_sessions").unwrap_or_else(|_| unreachable!("valid stream id"))
 }
 
 /// The idempotency key of a session's end (as ever: existing ends keep it).
@@ -63,18 +62,21 @@ impl From<Error> for ApiError {
 pub struct SessionLog {
     store: Arc<dyn EventStore>,
     sessions: Executor<ListenSession>,
+    /// This replica, named in every session it starts.
+    replica: String,
 }
 
 impl SessionLog {
     /// `relay` is woken after every start and end, so they are published at once.
-    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, replica: String) -> Self {
         Self {
             sessions: Executor::new(store.clone(), relay),
             store,
+            replica,
         }
     }
 
-    /// Puts a session's start on the record.
+    /// Puts a session's start on the record, served by this replica.
     pub async fn start(
         &self,
         context: &CommandContext,
@@ -86,17 +88,8 @@ impl SessionLog {
             session_id,
             case_id,
             mode,
+            served_by: self.replica.clone(),
         };
-        // The index first: a crash between the two leaves an indexed session without a
-        // start, which the next start skips; the other order could leave a start no one ends.
-        let (event_type, payload) = Event::Started(started.clone()).encode();
-        let index = Append::new(
-            index_stream(),
-            ExpectedVersion::Any,
-            vec![context.new_event(Some(case_id), event_type, payload)],
-        )
-        .local_only();
-        self.store.append(index).await?;
         self.sessions
             .execute(
                 session_id,
@@ -134,61 +127,51 @@ impl SessionLog {
         Ok(())
     }
 
-    /// Ends, with reason [`ENDED_RESTARTED`], every session an earlier process started and
-    /// did not end (it was killed, or its graceful stop ran out of time). Call at start,
-    /// before serving: every session indexed then belongs to an earlier process.
-    pub async fn end_sessions_left_open(&self) -> Result<usize, svcops_eventstore::Error> {
-        let checkpoint = self
-            .store
-            .load_checkpoint(SESSIONS_CHECKPOINT)
-            .await?
-            .map_or(0, |position| u64::try_from(position).unwrap_or(0));
-        let mut from = checkpoint + 1;
-        let mut last = checkpoint;
+    /// Ends, with reason [`ENDED_RESTARTED`], every open session (as `index` has them)
+    /// whose replica is not registered any more ([`crate::replica`]), and forgets
+    /// registrations lapsed long ago. Only an outage stops it; a session that cannot be
+    /// ended is logged and skipped.
+    pub async fn end_sessions_of_gone_replicas(
+        &self,
+        index: &ReadModel,
+        read_models: &dyn ReadModels,
+    ) -> Result<usize, svcops_eventstore::Error> {
+        let open = index::open_sessions(index).await?;
+        let mut registered: HashMap<&str, bool> = HashMap::new();
         let mut ended = 0;
-        loop {
-            let records = self.store.read_stream(&index_stream(), from, PAGE).await?;
-            let done = records.len() < PAGE;
-            for record in records {
-                from = record.version + 1;
-                last = record.version;
-                if self.end_left_open(&record).await? {
-                    ended += 1;
+        for session in &open {
+            let alive = match registered.get(session.served_by.as_str()) {
+                Some(alive) => *alive,
+                None => {
+                    // Sessions from before replicas name none: their process is gone.
+                    let alive = !session.served_by.is_empty()
+                        && lease::current_holder(
+                            read_models,
+                            &replica::lease_name(&session.served_by),
+                        )
+                        .await?
+                        .is_some_and(|holder| holder == session.served_by);
+                    registered.insert(&session.served_by, alive);
+                    alive
                 }
+            };
+            if !alive && self.end_left_open(session).await? {
+                ended += 1;
             }
-            if done {
-                break;
-            }
-        }
-        if last != checkpoint {
-            self.store
-                .save_checkpoint(SESSIONS_CHECKPOINT, i64::try_from(last).unwrap_or(i64::MAX))
-                .await?;
         }
         if ended > 0 {
             tracing::warn!(
                 ended,
-                "recorded the end of listen-in sessions a previous run left open"
+                "recorded the end of listen-in sessions whose replica is gone"
             );
         }
+        lease::forget_expired(read_models, replica::LEASE_PREFIX, replica::FORGET_AFTER).await?;
         Ok(ended)
     }
 
-    /// Ends the indexed session of `record` if it started and did not end. Only an outage
-    /// stops the start; a session that cannot be ended is logged and skipped.
-    async fn end_left_open(
-        &self,
-        record: &RecordedEvent,
-    ) -> Result<bool, svcops_eventstore::Error> {
-        let Ok(Some(Event::Started(indexed))) = Event::decode(&record.event_type, &record.payload)
-        else {
-            tracing::error!(
-                version = record.version,
-                "undecodable session index record skipped"
-            );
-            return Ok(false);
-        };
-        let session_id = indexed.session_id;
+    /// Ends `open` on behalf of its listener if it started and did not end.
+    async fn end_left_open(&self, open: &OpenSession) -> Result<bool, svcops_eventstore::Error> {
+        let session_id = open.session_id;
         let stored = read_whole_stream(self.store.as_ref(), &session_stream(session_id)).await?;
         let session = match fold::<ListenSession>(&stored) {
             Ok((session, _)) => session,
@@ -197,7 +180,6 @@ impl SessionLog {
                 return Ok(false);
             }
         };
-        // Not started: indexed, then the process died before the start was recorded.
         let (Lifecycle::Listening, Some(start)) = (session.lifecycle, stored.first()) else {
             return Ok(false);
         };
@@ -211,7 +193,7 @@ impl SessionLog {
             causation_id: Some(start.event_id),
         };
         match self
-            .end(&context, session_id, indexed.case_id, ENDED_RESTARTED)
+            .end(&context, session_id, open.case_id, ENDED_RESTARTED)
             .await
         {
             Ok(()) => Ok(true),
@@ -226,18 +208,16 @@ impl SessionLog {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::time::Duration;
 
-    use svcops_eventstore::SqliteStore;
+    use svcops_eventstore::lease::LeaseSettings;
+    use svcops_eventstore::projection::{self, RunnerSettings};
+    use svcops_eventstore::{RecordedEvent, SqliteStore};
     use svcops_kit::events::decode;
     use svcops_proto::listenin::v1 as proto;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
-
-    async fn open(path: &Path) -> SessionLog {
-        let store = SqliteStore::open(path).await.expect("store");
-        SessionLog::new(Arc::new(store), Arc::new(Notify::new()))
-    }
 
     async fn session_events(log: &SessionLog, session_id: Uuid) -> Vec<RecordedEvent> {
         read_whole_stream(log.store.as_ref(), &session_stream(session_id))
@@ -252,40 +232,106 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_session_left_open_is_ended_at_the_next_start_once() {
+    async fn only_the_sessions_of_a_replica_whose_registration_lapsed_are_ended_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("listen.db");
+        let sqlite = SqliteStore::open(&dir.path().join("listen.db"))
+            .await
+            .expect("store");
+        let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
+        let read_models: Arc<dyn ReadModels> = Arc::new(sqlite);
+        let shutdown = CancellationToken::new();
+        let index = projection::start(
+            store.clone(),
+            read_models.clone(),
+            Arc::new(crate::index::ListenInIndex),
+            RunnerSettings::default(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("index")
+        .read_model();
+        let short = LeaseSettings {
+            ttl: Duration::from_millis(300),
+            margin: Duration::from_millis(100),
+            ..LeaseSettings::default()
+        };
+        let (alive, gone) = ("host/1/alive", "host/2/gone");
+        for (replica, settings) in [(alive, LeaseSettings::default()), (gone, short)] {
+            lease::try_acquire(
+                read_models.as_ref(),
+                &replica::lease_name(replica),
+                replica,
+                &settings,
+            )
+            .await
+            .expect("register")
+            .expect("free");
+        }
+        let log_of = |replica: &str| {
+            SessionLog::new(store.clone(), Arc::new(Notify::new()), replica.to_owned())
+        };
         let listener = Principal {
             subject: "ceo".into(),
             role: Role::Executive,
         };
         let context = CommandContext::from_caller(listener);
-        let (case_id, open_session, closed_session) =
-            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        {
-            let log = open(&path).await;
-            for session in [open_session, closed_session] {
-                log.start(&context, session, case_id, Mode::Observe)
-                    .await
-                    .expect("start");
-            }
-            log.end(&context, closed_session, case_id, ENDED_LISTENER_LEFT)
+        let case_id = Uuid::now_v7();
+        let (on_alive, on_gone, closed_on_gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        log_of(alive)
+            .start(&context, on_alive, case_id, Mode::Observe)
+            .await
+            .expect("start");
+        let gone_log = log_of(gone);
+        for session in [on_gone, closed_on_gone] {
+            gone_log
+                .start(&context, session, case_id, Mode::Observe)
                 .await
-                .expect("end");
-            // The process dies here: `open_session` has no end.
+                .expect("start");
         }
-        let log = open(&path).await;
-        assert_eq!(log.end_sessions_left_open().await.expect("ended"), 1);
-        let events = session_events(&log, open_session).await;
+        gone_log
+            .end(&context, closed_on_gone, case_id, ENDED_LISTENER_LEFT)
+            .await
+            .expect("end");
+        // `gone` was killed: its registration lapses; `alive`'s lasts.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        index
+            .caught_up(Duration::from_secs(10))
+            .await
+            .expect("index caught up");
+
+        let sweeper = log_of("host/3/recorder");
+        assert_eq!(
+            sweeper
+                .end_sessions_of_gone_replicas(&index, read_models.as_ref())
+                .await
+                .expect("swept"),
+            1
+        );
+        let events = session_events(&sweeper, on_gone).await;
         assert_eq!(events.len(), 2);
         assert_eq!(end_reason(&events[1]).as_deref(), Some(ENDED_RESTARTED));
         assert_eq!(events[1].metadata.actor_subject, "ceo");
         assert_eq!(events[1].metadata.causation_id, Some(events[0].event_id));
-        let closed = session_events(&log, closed_session).await;
+        let closed = session_events(&sweeper, closed_on_gone).await;
         assert_eq!(closed.len(), 2, "an ended session is not ended again");
         assert_eq!(end_reason(&closed[1]).as_deref(), Some(ENDED_LISTENER_LEFT));
-        // The next start has nothing left to end.
-        let again = open(&path).await;
-        assert_eq!(again.end_sessions_left_open().await.expect("ended"), 0);
+        assert_eq!(
+            session_events(&sweeper, on_alive).await.len(),
+            1,
+            "a registered replica's session goes on"
+        );
+        // Once the index has the end, nothing is left to end.
+        index
+            .caught_up(Duration::from_secs(10))
+            .await
+            .expect("index caught up");
+        assert_eq!(
+            sweeper
+                .end_sessions_of_gone_replicas(&index, read_models.as_ref())
+                .await
+                .expect("swept"),
+            0
+        );
+        shutdown.cancel();
     }
 }

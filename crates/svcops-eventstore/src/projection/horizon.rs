@@ -18,8 +18,9 @@
 //! reads the events it releases *after* the snapshot.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use crate::{LogSnapshot, Position};
+use crate::{Error, EventStore, LogSnapshot, Position, RecordedEvent};
 
 /// Snapshots waiting for their in-progress transactions to end; older ones are dropped
 /// beyond this (which only delays the horizon, never moves it wrongly).
@@ -60,6 +61,98 @@ impl Horizon {
         let settled = self.settled;
         self.pending.retain(|snapshot| snapshot.head > settled);
         settled
+    }
+}
+
+/// How many of `events` (in position order) follow `after` without a gap.
+fn contiguous(events: &[RecordedEvent], after: Position) -> usize {
+    events
+        .iter()
+        .zip(after + 1..)
+        .take_while(|(event, expected)| event.position == *expected)
+        .count()
+}
+
+/// Of `events` (just read after `after`, at most `limit`), those that can be taken without
+/// passing over a position still being written: the gap-free run after `after` as it is;
+/// past a gap, what `horizon` settles, read again after a fresh snapshot. Empty when events
+/// wait beyond a gap.
+pub(crate) async fn settled_events(
+    store: &dyn EventStore,
+    horizon: &mut Horizon,
+    after: Position,
+    limit: usize,
+    events: Vec<RecordedEvent>,
+) -> Result<Vec<RecordedEvent>, Error> {
+    // Positions right after `after` with no gap are settled: each position belongs to one
+    // event, and these are all visible.
+    if contiguous(&events, after) == events.len() {
+        return Ok(events);
+    }
+    // The horizon comes from a snapshot taken *before* the events it may release are read:
+    // a position it calls settled was final before the read, so the read has it. (Releasing
+    // events read earlier could pass over one committed in between.)
+    let settled = horizon.advance(store.log_snapshot().await?);
+    let mut events = store.read_all(after, limit).await?;
+    let gap_free = after + contiguous(&events, after) as Position;
+    let safe = settled.max(gap_free);
+    events.retain(|event| event.position <= safe);
+    Ok(events)
+}
+
+/// Follows the log from a position on, in position order, without a checkpoint: for work
+/// that only reacts to what is written (waking readers on this replica to what another
+/// replica wrote) and can start again from the head after a restart. It never passes over
+/// an event committed late (it reads up to the [`Horizon`]); events whose transactions were
+/// in flight when it started at the head may be missed, so reactions that must not miss
+/// anything also look again from time to time.
+pub struct LogTail {
+    store: Arc<dyn EventStore>,
+    horizon: Horizon,
+    after: Position,
+    limit: usize,
+}
+
+impl LogTail {
+    /// A tail that reports what is appended after the log's current head.
+    pub async fn from_head(store: Arc<dyn EventStore>, limit: usize) -> Result<Self, Error> {
+        let after = store.head().await?;
+        Ok(Self::after(store, after, limit))
+    }
+
+    /// A tail that reports every event after `after`.
+    pub fn after(store: Arc<dyn EventStore>, after: Position, limit: usize) -> Self {
+        Self {
+            store,
+            horizon: Horizon::default(),
+            after,
+            limit: limit.max(1),
+        }
+    }
+
+    /// The last position reported.
+    pub fn position(&self) -> Position {
+        self.after
+    }
+
+    /// The next settled events (at most the limit), or none if nothing new is settled.
+    pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, Error> {
+        let events = self.store.read_all(self.after, self.limit).await?;
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let events = settled_events(
+            self.store.as_ref(),
+            &mut self.horizon,
+            self.after,
+            self.limit,
+            events,
+        )
+        .await?;
+        if let Some(last) = events.last() {
+            self.after = last.position;
+        }
+        Ok(events)
     }
 }
 

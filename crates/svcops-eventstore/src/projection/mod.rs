@@ -20,7 +20,7 @@ mod horizon;
 mod registry;
 mod runner;
 
-pub use horizon::Horizon;
+pub use horizon::{Horizon, LogTail};
 
 pub use registry::{GenerationStatus, ProjectionStatus, projection_statuses, request_rebuild};
 pub use runner::{Projector, ReadModel, RunnerSettings, start};

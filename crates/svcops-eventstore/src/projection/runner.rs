@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::horizon::settled_events;
 use super::registry::{self, GenerationStatus, ProjectionStatus};
 use super::{Horizon, Projection, Tables};
 use crate::read_model::{ReadModels, SqlRow, SqlValue};
@@ -363,7 +364,7 @@ async fn step(
     let name = context.projection.name();
     // The batch read while the previous one was written, if it follows on from it (an empty
     // one is read again: events may have come since).
-    let mut events = match prefetched.take() {
+    let events = match prefetched.take() {
         Some(batch) if batch.after == generation.checkpoint && !batch.events.is_empty() => {
             batch.events
         }
@@ -377,23 +378,14 @@ async fn step(
     if events.is_empty() {
         return Ok(Step::Idle);
     }
-    // Positions right after the checkpoint with no gap are settled: each position belongs to
-    // one event, and these are all visible. Past a gap (a writer still in progress, or one
-    // that rolled back), only what the horizon has settled.
-    if contiguous(&events, generation.checkpoint) < events.len() {
-        // The horizon comes from a snapshot taken *before* the events it may release are
-        // read: a position it calls settled was final before the read, so the read has it.
-        // (Releasing events read earlier could pass over one committed in between.)
-        let settled = horizon.advance(context.store.log_snapshot().await?);
-        events = context
-            .store
-            .read_all(generation.checkpoint, context.settings.batch_size)
-            .await?;
-        let gap_free =
-            generation.checkpoint + contiguous(&events, generation.checkpoint) as Position;
-        let safe = settled.max(gap_free);
-        events.retain(|event| event.position <= safe);
-    }
+    let events = settled_events(
+        context.store.as_ref(),
+        horizon,
+        generation.checkpoint,
+        context.settings.batch_size,
+        events,
+    )
+    .await?;
     let Some(last) = events.last().map(|event| event.position) else {
         // Events wait beyond a gap: look again soon rather than after a whole idle poll.
         return Ok(Step::Waiting);
@@ -504,15 +496,6 @@ struct Prefetched {
     /// The position it was read after.
     after: Position,
     events: Vec<crate::RecordedEvent>,
-}
-
-/// How many of `events` (in position order) follow `checkpoint` without a gap.
-fn contiguous(events: &[crate::RecordedEvent], checkpoint: Position) -> usize {
-    events
-        .iter()
-        .zip(checkpoint + 1..)
-        .take_while(|(event, expected)| event.position == *expected)
-        .count()
 }
 
 async fn drop_retired_later(context: Arc<Context>) {

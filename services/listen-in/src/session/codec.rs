@@ -25,6 +25,7 @@ impl From<&Started> for proto::ListenSessionStarted {
             session_id: started.session_id.to_string(),
             case_id: started.case_id.to_string(),
             mode: proto::ListenMode::from(started.mode).into(),
+            served_by: started.served_by.clone(),
         }
     }
 }
@@ -53,6 +54,7 @@ impl TryFrom<proto::ListenSessionStarted> for Started {
             session_id: Uuid::parse_str(&started.session_id).map_err(|e| e.to_string())?,
             case_id: Uuid::parse_str(&started.case_id).map_err(|e| e.to_string())?,
             mode,
+            served_by: started.served_by,
         })
     }
 }

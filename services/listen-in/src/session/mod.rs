@@ -43,6 +43,8 @@ pub struct Started {
     pub session_id: Uuid,
     pub case_id: Uuid,
     pub mode: Mode,
+    /// The replica serving the session ([`crate::replica`]); empty before replicas.
+    pub served_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

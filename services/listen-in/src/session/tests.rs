@@ -11,6 +11,7 @@ fn started() -> Started {
         session_id: Uuid::now_v7(),
         case_id: Uuid::now_v7(),
         mode: Mode::Observe,
+        served_by: "host/1/abcd".into(),
     }
 }
 
@@ -85,6 +86,7 @@ fn an_unknown_listen_mode_is_a_decode_error() {
         session_id: Uuid::now_v7().to_string(),
         case_id: Uuid::now_v7().to_string(),
         mode: 99,
+        served_by: String::new(),
     };
     assert!(Event::decode(&event_type, &prost::Message::encode_to_vec(&payload)).is_err());
 }

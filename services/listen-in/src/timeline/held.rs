@@ -28,8 +28,10 @@ const PAGE: usize = 500;
 
 /// Local-only: every event ever held aside, in the order it was (the durable side of
 /// [`HeldAside`]; what is still waiting is what is not on its timeline).
+pub const HELD_STREAM: &str = "listen_in_held";
+
 fn held_stream() -> StreamId {
-    StreamId::parse("listen_in_held").unwrap_or_else(|_| unreachable!("valid stream id"))
+    StreamId::parse(HELD_STREAM).unwrap_or_else(|_| unreachable!("valid stream id"))
 }
 
 fn held_key(event_id: Uuid) -> String {
@@ -142,9 +144,11 @@ impl Timelines {
         Ok(())
     }
 
-    /// Holds aside again what earlier runs held and did not record.
-    pub(super) async fn restore_held(&self) -> Result<(), svcops_eventstore::Error> {
+    /// Holds aside again what earlier runs (or another replica, until it stopped recording)
+    /// held and did not record: call on taking over the recording.
+    pub async fn take_over(&self) -> Result<(), svcops_eventstore::Error> {
         let mut holding = self.holding.lock().await;
+        *holding = Holding::default();
         let checkpoint = self
             .store
             .load_checkpoint(HELD_CHECKPOINT)
@@ -202,6 +206,13 @@ impl Timelines {
         }
         ::metrics::gauge!(HELD_EVENTS).set(holding.aside.len() as f64);
         Ok(())
+    }
+
+    /// Forgets what is held aside in memory (it stays durable): call on handing the
+    /// recording over, so whoever records next restores it.
+    pub async fn step_down(&self) {
+        *self.holding.lock().await = Holding::default();
+        ::metrics::gauge!(HELD_EVENTS).set(0.0);
     }
 
     /// Records `released` in order; what cannot be recorded goes back aside as it was.

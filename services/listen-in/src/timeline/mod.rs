@@ -19,6 +19,7 @@ use std::sync::Arc;
 use prost::Message;
 use svcops_bus::consumer::HandlerError;
 use svcops_bus::envelope::BusEvent;
+use svcops_eventstore::projection::ReadModel;
 use svcops_eventstore::{
     Append, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
 };
@@ -32,7 +33,8 @@ use uuid::Uuid;
 use crate::hold_aside::{Arrival, Decision, Limits};
 
 use held::Holding;
-pub use held::{HELD_EVENTS, sweep_until};
+pub use held::{HELD_EVENTS, HELD_STREAM, sweep_until};
+pub use live::follow_log;
 
 /// Events recorded at the bound without their cause on the timeline (counter).
 pub const RECORDED_WITHOUT_CAUSE: &str = "svcops_listen_in_recorded_without_cause_total";
@@ -43,6 +45,11 @@ const LIVE_CAPACITY: usize = 4096;
 
 pub fn timeline_stream(case_id: Uuid) -> StreamId {
     StreamId::for_aggregate("timeline", case_id)
+}
+
+/// The case of a timeline stream id (`timeline-<case>`).
+fn timeline_case(stream_id: &str) -> Option<Uuid> {
+    Uuid::parse_str(stream_id.strip_prefix("timeline-")?).ok()
 }
 
 /// A timeline entry, decoded from the store.
@@ -109,8 +116,12 @@ pub struct Timelines {
     /// Also the ordering lock: deciding, holding and releasing happen one event at a time,
     /// so a cause recorded by one topic's consumer can never slip between another's check
     /// for it and the holding of its effect (which would then wait for nothing). Timeline
-    /// appends are serialised by it; that is listen-in's throughput bound.
+    /// appends are serialised by it; that is listen-in's throughput bound. Only the replica
+    /// recording timelines holds anything here ([`Timelines::take_over`]).
     holding: Mutex<Holding>,
+    /// The cases with an event held aside, for replicas that do not record
+    /// ([`crate::index`]); without it, only this process's holding is looked at.
+    index: Option<ReadModel>,
 }
 
 fn observed_key(event_id: Uuid) -> String {
@@ -152,20 +163,27 @@ fn kept_payload(event: &BusEvent) -> Vec<u8> {
 }
 
 impl Timelines {
-    /// Timelines over `store`, with what earlier runs held aside and did not release yet
-    /// held aside again (and released now if its cause has landed meanwhile).
-    pub async fn open(
-        store: Arc<dyn EventStore>,
-        limits: Limits,
-    ) -> Result<Self, svcops_eventstore::Error> {
+    /// Timelines over `store`, read-only until this replica takes over the recording
+    /// ([`Self::take_over`]).
+    pub fn new(store: Arc<dyn EventStore>, limits: Limits, index: Option<ReadModel>) -> Self {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let timelines = Self {
+        Self {
             store,
             live,
             limits,
             holding: Mutex::new(Holding::default()),
-        };
-        timelines.restore_held().await?;
+            index,
+        }
+    }
+
+    /// Timelines that record at once, with what earlier runs held aside and did not release
+    /// yet held aside again (and released now if its cause has landed meanwhile).
+    pub async fn open(
+        store: Arc<dyn EventStore>,
+        limits: Limits,
+    ) -> Result<Self, svcops_eventstore::Error> {
+        let timelines = Self::new(store, limits, None);
+        timelines.take_over().await?;
         Ok(timelines)
     }
 
