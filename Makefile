@@ -1,7 +1,7 @@
 # svcops — run `make help` for the targets.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-projections bench-kafka proto-lint deploy-check
+.PHONY: help run test lint fmt bench bench-projections bench-sqlite bench-kafka proto-lint deploy-check
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ bench: ## Event store append benchmark against raw INSERT and cqrs-es/postgres-e
 
 bench-projections: ## Projection rebuild and start-up over 1,000,000 events, read-your-writes latency across replicas
 	$(CARGO) run --release -p front-office --example projection_bench
+
+bench-sqlite: ## SQLite appends: the store's group commit against one commit per append
+	$(CARGO) run --release -p svcops-eventstore --example sqlite_append
 
 bench-kafka: ## Kafka publish rate with librdkafka batching against one message per batch (broker at SVCOPS_TEST_KAFKA)
 	$(CARGO) run --release -p svcops-bus --example publish_rate

@@ -290,8 +290,6 @@ where
     }
 }
 
-/// A case's timeline so far (`WatchCase` without following), once it holds an event of
-/// every type in `required`; `None` while it does not (or listen-in does not answer yet).
 /// Asserts that no event is on `case_id`'s timeline twice.
 pub fn assert_each_event_once(
     case_id: &str,
@@ -308,6 +306,8 @@ pub fn assert_each_event_once(
     }
 }
 
+/// A case's timeline so far (`WatchCase` without following), once it holds an event of
+/// every type in `required`; `None` while it does not (or listen-in does not answer yet).
 pub async fn timeline_holding(
     mut listen_in: svcops_proto::listenin::v1::listen_in_service_client::ListenInServiceClient<
         Channel,

@@ -5,6 +5,13 @@
 //! key in the same transaction) is the delivery acknowledged. Redelivery after a crash is
 //! therefore harmless: the effect happens exactly once.
 //!
+//! Deliveries come in batches: the one waited for, and whatever else is already received
+//! (up to [`MAX_BATCH`]). A handler that takes batches ([`Handler::handle_batch`]) gets them
+//! whole (listen-in records a batch in one transaction); otherwise the deliveries of one key
+//! (one case) are handled in their order and different keys side by side, so their appends
+//! share commits (SQLite's group commit) or connections (PostgreSQL). The batch is
+//! acknowledged once every delivery in it is settled.
+//!
 //! - store or broker unavailable: retried with backoff until it comes back (nothing is
 //!   dead-lettered because a database is down);
 //! - undecodable message, or a handler failure that persists over [`FAILURE_ATTEMPTS`]
@@ -22,6 +29,9 @@ use crate::{Bus, Delivery, Message, metrics, topics};
 /// Tries for a handler failure before the message is dead-lettered.
 pub const FAILURE_ATTEMPTS: u32 = 3;
 
+/// Most deliveries handled as one batch.
+pub const MAX_BATCH: usize = 256;
+
 /// What a handler can report.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -36,6 +46,14 @@ pub enum HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError>;
+
+    /// Handles a batch whole, in its order: `None` if this handler takes events one by one
+    /// (the default). On an error the consumer handles the batch's events one by one with
+    /// [`Handler::handle`] (so each may be retried or dead-lettered on its own): whatever
+    /// the batch did must be safe to do again.
+    async fn handle_batch(&self, _events: &[BusEvent]) -> Option<Result<(), HandlerError>> {
+        None
+    }
 }
 
 /// A message that was dead-lettered, as its `<topic>.dlq` carries it.
@@ -136,6 +154,47 @@ trait Process: Send + Sync {
         delivery: &Delivery,
         shutdown: &CancellationToken,
     ) -> Option<()>;
+
+    /// Settles a batch: by default the deliveries of one key in order, keys side by side.
+    async fn process_batch(
+        &self,
+        bus: &dyn Bus,
+        group: &str,
+        batch: &[Delivery],
+        shutdown: &CancellationToken,
+    ) -> Option<()> {
+        by_key(self, bus, group, batch, shutdown).await
+    }
+}
+
+/// Settles `batch` one delivery at a time, the deliveries of one key (one case) in their
+/// order and different keys concurrently. `None` if shut down midway.
+async fn by_key<P: Process + ?Sized>(
+    process: &P,
+    bus: &dyn Bus,
+    group: &str,
+    batch: &[Delivery],
+    shutdown: &CancellationToken,
+) -> Option<()> {
+    let mut keys: Vec<(&str, Vec<&Delivery>)> = Vec::new();
+    for delivery in batch {
+        let key = delivery.message.key.as_str();
+        match keys.iter_mut().find(|(seen, _)| *seen == key) {
+            Some((_, deliveries)) => deliveries.push(delivery),
+            None => keys.push((key, vec![delivery])),
+        }
+    }
+    let runs = keys.into_iter().map(|(_, deliveries)| async move {
+        for delivery in deliveries {
+            process.process(bus, group, delivery, shutdown).await?;
+        }
+        Some(())
+    });
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .collect::<Option<Vec<()>>>()
+        .map(|_| ())
 }
 
 struct EventProcess(Arc<dyn Handler>);
@@ -150,6 +209,48 @@ impl Process for EventProcess {
         shutdown: &CancellationToken,
     ) -> Option<()> {
         process(bus, group, self.0.as_ref(), delivery, shutdown).await
+    }
+
+    async fn process_batch(
+        &self,
+        bus: &dyn Bus,
+        group: &str,
+        batch: &[Delivery],
+        shutdown: &CancellationToken,
+    ) -> Option<()> {
+        if batch.len() > 1 {
+            // Whole, if every delivery decodes and the handler takes batches.
+            let events: Option<Vec<BusEvent>> = batch
+                .iter()
+                .map(|delivery| envelope::from_message(&delivery.message).ok())
+                .collect();
+            if let Some(events) = events {
+                let span = tracing::info_span!(
+                    "consume batch",
+                    otel.kind = "consumer",
+                    messaging.consumer_group = group,
+                    messaging.batch.message_count = events.len(),
+                );
+                let handled =
+                    tracing::Instrument::instrument(self.0.handle_batch(&events), span).await;
+                match handled {
+                    Some(Ok(())) => {
+                        for (delivery, event) in batch.iter().zip(&events) {
+                            let labels = labels(group, delivery);
+                            ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
+                            ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
+                                .set(metrics::age_seconds(event.recorded_at));
+                        }
+                        return Some(());
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(group, %error, size = events.len(), "batch failed; handling its events one by one");
+                    }
+                    None => {}
+                }
+            }
+        }
+        by_key(self, bus, group, batch, shutdown).await
     }
 }
 
@@ -210,14 +311,28 @@ async fn consume(
                 }
             }
         };
+        let mut batch = vec![delivery];
+        while batch.len() < MAX_BATCH {
+            match subscription.try_next() {
+                Some(Ok(delivery)) => batch.push(delivery),
+                Some(Err(error)) => {
+                    // The next wait reports it again if it lasts.
+                    tracing::debug!(group, %error, "could not add to the batch");
+                    break;
+                }
+                None => break,
+            }
+        }
+        ::metrics::histogram!(metrics::CONSUMER_BATCH, "group" => group.to_owned())
+            .record(batch.len() as f64);
         if process
-            .process(bus.as_ref(), group, &delivery, &shutdown)
+            .process_batch(bus.as_ref(), group, &batch, &shutdown)
             .await
             .is_none()
         {
             return Ok(());
         }
-        while let Err(error) = subscription.ack(&delivery).await {
+        while let Err(error) = subscription.ack_all(&batch).await {
             tracing::warn!(group, %error, "could not acknowledge; retrying");
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),

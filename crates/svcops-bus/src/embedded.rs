@@ -246,6 +246,26 @@ impl Subscription for EmbeddedSubscription {
         }
     }
 
+    fn try_next(&mut self) -> Option<Result<Delivery, Error>> {
+        self.buffer.pop_front().map(Ok)
+    }
+
+    async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), Error> {
+        // One write per topic, of its last delivery: offsets only grow within a topic.
+        let mut last: Vec<&Delivery> = Vec::new();
+        for delivery in deliveries {
+            match last.iter_mut().find(|seen| seen.topic == delivery.topic) {
+                Some(seen) if seen.offset < delivery.offset => *seen = delivery,
+                Some(_) => {}
+                None => last.push(delivery),
+            }
+        }
+        for delivery in last {
+            self.ack(delivery).await?;
+        }
+        Ok(())
+    }
+
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO bus_consumer_offsets (group_id, topic, position) VALUES (?1, ?2, ?3) \

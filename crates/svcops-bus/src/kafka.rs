@@ -409,6 +409,12 @@ impl Subscription for KafkaSubscription {
         })
     }
 
+    fn try_next(&mut self) -> Option<Result<Delivery, Error>> {
+        // Receiving from the consumer's queue is cancel-safe: polled once, it answers with a
+        // message already fetched or leaves the queue as it was.
+        futures::FutureExt::now_or_never(self.next())
+    }
+
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
         // `store_offset` (rd_kafka_offset_store) stores offset + 1, the next one to read,
         // which is what the group resumes from. (`store_offsets` with a list would need the

@@ -103,9 +103,21 @@ pub trait Subscription: Send {
     /// The next delivery, waiting for one to arrive.
     async fn next(&mut self) -> Result<Delivery, Error>;
 
+    /// A delivery already received, if one is there, without waiting: what a consumer adds
+    /// to a batch after the delivery it waited for.
+    fn try_next(&mut self) -> Option<Result<Delivery, Error>>;
+
     /// Acknowledges a delivery and everything before it on the same partition: after a
     /// restart the group resumes after it. Call only once its effects are committed.
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error>;
+
+    /// Acknowledges every delivery of a batch (received in this order, all settled).
+    async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), Error> {
+        for delivery in deliveries {
+            self.ack(delivery).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Topic names (DESIGN §4).

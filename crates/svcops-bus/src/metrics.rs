@@ -22,11 +22,13 @@ pub const CONSUMER_DEAD_LETTERED: &str = "svcops_consumer_dead_lettered_total";
 pub const CONSUMER_RETRIES: &str = "svcops_consumer_retries_total";
 /// Age of the event a consumer handled last, by group and topic (gauge, seconds).
 pub const CONSUMER_LAG: &str = "svcops_consumer_lag_seconds";
+/// Deliveries a consumer took as one batch, by group (histogram).
+pub const CONSUMER_BATCH: &str = "svcops_consumer_batch_size";
 
 /// Registers help texts and units with the installed recorder. Call once after installing
 /// it (descriptions given before a recorder exists are lost).
 pub fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(RELAY_PUBLISHED, "Events the relay published to the bus.");
     describe_gauge!(
         RELAY_OUTBOX_BATCH,
@@ -53,6 +55,10 @@ pub fn describe() {
         CONSUMER_LAG,
         Unit::Seconds,
         "Age (now - recorded time) of the event a consumer group handled last."
+    );
+    describe_histogram!(
+        CONSUMER_BATCH,
+        "Deliveries a consumer group took as one batch (those already received)."
     );
 }
 

@@ -58,20 +58,47 @@ struct NamespacedSubscription {
     prefix: String,
 }
 
-#[async_trait]
-impl Subscription for NamespacedSubscription {
-    async fn next(&mut self) -> Result<Delivery, Error> {
-        let mut delivery = self.inner.next().await?;
-        // Callers see the names they subscribed with (dead letters derive from it).
+impl NamespacedSubscription {
+    /// Callers see the names they subscribed with (dead letters derive from it).
+    fn unprefixed(&self, mut delivery: Delivery) -> Delivery {
         if let Some(topic) = delivery.topic.strip_prefix(&self.prefix) {
             delivery.topic = topic.to_owned();
         }
-        Ok(delivery)
+        delivery
+    }
+
+    fn prefixed(&self, delivery: &Delivery) -> Delivery {
+        let mut prefixed = delivery.clone();
+        prefixed.topic = format!("{}{}", self.prefix, delivery.topic);
+        prefixed
+    }
+}
+
+#[async_trait]
+impl Subscription for NamespacedSubscription {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        let delivery = self.inner.next().await?;
+        Ok(self.unprefixed(delivery))
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, Error>> {
+        Some(
+            self.inner
+                .try_next()?
+                .map(|delivery| self.unprefixed(delivery)),
+        )
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
-        let mut prefixed = delivery.clone();
-        prefixed.topic = format!("{}{}", self.prefix, delivery.topic);
+        let prefixed = self.prefixed(delivery);
         self.inner.ack(&prefixed).await
+    }
+
+    async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), Error> {
+        let prefixed: Vec<Delivery> = deliveries
+            .iter()
+            .map(|delivery| self.prefixed(delivery))
+            .collect();
+        self.inner.ack_all(&prefixed).await
     }
 }

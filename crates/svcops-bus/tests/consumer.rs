@@ -98,9 +98,13 @@ async fn poison_messages_are_dead_lettered_and_the_consumer_moves_on() {
             .await
             .expect("embedded bus"),
     );
-    let events: Vec<RecordedEvent> = (1..=3).map(recorded).collect();
+    // One case: its deliveries are handled in order (other cases' may pass them in a batch).
+    let case_id = Uuid::now_v7();
+    let events: Vec<RecordedEvent> = (1..=3)
+        .map(|position| of_case(case_id, position as u64, position))
+        .collect();
     let undecodable = Message {
-        key: "case-x".into(),
+        key: case_id.to_string(),
         headers: vec![("content-type".into(), b"text/plain".to_vec())],
         payload: b"not an event".to_vec(),
     };
@@ -277,8 +281,9 @@ async fn a_poison_message_is_never_skipped_while_its_dead_letter_topic_is_unavai
         }),
     ));
     let after = recorded(7);
+    // Of the same case: handled after the poison message, in order.
     let poison = Message {
-        key: "case-x".into(),
+        key: after.metadata.case_id.expect("case").to_string(),
         headers: vec![("content-type".into(), b"text/plain".to_vec())],
         payload: b"not an event".to_vec(),
     };
@@ -457,4 +462,149 @@ async fn a_dead_letter_too_large_for_the_broker_goes_without_its_payload() {
             .is_some_and(|note| note.starts_with("4096 bytes")),
         "{dead:?}"
     );
+}
+
+/// An event of `case_id` at `version` of its case stream.
+fn of_case(case_id: Uuid, version: u64, position: i64) -> RecordedEvent {
+    let mut event = recorded(position);
+    event.stream_id = StreamId::for_aggregate("case", case_id);
+    event.version = version;
+    event.metadata.case_id = Some(case_id);
+    event
+}
+
+/// Records each event as it is handled one by one, and how many ran at once; may take, or
+/// refuse, batches.
+#[derive(Default)]
+struct Concurrent {
+    handled: Mutex<Vec<(Uuid, u64)>>,
+    running: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+    batches: Mutex<Vec<usize>>,
+    refuse_batches: bool,
+    take_batches: bool,
+    progress: Notify,
+}
+
+#[async_trait]
+impl Handler for Concurrent {
+    async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
+        use std::sync::atomic::Ordering;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.handled
+            .lock()
+            .push((event.metadata.case_id.expect("case"), event.version));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.progress.notify_one();
+        Ok(())
+    }
+
+    async fn handle_batch(&self, events: &[BusEvent]) -> Option<Result<(), HandlerError>> {
+        if !self.take_batches {
+            return None;
+        }
+        self.batches.lock().push(events.len());
+        if self.refuse_batches {
+            return Some(Err(HandlerError::Unavailable("batch refused".into())));
+        }
+        for event in events {
+            self.handled
+                .lock()
+                .push((event.metadata.case_id.expect("case"), event.version));
+        }
+        self.progress.notify_one();
+        Some(Ok(()))
+    }
+}
+
+/// Publishes 10 events for each of 4 cases, interleaved, and returns the cases.
+async fn publish_interleaved(bus: &Arc<dyn Bus>) -> Vec<Uuid> {
+    let cases: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    let mut messages = Vec::new();
+    for version in 1..=10u64 {
+        for (index, case_id) in cases.iter().enumerate() {
+            let position = (version as i64) * 10 + index as i64;
+            messages.push(envelope::to_message(
+                "svcops/front-office",
+                &of_case(*case_id, version, position),
+            ));
+        }
+    }
+    bus.publish(TOPIC, messages).await.expect("publish");
+    cases
+}
+
+async fn embedded_bus(dir: &tempfile::TempDir) -> Arc<dyn Bus> {
+    Arc::new(
+        EmbeddedBus::open(&dir.path().join("bus.sqlite"))
+            .await
+            .expect("embedded bus"),
+    )
+}
+
+fn assert_each_once_in_case_order(handled: &[(Uuid, u64)], cases: &[Uuid]) {
+    assert_eq!(handled.len(), 40, "each event once: {handled:?}");
+    for case_id in cases {
+        let versions: Vec<u64> = handled
+            .iter()
+            .filter(|(case, _)| case == case_id)
+            .map(|(_, version)| *version)
+            .collect();
+        assert_eq!(versions, (1..=10).collect::<Vec<_>>(), "case {case_id}");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_handles_each_case_in_its_order_and_cases_side_by_side() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = embedded_bus(&dir).await;
+    let cases = publish_interleaved(&bus).await;
+    let handler = Arc::new(Concurrent::default());
+    consume_until(
+        bus,
+        handler.clone(),
+        &handler.progress,
+        || handler.handled.lock().len() >= 40,
+        "every event handled",
+    )
+    .await;
+    assert_each_once_in_case_order(&handler.handled.lock(), &cases);
+    let most = handler
+        .most_at_once
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "cases were handled side by side (at most {most} at once)"
+    );
+    assert!(most <= cases.len(), "never two events of one case at once");
+}
+
+#[tokio::test]
+async fn a_handler_that_takes_batches_gets_them_whole_and_a_refused_one_goes_one_by_one() {
+    for refuse_batches in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = embedded_bus(&dir).await;
+        let cases = publish_interleaved(&bus).await;
+        let handler = Arc::new(Concurrent {
+            take_batches: true,
+            refuse_batches,
+            ..Concurrent::default()
+        });
+        consume_until(
+            bus,
+            handler.clone(),
+            &handler.progress,
+            || handler.handled.lock().len() >= 40,
+            "every event handled",
+        )
+        .await;
+        assert_each_once_in_case_order(&handler.handled.lock(), &cases);
+        let batches = handler.batches.lock().clone();
+        assert!(
+            batches.iter().any(|size| *size > 1),
+            "deliveries already received came as one batch: {batches:?}"
+        );
+    }
 }

@@ -160,20 +160,21 @@ pub async fn release(read_models: &dyn ReadModels, held: &Held) -> Result<(), Er
     Ok(())
 }
 
-/// Who holds `name` now, if anyone (an expired or released lease has no holder).
-pub async fn current_holder(
+/// Who holds `name` now and under which fencing token, if anyone (an expired or released
+/// lease has no holder). A holder that lost the lease and took it again has a new token.
+pub async fn current_hold(
     read_models: &dyn ReadModels,
     name: &str,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<(String, i64)>, Error> {
     let now = now_ms(read_models.dialect());
     let rows = read_models
         .query(
-            &format!("SELECT holder FROM leases WHERE name = $1 AND expires_at >= {now}"),
+            &format!("SELECT holder, token FROM leases WHERE name = $1 AND expires_at >= {now}"),
             &[name.into()],
         )
         .await?;
     rows.first()
-        .map(|row| row.text(0).map(str::to_owned))
+        .map(|row| Ok((row.text(0)?.to_owned(), row.integer(1)?)))
         .transpose()
 }
 

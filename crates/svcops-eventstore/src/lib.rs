@@ -124,6 +124,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// idempotency key.
     async fn append(&self, append: Append) -> Result<AppendOutcome, Error>;
 
+    /// Appends several, in order, each on its own terms (one refused leaves no trace and the
+    /// others go on): one outcome per append. An adapter may write them in one transaction
+    /// (SQLite does, so they share one commit); the default appends them one by one.
+    async fn append_all(&self, appends: Vec<Append>) -> Vec<Result<AppendOutcome, Error>> {
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for append in appends {
+            outcomes.push(self.append(append).await);
+        }
+        outcomes
+    }
+
     /// Reads a stream in version order, starting at `from_version` (1 = the first event).
     async fn read_stream(
         &self,

@@ -1,5 +1,10 @@
 //! SQLite adapter for embedded mode: one writer connection (SQLite has one writer at a time
 //! anyway), several readers, WAL journal, synchronous=FULL so a commit survives power loss.
+//!
+//! Group commit: appends queue for one writer task, which takes whatever is queued (never
+//! waiting for more) and writes it in one transaction, each append inside a savepoint of its
+//! own (one refused rolls back to its savepoint and the others go on), so concurrent commands
+//! share one commit and one fsync instead of paying one each.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Append, AppendOutcome, Appended, Error, EventMetadata, EventStore, ExpectedVersion,
@@ -23,6 +29,83 @@ use crate::{
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    appends: mpsc::Sender<PendingAppends>,
+}
+
+/// Most appends written in one shared transaction.
+const MAX_GROUP: usize = 512;
+
+/// Appends of one caller, in its order, waiting for the writer task.
+struct PendingAppends {
+    appends: Vec<Append>,
+    reply: oneshot::Sender<Vec<Result<AppendOutcome, Error>>>,
+}
+
+/// The writer task: each round writes everything queued in one transaction.
+async fn write_appends(writer: SqlitePool, mut queue: mpsc::Receiver<PendingAppends>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        let mut count = group[0].appends.len();
+        while count < MAX_GROUP
+            && let Ok(next) = queue.try_recv()
+        {
+            count += next.appends.len();
+            group.push(next);
+        }
+        let appends: Vec<&Append> = group.iter().flat_map(|pending| &pending.appends).collect();
+        match write_group(&writer, &appends).await {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for pending in group {
+                    let mine = outcomes.by_ref().take(pending.appends.len()).collect();
+                    let _ = pending.reply.send(mine);
+                }
+            }
+            Err(error) => {
+                // Nothing of the group was committed: every caller hears it.
+                let reason = error.to_string();
+                for pending in group {
+                    let failed = pending
+                        .appends
+                        .iter()
+                        .map(|_| {
+                            Err(Error::Unavailable(sqlx::Error::Protocol(format!(
+                                "the shared commit failed: {reason}"
+                            ))))
+                        })
+                        .collect();
+                    let _ = pending.reply.send(failed);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `appends` in one transaction, each in a savepoint of its own. `Err` when the
+/// transaction itself failed (nothing written).
+async fn write_group(
+    writer: &SqlitePool,
+    appends: &[&Append],
+) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+    let mut transaction = writer.begin().await?;
+    let mut outcomes = Vec::with_capacity(appends.len());
+    for append in appends {
+        sqlx::query("SAVEPOINT append")
+            .execute(&mut *transaction)
+            .await?;
+        let outcome = SqliteStore::append_in(&mut transaction, append).await;
+        if outcome.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT append")
+                .execute(&mut *transaction)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT append")
+            .execute(&mut *transaction)
+            .await?;
+        outcomes.push(outcome);
+    }
+    transaction.commit().await?;
+    Ok(outcomes)
 }
 
 // A macro rather than a const so the whole query stays a `&'static str` (sqlx audits
@@ -60,7 +143,14 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, readers })
+        // The task ends when the last clone of the store (and its sender) is dropped.
+        let (appends, queue) = mpsc::channel(4096);
+        tokio::spawn(write_appends(writer.clone(), queue));
+        Ok(Self {
+            writer,
+            readers,
+            appends,
+        })
     }
 
     pub(crate) fn writer(&self) -> &SqlitePool {
@@ -181,6 +271,11 @@ impl SqliteStore {
         let rows = bind(sqlx::query(sql)).fetch_all(&self.readers).await?;
         rows.iter().map(decode_row).collect()
     }
+}
+
+/// The writer task is gone (the runtime is shutting down).
+fn writer_gone() -> Error {
+    Error::Unavailable(sqlx::Error::PoolClosed)
 }
 
 /// The first result of the append that used `key`, and its request fingerprint.
@@ -398,15 +493,46 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(&self, append: Append) -> Result<AppendOutcome, Error> {
-        append.validate()?;
-        let mut transaction = self.writer.begin().await?;
-        let outcome = Self::append_in(&mut transaction, &append).await?;
-        if outcome.is_duplicate() {
-            transaction.rollback().await?;
-        } else {
-            transaction.commit().await?;
+        self.append_all(vec![append])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(writer_gone()))
+    }
+
+    async fn append_all(&self, appends: Vec<Append>) -> Vec<Result<AppendOutcome, Error>> {
+        let mut outcomes: Vec<Option<Result<AppendOutcome, Error>>> = Vec::new();
+        let mut valid = Vec::with_capacity(appends.len());
+        for append in appends {
+            match append.validate() {
+                Ok(()) => {
+                    outcomes.push(None);
+                    valid.push(append);
+                }
+                Err(error) => outcomes.push(Some(Err(error))),
+            }
         }
-        Ok(outcome)
+        let count = valid.len();
+        let mut written = if count == 0 {
+            Vec::new()
+        } else {
+            let (reply, answer) = oneshot::channel();
+            let pending = PendingAppends {
+                appends: valid,
+                reply,
+            };
+            match self.appends.send(pending).await {
+                Ok(()) => answer.await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        };
+        written.resize_with(count, || Err(writer_gone()));
+        let mut written = written.into_iter();
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| written.next().unwrap_or_else(|| Err(writer_gone())))
+            })
+            .collect()
     }
 
     async fn read_stream(

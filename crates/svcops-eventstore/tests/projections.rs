@@ -515,6 +515,40 @@ mod cases {
             "in position order: {reported:?}"
         );
         assert_eq!(reported[1].1, later_stream.as_str(), "{reported:?}");
+
+        // A write rolled back leaves a gap for good: the tail goes past it.
+        let abandoned = HeldWrite::begin(&adapter).await;
+        let store = adapter.store.clone();
+        let after_gap = StreamId::for_aggregate("after-gap", Uuid::new_v4());
+        let stream = after_gap.clone();
+        let after = tokio::spawn(async move {
+            store
+                .append(Append::new(
+                    stream,
+                    ExpectedVersion::NoStream,
+                    vec![event()],
+                ))
+                .await
+                .expect("the append after the gap lands")
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        abandoned.roll_back().await;
+        after.await.expect("the append after the gap");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut past_gap = Vec::new();
+        while past_gap.is_empty() && tokio::time::Instant::now() < deadline {
+            past_gap.extend(tail.next_batch().await.expect("poll"));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let past_gap: Vec<&str> = past_gap
+            .iter()
+            .map(|event| event.stream_id.as_str())
+            .collect();
+        assert_eq!(
+            past_gap,
+            [after_gap.as_str()],
+            "past the rolled-back position"
+        );
     }
 
     pub async fn two_runners_on_one_generation_apply_each_event_once(adapter: Adapter) {
@@ -1041,6 +1075,16 @@ impl HeldWrite {
                     connection: HeldConnection::Sqlite(transaction),
                 }
             }
+        }
+    }
+
+    /// Gives the write up: its position stays a gap for good.
+    async fn roll_back(self) {
+        match self.connection {
+            HeldConnection::Postgres(transaction) => {
+                transaction.rollback().await.expect("roll back")
+            }
+            HeldConnection::Sqlite(transaction) => drop(transaction),
         }
     }
 

@@ -47,15 +47,16 @@ impl Sessions {
     }
 
     /// Waits, at most `bound`, for every session to end and record its end (call after
-    /// shutdown, when sessions stop following). Whatever is left is aborted; the next
-    /// start records those ends ([`SessionLog::end_sessions_left_open`]).
+    /// shutdown, when sessions stop following). Whatever is left is aborted; the replica
+    /// recording timelines records those ends once this one's registration has lapsed
+    /// ([`SessionLog::end_sessions_of_gone_replicas`]).
     pub async fn ended(&self, bound: Duration) {
         let mut set = std::mem::take(&mut *self.0.lock());
         let all = async { while set.join_next().await.is_some() {} };
         if tokio::time::timeout(bound, all).await.is_err() {
             tracing::warn!(
                 left = set.len(),
-                "listen-in sessions did not record their end in time; the next start will"
+                "listen-in sessions did not record their end in time; the recording replica will"
             );
         }
     }
@@ -145,12 +146,14 @@ fn to_proto(entry: Entry) -> proto::WatchCaseResponse {
 type Sender = mpsc::Sender<Result<proto::WatchCaseResponse, Status>>;
 
 /// Sends entries after `last` until the store has no more; returns the new last sequence,
-/// or `None` when the listener has gone.
+/// or `None` when the listener has gone or a stop came (a slow listener never keeps a
+/// session streaming past its end).
 async fn send_from_store(
     timelines: &Timelines,
     case_id: Uuid,
     mut last: u64,
     sender: &Sender,
+    stops: &[CancellationToken; 2],
 ) -> Option<u64> {
     loop {
         let entries = match timelines.read(case_id, last, PAGE).await {
@@ -163,7 +166,11 @@ async fn send_from_store(
         let done = entries.len() < PAGE;
         for entry in entries {
             last = entry.sequence;
-            sender.send(Ok(to_proto(entry))).await.ok()?;
+            tokio::select! {
+                sent = sender.send(Ok(to_proto(entry))) => sent.ok()?,
+                () = stops[0].cancelled() => return None,
+                () = stops[1].cancelled() => return None,
+            }
         }
         if done {
             return Some(last);
@@ -194,7 +201,7 @@ async fn follow(
 ) {
     // Subscribe before the catch-up read, so nothing appended in between is missed.
     let mut live = timelines.subscribe();
-    let Some(mut last) = send_from_store(&timelines, case_id, after, &sender).await else {
+    let Some(mut last) = send_from_store(&timelines, case_id, after, &sender, stops).await else {
         return;
     };
     let caught_up = proto::WatchCaseResponse {
@@ -204,7 +211,12 @@ async fn follow(
             },
         )),
     };
-    if sender.send(Ok(caught_up)).await.is_err() || catch_up_only {
+    let sent = tokio::select! {
+        sent = sender.send(Ok(caught_up)) => sent.is_ok(),
+        () = stops[0].cancelled() => false,
+        () = stops[1].cancelled() => false,
+    };
+    if !sent || catch_up_only {
         return;
     }
     let mut reread = tokio::time::interval(REREAD_EVERY);
@@ -229,7 +241,7 @@ async fn follow(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if behind {
-            match send_from_store(&timelines, case_id, last, &sender).await {
+            match send_from_store(&timelines, case_id, last, &sender, stops).await {
                 Some(new_last) => last = new_last,
                 None => return,
             }
@@ -251,7 +263,7 @@ impl ListenInService for ListenInGrpc {
         let case_id = Uuid::parse_str(body.case_id.trim())
             .map_err(|_| Status::from(ApiError::invalid("case_id", "must be a UUID")))?;
         // A session names its replica; one not registered could not be ended by another.
-        let Some(lapsed) = self.registration.registered(REGISTRATION_WAIT).await else {
+        let Some(hold) = self.registration.registered(REGISTRATION_WAIT).await else {
             return Err(ApiError::Unavailable(
                 "this listen-in replica is not registered (its database is unreachable); retry"
                     .into(),
@@ -279,13 +291,20 @@ impl ListenInService for ListenInGrpc {
         let shutdown = self.shutdown.clone();
         // Every listen is on the record: start before the first entry, end when it stops.
         session_log
-            .start(&context, session_id, case_id, session::Mode::Observe)
+            .start(
+                &context,
+                session_id,
+                case_id,
+                session::Mode::Observe,
+                &hold.served_by,
+            )
             .await
             .map_err(|error| Status::from(ApiError::from(error)))?;
         tracing::info!(%case_id, %session_id, listener = %listener.subject, "listen-in session started");
         let catch_up_only = body.catch_up_only;
         self.sessions.spawn(async move {
             // Stopped by a shutdown, or when this replica's registration lapses.
+            let lapsed = hold.lapsed;
             let stops = [shutdown.clone(), lapsed.clone()];
             follow(
                 timelines.clone(),
@@ -301,7 +320,7 @@ impl ListenInService for ListenInGrpc {
                 .end(&context, session_id, case_id, reason)
                 .await
             {
-                tracing::warn!(%error, %session_id, "could not record the end of a listen-in session; the next start will");
+                tracing::warn!(%error, %session_id, "could not record the end of a listen-in session; the recording replica will once this registration is gone");
             }
             tracing::info!(%case_id, %session_id, reason, "listen-in session ended");
         });

@@ -11,7 +11,9 @@ use svcops_eventstore::{Error, RecordedEvent};
 use svcops_kit::aggregate::DomainEvent;
 use uuid::Uuid;
 
-use crate::session::Event;
+use svcops_kit::aggregate::Aggregate;
+
+use crate::session::{Event, ListenSession};
 use crate::timeline::HELD_STREAM;
 
 pub struct ListenInIndex;
@@ -68,6 +70,15 @@ impl Projection for ListenInIndex {
                         .execute(&held, &[case_id.into(), recorded.position.into()])
                         .await?;
                 }
+                continue;
+            }
+            // Session events of session streams only: the index stream of earlier versions
+            // (`listen_in_sessions`) repeats starts that may never have happened.
+            if !recorded
+                .stream_id
+                .as_str()
+                .starts_with(&format!("{}-", ListenSession::KIND))
+            {
                 continue;
             }
             match Event::decode(&recorded.event_type, &recorded.payload) {

@@ -122,7 +122,6 @@ impl Office for ListenIn {
         let session_log = Arc::new(session_log::SessionLog::new(
             ports.store.clone(),
             relay.waker(),
-            replica_id.clone(),
         ));
         let relay_shutdown = CancellationToken::new();
         let registration_shutdown = CancellationToken::new();

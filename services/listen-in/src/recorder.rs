@@ -48,11 +48,11 @@ pub async fn run(recorder: Arc<Recorder>, replica: String, shutdown: Cancellatio
 }
 
 async fn record(recorder: Arc<Recorder>, guard: LeaseGuard) {
-    let stop = guard.stop;
+    let stop = guard.stop.clone();
     tracing::info!(token = guard.token, "recording listen-in timelines");
     // What the previous recorder held aside, held aside again before anything is consumed.
     loop {
-        match recorder.timelines.take_over().await {
+        match recorder.timelines.take_over_until(guard.lost.clone()).await {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "could not restore the events held aside; retrying");

@@ -62,33 +62,32 @@ impl From<Error> for ApiError {
 pub struct SessionLog {
     store: Arc<dyn EventStore>,
     sessions: Executor<ListenSession>,
-    /// This replica, named in every session it starts.
-    replica: String,
 }
 
 impl SessionLog {
     /// `relay` is woken after every start and end, so they are published at once.
-    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, replica: String) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>) -> Self {
         Self {
             sessions: Executor::new(store.clone(), relay),
             store,
-            replica,
         }
     }
 
-    /// Puts a session's start on the record, served by this replica.
+    /// Puts a session's start on the record, served under the registration hold
+    /// `served_by` ([`crate::replica::Hold`]).
     pub async fn start(
         &self,
         context: &CommandContext,
         session_id: Uuid,
         case_id: Uuid,
         mode: Mode,
+        served_by: &str,
     ) -> Result<(), Error> {
         let started = Started {
             session_id,
             case_id,
             mode,
-            served_by: self.replica.clone(),
+            served_by: served_by.to_owned(),
         };
         self.sessions
             .execute(
@@ -128,7 +127,8 @@ impl SessionLog {
     }
 
     /// Ends, with reason [`ENDED_RESTARTED`], every open session (as `index` has them)
-    /// whose replica is not registered any more ([`crate::replica`]), and forgets
+    /// whose registration hold is not the current one ([`crate::replica`]: the replica is
+    /// gone, or registered again since, after its sessions stopped), and forgets
     /// registrations lapsed long ago. Only an outage stops it; a session that cannot be
     /// ended is logged and skipped.
     pub async fn end_sessions_of_gone_replicas(
@@ -144,13 +144,14 @@ impl SessionLog {
                 Some(alive) => *alive,
                 None => {
                     // Sessions from before replicas name none: their process is gone.
-                    let alive = !session.served_by.is_empty()
-                        && lease::current_holder(
-                            read_models,
-                            &replica::lease_name(&session.served_by),
-                        )
-                        .await?
-                        .is_some_and(|holder| holder == session.served_by);
+                    let alive = match replica::parse_served_by(&session.served_by) {
+                        Some((id, token)) => {
+                            lease::current_hold(read_models, &replica::lease_name(id))
+                                .await?
+                                .is_some_and(|(holder, current)| holder == id && current == token)
+                        }
+                        None => false,
+                    };
                     registered.insert(&session.served_by, alive);
                     alive
                 }
@@ -255,9 +256,14 @@ mod tests {
             margin: Duration::from_millis(100),
             ..LeaseSettings::default()
         };
-        let (alive, gone) = ("host/1/alive", "host/2/gone");
-        for (replica, settings) in [(alive, LeaseSettings::default()), (gone, short)] {
-            lease::try_acquire(
+        let (alive, gone, again) = ("host/1/alive", "host/2/gone", "host/3/again");
+        let mut holds = std::collections::HashMap::new();
+        for (replica, settings) in [
+            (alive, LeaseSettings::default()),
+            (gone, short.clone()),
+            (again, short.clone()),
+        ] {
+            let held = lease::try_acquire(
                 read_models.as_ref(),
                 &replica::lease_name(replica),
                 replica,
@@ -266,46 +272,64 @@ mod tests {
             .await
             .expect("register")
             .expect("free");
+            holds.insert(replica, replica::served_by(replica, held.token));
         }
-        let log_of = |replica: &str| {
-            SessionLog::new(store.clone(), Arc::new(Notify::new()), replica.to_owned())
-        };
+        let log = SessionLog::new(store.clone(), Arc::new(Notify::new()));
         let listener = Principal {
             subject: "ceo".into(),
             role: Role::Executive,
         };
         let context = CommandContext::from_caller(listener);
         let case_id = Uuid::now_v7();
-        let (on_alive, on_gone, closed_on_gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        log_of(alive)
-            .start(&context, on_alive, case_id, Mode::Observe)
-            .await
-            .expect("start");
-        let gone_log = log_of(gone);
-        for session in [on_gone, closed_on_gone] {
-            gone_log
-                .start(&context, session, case_id, Mode::Observe)
+        let (on_alive, on_gone, closed_on_gone, on_again) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        for (session, replica) in [
+            (on_alive, alive),
+            (on_gone, gone),
+            (closed_on_gone, gone),
+            (on_again, again),
+        ] {
+            log.start(&context, session, case_id, Mode::Observe, &holds[replica])
                 .await
                 .expect("start");
         }
-        gone_log
-            .end(&context, closed_on_gone, case_id, ENDED_LISTENER_LEFT)
+        log.end(&context, closed_on_gone, case_id, ENDED_LISTENER_LEFT)
             .await
             .expect("end");
-        // `gone` was killed: its registration lapses; `alive`'s lasts.
+        // `gone` was killed: its registration lapses; `alive`'s lasts; `again` lapsed (its
+        // sessions stopped) and registered again, under a new hold.
         tokio::time::sleep(Duration::from_millis(350)).await;
+        lease::try_acquire(
+            read_models.as_ref(),
+            &replica::lease_name(again),
+            again,
+            &LeaseSettings::default(),
+        )
+        .await
+        .expect("register again")
+        .expect("lapsed");
         index
             .caught_up(Duration::from_secs(10))
             .await
             .expect("index caught up");
 
-        let sweeper = log_of("host/3/recorder");
+        let sweeper = log;
         assert_eq!(
             sweeper
                 .end_sessions_of_gone_replicas(&index, read_models.as_ref())
                 .await
                 .expect("swept"),
-            1
+            2
+        );
+        let again_events = session_events(&sweeper, on_again).await;
+        assert_eq!(
+            end_reason(&again_events[1]).as_deref(),
+            Some(ENDED_RESTARTED),
+            "a session of an earlier hold is ended though its replica runs"
         );
         let events = session_events(&sweeper, on_gone).await;
         assert_eq!(events.len(), 2);

@@ -553,3 +553,63 @@ pub async fn retries_racing_in_a_burst_find_their_own_events(store: Store) {
     assert_eq!(retried, first);
     assert_eq!(all_events(&store).await.len(), requests.len());
 }
+
+pub async fn appends_together_land_in_order_and_a_refused_one_leaves_no_trace(store: Store) {
+    let taken = stream("case");
+    must_append(&store, &taken, ExpectedVersion::NoStream, 1).await;
+    let (first, second) = (stream("case"), stream("case"));
+    let refused = events(2);
+    let outcomes = store
+        .append_all(vec![
+            Append::new(first.clone(), ExpectedVersion::NoStream, events(1)),
+            // Version 1 exists: refused, and nothing of it may land.
+            Append::new(taken.clone(), ExpectedVersion::NoStream, refused.clone()),
+            Append::new(second.clone(), ExpectedVersion::NoStream, events(2))
+                .idempotency_key("together-1"),
+            // The same key again, in the same call: the first one's result.
+            Append::new(second.clone(), ExpectedVersion::Exact(2), events(1))
+                .idempotency_key("together-1"),
+            // Any version after what this very call appended before it.
+            Append::new(first.clone(), ExpectedVersion::Any, events(1)),
+            // Invalid input is refused on its own.
+            Append::new(second.clone(), ExpectedVersion::Any, Vec::new()),
+        ])
+        .await;
+    assert_eq!(outcomes.len(), 6);
+    let appended = |outcome: &Result<AppendOutcome, Error>| match outcome {
+        Ok(AppendOutcome::Appended(appended)) => (appended.first_version, appended.last_version),
+        other => panic!("expected appended, got {other:?}"),
+    };
+    assert_eq!(appended(&outcomes[0]), (1, 1));
+    assert!(
+        matches!(&outcomes[1], Err(Error::Concurrency { .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert_eq!(appended(&outcomes[2]), (1, 2));
+    assert!(
+        matches!(&outcomes[3], Ok(AppendOutcome::Duplicate(duplicate)) if duplicate.first_version == 1),
+        "{:?}",
+        outcomes[3]
+    );
+    assert_eq!(appended(&outcomes[4]), (2, 2));
+    assert!(
+        matches!(&outcomes[5], Err(Error::Invalid(_))),
+        "{:?}",
+        outcomes[5]
+    );
+    assert_eq!(versions(&read(&store, &first).await), vec![1, 2]);
+    assert_eq!(versions(&read(&store, &second).await), vec![1, 2]);
+    assert_eq!(versions(&read(&store, &taken).await), vec![1]);
+    let all = all_events(&store).await;
+    assert!(
+        all.iter()
+            .all(|event| refused.iter().all(|new| new.event_id != event.event_id)),
+        "nothing of the refused append landed"
+    );
+    // Positions follow the order of the call.
+    let first_events = read(&store, &first).await;
+    let second_events = read(&store, &second).await;
+    assert!(first_events[0].position < second_events[0].position);
+    assert!(second_events[1].position < first_events[1].position);
+}

@@ -112,6 +112,7 @@ contract_suite! {
         exact_version_ahead_conflicts_without_gap,
         any_appends_after_whatever_is_there,
         multi_event_append_is_atomic,
+        appends_together_land_in_order_and_a_refused_one_leaves_no_trace,
         idempotency_key_returns_first_result,
         idempotency_key_is_not_used_up_by_a_failed_append,
         concurrent_appends_at_same_version_exactly_one_wins,

@@ -49,7 +49,6 @@ async fn replica(sqlite: SqliteStore, grace: Duration, id: &str, records: bool) 
     let session_log = Arc::new(SessionLog::new(
         store.clone(),
         Arc::new(tokio::sync::Notify::new()),
-        id.into(),
     ));
     let (registration, _registering) =
         Registration::spawn(Arc::new(sqlite.clone()), id.into(), shutdown.clone());

@@ -41,7 +41,7 @@ fn held_key(event_id: Uuid) -> String {
 /// An event held aside, and where its durable copy is.
 #[derive(Debug)]
 pub(super) struct HeldEvent {
-    event: BusEvent,
+    pub(super) event: BusEvent,
     /// Version in [`held_stream`].
     held_version: u64,
 }
@@ -123,10 +123,18 @@ impl Timelines {
     /// the held-aside records. Run periodically ([`sweep_until`]).
     pub async fn sweep(&self, now: OffsetDateTime) -> Result<(), Error> {
         let mut holding = self.holding.lock().await;
+        // What another process held aside past what this one knows (a recorder that lost
+        // its lease finishing a write) is taken in before the checkpoint can pass it.
+        let from = holding.held_end + 1;
+        self.pick_up(&mut holding, from).await?;
         let mut released = holding.aside.ready();
         released.extend(holding.aside.over_bound(now, &self.limits));
         self.record_released(&mut holding, released).await?;
         ::metrics::gauge!(HELD_EVENTS).set(holding.aside.len() as f64);
+        if self.lost_recording() {
+            // Another replica records now; the checkpoint is its to move.
+            return Ok(());
+        }
         // Records before the oldest still held need not be read again at the next start.
         let checkpoint = holding
             .aside
@@ -148,6 +156,14 @@ impl Timelines {
     /// held and did not record: call on taking over the recording.
     pub async fn take_over(&self) -> Result<(), svcops_eventstore::Error> {
         let mut holding = self.holding.lock().await;
+        self.restore(&mut holding).await
+    }
+
+    /// Replaces what `holding` has with what the durable record holds aside.
+    pub(super) async fn restore(
+        &self,
+        holding: &mut Holding,
+    ) -> Result<(), svcops_eventstore::Error> {
         *holding = Holding::default();
         let checkpoint = self
             .store
@@ -156,7 +172,26 @@ impl Timelines {
             .map_or(0, |position| u64::try_from(position).unwrap_or(0));
         holding.checkpoint = checkpoint;
         holding.held_end = checkpoint;
-        let mut from = checkpoint + 1;
+        self.pick_up(holding, checkpoint + 1).await?;
+        if !holding.aside.is_empty() {
+            tracing::info!(held = holding.aside.len(), "restored events held aside");
+        }
+        let released = holding.aside.ready();
+        if let Err(error) = self.record_released(holding, released).await {
+            // What could not be recorded is held again; the sweep retries it.
+            tracing::warn!(%error, "could not release restored events yet");
+        }
+        ::metrics::gauge!(HELD_EVENTS).set(holding.aside.len() as f64);
+        Ok(())
+    }
+
+    /// Holds aside the records of the held-aside stream from version `from` on that are not
+    /// on their timeline (nor held here already).
+    async fn pick_up(
+        &self,
+        holding: &mut Holding,
+        mut from: u64,
+    ) -> Result<(), svcops_eventstore::Error> {
         loop {
             let records = self.store.read_stream(&held_stream(), from, PAGE).await?;
             let done = records.len() < PAGE;
@@ -193,19 +228,9 @@ impl Timelines {
                 );
             }
             if done {
-                break;
+                return Ok(());
             }
         }
-        if !holding.aside.is_empty() {
-            tracing::info!(held = holding.aside.len(), "restored events held aside");
-        }
-        let released = holding.aside.ready();
-        if let Err(error) = self.record_released(&mut holding, released).await {
-            // What could not be recorded is held again; the sweep retries it.
-            tracing::warn!(%error, "could not release restored events yet");
-        }
-        ::metrics::gauge!(HELD_EVENTS).set(holding.aside.len() as f64);
-        Ok(())
     }
 
     /// Forgets what is held aside in memory (it stays durable): call on handing the

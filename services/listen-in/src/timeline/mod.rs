@@ -9,6 +9,7 @@
 //! Appending at an exact version instead would add conflicts and re-reads and change none
 //! of the decisions.
 
+mod batch;
 mod held;
 mod live;
 #[cfg(test)]
@@ -21,13 +22,15 @@ use svcops_bus::consumer::HandlerError;
 use svcops_bus::envelope::BusEvent;
 use svcops_eventstore::projection::ReadModel;
 use svcops_eventstore::{
-    Append, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
+    Append, AppendOutcome, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StreamId,
 };
 use svcops_kit::ApiError;
 use svcops_kit::events::to_timestamp;
 use svcops_proto::listenin::v1 as proto;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::hold_aside::{Arrival, Decision, Limits};
@@ -122,6 +125,9 @@ pub struct Timelines {
     /// The cases with an event held aside, for replicas that do not record
     /// ([`crate::index`]); without it, only this process's holding is looked at.
     index: Option<ReadModel>,
+    /// While recording under a lease: cancelled once it is lost, after which nothing this
+    /// process still finishes may be acknowledged or move the held-aside checkpoint.
+    recording: parking_lot::Mutex<Option<CancellationToken>>,
 }
 
 fn observed_key(event_id: Uuid) -> String {
@@ -173,7 +179,25 @@ impl Timelines {
             limits,
             holding: Mutex::new(Holding::default()),
             index,
+            recording: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Takes over the recording while a lease is held: `lost` is cancelled when it is lost.
+    pub async fn take_over_until(
+        &self,
+        lost: CancellationToken,
+    ) -> Result<(), svcops_eventstore::Error> {
+        *self.recording.lock() = Some(lost);
+        self.take_over().await
+    }
+
+    /// Whether the lease this process recorded under is lost.
+    pub fn lost_recording(&self) -> bool {
+        self.recording
+            .lock()
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Timelines that record at once, with what earlier runs held aside and did not release
@@ -240,35 +264,54 @@ impl Timelines {
 
     /// Appends `event` to its case's timeline (once: the event id is the idempotency key).
     async fn record(&self, event: &BusEvent, cause_missing: bool) -> Result<(), Error> {
-        let Some(case_id) = event.metadata.case_id else {
+        let Some((case_id, append)) = timeline_append(event, cause_missing) else {
             return Ok(());
         };
-        let record = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: <proto::ObservedEvent as prost::Name>::full_name(),
-            payload: observed(event, cause_missing).encode_to_vec(),
-            // The original's metadata: who did it and when, not when listen-in heard of it.
-            metadata: EventMetadata {
-                causation_id: Some(event.event_id),
-                ..event.metadata.clone()
-            },
-        };
-        let append = Append::new(timeline_stream(case_id), ExpectedVersion::Any, vec![record])
-            .idempotency_key(observed_key(event.event_id))
-            .local_only();
         let outcome = self.store.append(append).await?;
-        if !outcome.is_duplicate() {
-            if cause_missing {
-                tracing::warn!(event_id = %event.event_id, cause = ?event.metadata.causation_id, %case_id, "cause not on the timeline within the bound; recorded the effect marked cause missing");
-                ::metrics::counter!(RECORDED_WITHOUT_CAUSE).increment(1);
-            }
-            let _ = self.live.send(Appended {
-                case_id,
-                sequence: outcome.appended().last_version,
-            });
-        }
+        self.recorded(case_id, &outcome, event, cause_missing);
         Ok(())
     }
+
+    /// What follows a timeline append: the live feed, and the count of entries recorded
+    /// without their cause.
+    fn recorded(
+        &self,
+        case_id: Uuid,
+        outcome: &AppendOutcome,
+        event: &BusEvent,
+        cause_missing: bool,
+    ) {
+        if outcome.is_duplicate() {
+            return;
+        }
+        if cause_missing {
+            tracing::warn!(event_id = %event.event_id, cause = ?event.metadata.causation_id, %case_id, "cause not on the timeline within the bound; recorded the effect marked cause missing");
+            ::metrics::counter!(RECORDED_WITHOUT_CAUSE).increment(1);
+        }
+        let _ = self.live.send(Appended {
+            case_id,
+            sequence: outcome.appended().last_version,
+        });
+    }
+}
+
+/// The append that puts `event` on its case's timeline, if it has a case.
+fn timeline_append(event: &BusEvent, cause_missing: bool) -> Option<(Uuid, Append)> {
+    let case_id = event.metadata.case_id?;
+    let record = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: <proto::ObservedEvent as prost::Name>::full_name(),
+        payload: observed(event, cause_missing).encode_to_vec(),
+        // The original's metadata: who did it and when, not when listen-in heard of it.
+        metadata: EventMetadata {
+            causation_id: Some(event.event_id),
+            ..event.metadata.clone()
+        },
+    };
+    let append = Append::new(timeline_stream(case_id), ExpectedVersion::Any, vec![record])
+        .idempotency_key(observed_key(event.event_id))
+        .local_only();
+    Some((case_id, append))
 }
 
 fn decode_entry(recorded: &RecordedEvent) -> Result<Entry, Error> {

@@ -358,3 +358,68 @@ mod kept_payload {
         assert_eq!(decoded.summary, "lamp flickers");
     }
 }
+
+#[tokio::test]
+async fn a_batch_records_what_one_by_one_would_in_the_same_order() {
+    let (_one_dir, one_by_one) = timelines().await;
+    let (_batch_dir, batched) = timelines().await;
+    let mut arrivals = Vec::new();
+    let mut cases = Vec::new();
+    for _ in 0..12 {
+        let case_id = Uuid::now_v7();
+        let case_stream = format!("case-{case_id}");
+        let opened = event_in(case_id, &case_stream, 1, None, "svcops/front-office");
+        let noted = event_in(case_id, &case_stream, 2, None, "svcops/front-office");
+        let work_order = bus_event(case_id, Some(opened.event_id), "svcops/middle-office");
+        let target = bus_event(case_id, Some(work_order.event_id), "svcops/back-office");
+        arrivals.extend([opened, noted, work_order, target]);
+        cases.push(case_id);
+    }
+    // A fixed shuffle, so effects often come before their causes, within and across batches,
+    // and a redelivery of everything at the end.
+    let mut state = 0x2545_f491_u64;
+    for index in (1..arrivals.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        arrivals.swap(index, (state >> 33) as usize % (index + 1));
+    }
+    let redelivered = arrivals.clone();
+    arrivals.extend(redelivered);
+    for event in &arrivals {
+        observe(&one_by_one, event).await;
+    }
+    for batch in arrivals.chunks(7) {
+        tokio::time::timeout(Duration::from_secs(2), batched.observe_batch(batch))
+            .await
+            .expect("a batch never waits for a cause")
+            .expect("observed");
+    }
+    for case_id in cases {
+        let expected = event_ids(&one_by_one, case_id).await;
+        assert_eq!(expected.len(), 4, "every event of the case, once");
+        assert_eq!(event_ids(&batched, case_id).await, expected);
+    }
+    assert!(batched.holding.lock().await.aside.is_empty());
+}
+
+#[tokio::test]
+async fn what_a_late_recorder_held_aside_is_picked_up_by_the_sweep_of_the_one_recording_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("listen.db");
+    // The replica that lost the recorder lease, and the one that took over after it.
+    let late = open(&path, Limits::default()).await;
+    let now = open(&path, Limits::default()).await;
+    let case_id = Uuid::now_v7();
+    let cause = bus_event(case_id, None, "svcops/front-office");
+    let effect = bus_event(case_id, Some(cause.event_id), "svcops/middle-office");
+    // The late one finishes holding an effect aside after the other restored what was held.
+    observe(&late, &effect).await;
+    now.sweep(OffsetDateTime::now_utc()).await.expect("sweep");
+    observe(&now, &cause).await;
+    assert_eq!(
+        event_ids(&now, case_id).await,
+        ids(&[&cause, &effect]),
+        "the effect follows its cause, though only the late recorder held it"
+    );
+}
