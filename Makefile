@@ -1,7 +1,7 @@
 # svcops — run `make help` for the targets.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-projections bench-sqlite bench-kafka proto-lint deploy-check
+.PHONY: help run test lint fmt bench bench-projections bench-sqlite bench-e2e bench-kafka proto-lint deploy-check
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ bench-projections: ## Projection rebuild and start-up over 1,000,000 events, rea
 
 bench-sqlite: ## SQLite appends: the store's group commit against one commit per append
 	$(CARGO) run --release -p svcops-eventstore --example sqlite_append
+
+bench-e2e: ## End to end through embedded svcops: open-loop OpenCase steps, WatchCase latency, front-door saturation
+	$(CARGO) build --release -p svcops
+	$(CARGO) run --release -p svcops --example e2e
 
 bench-kafka: ## Kafka publish rate with librdkafka batching against one message per batch (broker at SVCOPS_TEST_KAFKA)
 	$(CARGO) run --release -p svcops-bus --example publish_rate

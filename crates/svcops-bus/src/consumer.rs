@@ -312,6 +312,7 @@ async fn consume(
             }
         };
         let mut batch = vec![delivery];
+        let mut drained = false;
         while batch.len() < MAX_BATCH {
             match subscription.try_next() {
                 Some(Ok(delivery)) => batch.push(delivery),
@@ -320,8 +321,25 @@ async fn consume(
                     tracing::debug!(group, %error, "could not add to the batch");
                     break;
                 }
-                None => break,
+                None => {
+                    drained = true;
+                    break;
+                }
             }
+        }
+        // Behind only while more is waiting than one batch takes: then by the age of the
+        // batch's oldest event. A batch that took everything received keeps up, however old
+        // its events (a restart's short backlog).
+        let source = format!("consumer:{group}");
+        let oldest = batch
+            .iter()
+            .filter_map(|delivery| envelope::recorded_at(&delivery.message))
+            .min();
+        match oldest {
+            Some(oldest) if !drained => {
+                crate::lag::report(&source, metrics::age_seconds(oldest));
+            }
+            _ => crate::lag::report(&source, 0.0),
         }
         ::metrics::histogram!(metrics::CONSUMER_BATCH, "group" => group.to_owned())
             .record(batch.len() as f64);

@@ -201,6 +201,12 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
     let _ = span.set_parent(context);
 }
 
+/// When the event in `message` was recorded, read from its header alone (without decoding
+/// the rest).
+pub fn recorded_at(message: &Message) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(message.header("ce_recordedtime")?, &Rfc3339).ok()
+}
+
 fn format_time(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }

@@ -14,6 +14,7 @@ pub mod consumer;
 mod embedded;
 pub mod envelope;
 mod kafka;
+pub mod lag;
 pub mod metrics;
 mod namespace;
 pub mod relay;

@@ -57,12 +57,18 @@ impl Relay {
         ::metrics::gauge!(metrics::RELAY_OUTBOX_BATCH, "topic" => self.topic.clone())
             .set(batch.len() as f64);
         let lag = ::metrics::gauge!(metrics::RELAY_LAG, "topic" => self.topic.clone());
+        let source = format!("relay:{}", self.topic);
         let Some(oldest) = batch.iter().map(|event| event.recorded_at).min() else {
             lag.set(0.0);
+            crate::lag::report(&source, 0.0);
             return Ok(0);
         };
         // Set before publishing, so the lag keeps growing while the broker is down.
-        lag.set(metrics::age_seconds(oldest));
+        let age = metrics::age_seconds(oldest);
+        lag.set(age);
+        // Behind only with more than a batch waiting: a short outbox after a restart, however
+        // old its events, is worked off at once.
+        crate::lag::report(&source, if batch.len() >= BATCH { age } else { 0.0 });
         let messages = batch
             .iter()
             .map(|event| envelope::to_message(&self.source, event))

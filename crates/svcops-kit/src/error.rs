@@ -40,6 +40,12 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// Too much work queued behind the front door: retry after `retry_after`.
+    #[error("{reason}; retry in {} s", retry_after.as_secs().max(1))]
+    ResourceExhausted {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     /// A bug or corruption: details go to the log, not to the caller.
     #[error("internal error")]
     Internal(String),
@@ -66,6 +72,7 @@ impl ApiError {
             Self::Conflict(_) => (Code::Aborted, "CONCURRENT_MODIFICATION"),
             Self::Unavailable(_) => (Code::Unavailable, "DEPENDENCY_UNAVAILABLE"),
             Self::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),
+            Self::ResourceExhausted { .. } => (Code::ResourceExhausted, "PIPELINE_LAGGING"),
             Self::Internal(_) => (Code::Internal, "INTERNAL"),
         }
     }
@@ -82,11 +89,28 @@ impl From<ApiError> for Status {
                     details.add_bad_request_violation(&violation.field, &violation.description);
                 }
             }
+            ApiError::ResourceExhausted { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+            }
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
             _ => {}
         }
         Status::with_error_details(code, error.to_string(), details)
+    }
+}
+
+impl From<svcops_bus::lag::Overloaded> for ApiError {
+    fn from(overloaded: svcops_bus::lag::Overloaded) -> Self {
+        Self::ResourceExhausted {
+            reason: format!(
+                "svcops is busy: {} is {:.1} s behind (the bound is {} s)",
+                overloaded.source,
+                overloaded.lag.as_secs_f64(),
+                overloaded.max_lag.as_secs()
+            ),
+            retry_after: overloaded.retry_after,
+        }
     }
 }
 
@@ -138,6 +162,26 @@ mod tests {
             status
                 .message()
                 .contains("customer_phone: must have 6 to 15 digits")
+        );
+    }
+
+    #[test]
+    fn a_lagging_pipeline_is_resource_exhausted_with_when_to_retry() {
+        let status = Status::from(ApiError::from(svcops_bus::lag::Overloaded {
+            source: "consumer:back-office".into(),
+            lag: std::time::Duration::from_millis(12_300),
+            max_lag: std::time::Duration::from_secs(10),
+            retry_after: std::time::Duration::from_secs(3),
+        }));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        assert_eq!(
+            details.retry_info().expect("retry info").retry_delay,
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(
+            status.message(),
+            "svcops is busy: consumer:back-office is 12.3 s behind (the bound is 10 s); retry in 3 s"
         );
     }
 

@@ -62,6 +62,8 @@ pub struct Ports {
     /// office that holds personal data ([`Office::HOLDS_PERSONAL_DATA`]).
     pub keys: Option<Arc<dyn PersonalDataKeys>>,
     pub bus: Arc<dyn Bus>,
+    /// When the office's front door refuses new commands because the pipeline lags.
+    pub backpressure: svcops_bus::lag::Backpressure,
 }
 
 impl Ports {
@@ -152,6 +154,11 @@ pub struct ClusterConfig {
     /// of its own; no metrics are recorded or served when unset.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Refuse new commands (RESOURCE_EXHAUSTED, with a retry delay) while this process's
+    /// relay or a consumer group is more than this many seconds behind
+    /// (`SVCOPS_MAX_LAG_SECONDS`); 0 or unset: never.
+    #[serde(default)]
+    pub max_lag_seconds: u64,
 }
 
 fn default_pool() -> u32 {
@@ -232,6 +239,10 @@ pub async fn run<O: Office>(
             read_models,
             keys,
             bus: bus.clone(),
+            backpressure: svcops_bus::lag::Backpressure {
+                max_lag: (config.max_lag_seconds > 0)
+                    .then(|| std::time::Duration::from_secs(config.max_lag_seconds)),
+            },
         },
         shutdown.clone(),
     )

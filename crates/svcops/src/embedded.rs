@@ -107,6 +107,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 async fn start<O: Office>(
     data_dir: &Path,
     bus: Arc<dyn Bus>,
+    backpressure: svcops_bus::lag::Backpressure,
     shutdown: &CancellationToken,
     stores: &mut Vec<Arc<dyn EventStore>>,
 ) -> anyhow::Result<O> {
@@ -140,6 +141,7 @@ async fn start<O: Office>(
             read_models,
             keys,
             bus,
+            backpressure,
         },
         shutdown.clone(),
     )
@@ -153,6 +155,7 @@ pub async fn run(
     data_dir: &Path,
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
+    backpressure: svcops_bus::lag::Backpressure,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let secret = secret(data_dir, true)?;
@@ -173,13 +176,13 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let mut stores = Vec::new();
     let front: front_office::FrontOffice =
-        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+        start(data_dir, bus.clone(), backpressure, &shutdown, &mut stores).await?;
     let middle: middle_office::MiddleOffice =
-        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+        start(data_dir, bus.clone(), backpressure, &shutdown, &mut stores).await?;
     let back: back_office::BackOfficeOffice =
-        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+        start(data_dir, bus.clone(), backpressure, &shutdown, &mut stores).await?;
     let listen_in: listen_in::ListenIn =
-        start(data_dir, bus.clone(), &shutdown, &mut stores).await?;
+        start(data_dir, bus.clone(), backpressure, &shutdown, &mut stores).await?;
     let mut routes = RoutesBuilder::default();
     front.add_routes(&mut routes, &authenticator);
     middle.add_routes(&mut routes, &authenticator);

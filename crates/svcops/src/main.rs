@@ -65,6 +65,10 @@ enum Command {
         /// Also serve Prometheus metrics (`GET /metrics`) on this address.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<SocketAddr>,
+        /// Refuse new cases (RESOURCE_EXHAUSTED, with a retry delay) while any office's
+        /// relay or consumer is more than this many seconds behind; 0: never.
+        #[arg(long, env = "SVCOPS_MAX_LAG_SECONDS", default_value_t = 10)]
+        max_lag_seconds: u64,
     },
     /// Print a signed bearer token.
     Token {
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up {
             listen,
             metrics_listen,
+            max_lag_seconds,
         } => {
             let _telemetry = svcops_kit::telemetry::init(
                 "svcops",
@@ -169,6 +174,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &global.data_dir,
                 listen,
                 metrics_listen,
+                svcops_bus::lag::Backpressure {
+                    max_lag: (max_lag_seconds > 0)
+                        .then(|| std::time::Duration::from_secs(max_lag_seconds)),
+                },
                 svcops_kit::shutdown::on_signal(),
             )
             .await

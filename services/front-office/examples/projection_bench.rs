@@ -228,6 +228,7 @@ async fn rebuild_and_start(
             read_models,
             keys: Some(keys),
             bus: Arc::new(bus),
+            backpressure: svcops_bus::lag::Backpressure::OFF,
         },
         shutdown.clone(),
     )

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use svcops_bus::lag::Backpressure;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::error::FieldViolation;
 use svcops_kit::events::{CommandContext, to_timestamp};
@@ -23,11 +24,21 @@ use crate::case::{
 pub struct CaseGrpc {
     cases: Arc<Cases>,
     projections: ProjectionAdmin,
+    /// New cases wait while the pipeline behind the front door lags past its bound.
+    backpressure: Backpressure,
 }
 
 impl CaseGrpc {
-    pub fn new(cases: Arc<Cases>, projections: ProjectionAdmin) -> Self {
-        Self { cases, projections }
+    pub fn new(
+        cases: Arc<Cases>,
+        projections: ProjectionAdmin,
+        backpressure: Backpressure,
+    ) -> Self {
+        Self {
+            cases,
+            projections,
+            backpressure,
+        }
     }
 }
 
@@ -139,6 +150,7 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::OpenCaseResponse>, Status> {
         let principal = authorize(&request, &[Role::Agent, Role::Service, Role::Manager])?;
         let (request_id, details) = parse_open(request.get_ref())?;
+        self.backpressure.check().map_err(status)?;
         let context = CommandContext::from_caller(principal.clone());
         let view = self
             .cases

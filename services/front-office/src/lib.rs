@@ -34,6 +34,7 @@ pub const SERVICE: &str = "front-office";
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
     projections: ProjectionAdmin,
+    backpressure: svcops_bus::lag::Backpressure,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -89,6 +90,7 @@ impl Office for FrontOffice {
         ];
         Ok(Self {
             cases,
+            backpressure: ports.backpressure,
             projections: ProjectionAdmin::new(
                 ports.store.clone(),
                 vec![Arc::new(list), Arc::new(erasures)],
@@ -99,7 +101,11 @@ impl Office for FrontOffice {
 
     fn add_routes(&self, routes: &mut RoutesBuilder, authenticator: &Authenticator) {
         routes.add_service(CaseServiceServer::with_interceptor(
-            grpc::CaseGrpc::new(self.cases.clone(), self.projections.clone()),
+            grpc::CaseGrpc::new(
+                self.cases.clone(),
+                self.projections.clone(),
+                self.backpressure,
+            ),
             authenticator.interceptor(),
         ));
     }

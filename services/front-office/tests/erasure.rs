@@ -201,6 +201,7 @@ async fn an_erasure_never_retried_is_finished_when_the_office_starts() {
             read_models: Arc::new(fixture.store.clone()),
             keys: Some(fixture.keys.clone()),
             bus: Arc::new(bus),
+            backpressure: svcops_bus::lag::Backpressure::OFF,
         },
         shutdown.clone(),
     )
