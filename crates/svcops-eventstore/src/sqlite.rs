@@ -124,7 +124,8 @@ async fn write_group(
 }
 
 // A macro rather than a const so the whole query stays a `&'static str` (sqlx audits
-// dynamic SQL).
+// dynamic SQL). Limits are bound as `LIMIT +?N`: a plain `LIMIT ?N` makes SQLite re-prepare
+// the statement on every execution (see `read_model`'s module notes).
 macro_rules! select_events {
     ($rest:literal) => {
         concat!(
@@ -558,7 +559,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, Error> {
         let sql = select_events!(
             "FROM events e WHERE e.stream_id = ?1 AND e.version >= ?2 \
-             ORDER BY e.version LIMIT ?3"
+             ORDER BY e.version LIMIT +?3"
         );
         self.fetch_events(sql, |query| {
             query
@@ -571,7 +572,7 @@ impl EventStore for SqliteStore {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let sql =
-            select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT ?2");
+            select_events!("FROM events e WHERE e.position > ?1 ORDER BY e.position LIMIT +?2");
         self.fetch_events(sql, |query| query.bind(after).bind(db_limit(limit)))
             .await
     }
@@ -595,7 +596,7 @@ impl EventStore for SqliteStore {
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let sql = select_events!(
             "FROM outbox o JOIN events e ON e.position = o.position \
-             ORDER BY o.position LIMIT ?1"
+             ORDER BY o.position LIMIT +?1"
         );
         self.fetch_events(sql, |query| query.bind(db_limit(limit)))
             .await

@@ -229,7 +229,7 @@ pub async fn page(
             "SELECT case_id, position, version, customer_key_id, customer_phone_sealed, \
              category, priority, channel, summary, product, serial_number, opened_at, \
              opened_by, opened_by_role FROM {cases} WHERE position < $1 \
-             ORDER BY position DESC LIMIT $2",
+             ORDER BY position DESC LIMIT +$2",
             &[
                 before.unwrap_or(i64::MAX).into(),
                 (page_size as i64 + 1).into(),

@@ -159,7 +159,7 @@ pub async fn page(
                 tables,
                 &format!(
                     "SELECT {COLUMNS} FROM {{work_orders}} WHERE case_id = $1 AND position < $2 \
-                     ORDER BY position DESC LIMIT $3"
+                     ORDER BY position DESC LIMIT +$3"
                 ),
                 &[case_id.into(), before, limit],
             )
@@ -170,7 +170,7 @@ pub async fn page(
                 tables,
                 &format!(
                     "SELECT {COLUMNS} FROM {{work_orders}} WHERE position < $1 \
-                     ORDER BY position DESC LIMIT $2"
+                     ORDER BY position DESC LIMIT +$2"
                 ),
                 &[before, limit],
             )

@@ -5,6 +5,11 @@
 //! argument too), `BIGINT`, `TEXT` and [`Dialect::blob`] columns, `INSERT … ON CONFLICT`.
 //! Values cross the port as [`SqlValue`]s, each typed even when null, because PostgreSQL
 //! types every parameter.
+//!
+//! A bound `LIMIT` is written `LIMIT +$N`: SQLite inlines a plain `LIMIT $N` into the
+//! statement and marks it to be re-prepared whenever `$N` is bound again, i.e. on every
+//! execution (it was 13 % of the embedded pipeline's CPU); the unary plus keeps the limit
+//! an expression read at run time. PostgreSQL takes it as it is.
 
 mod postgres;
 mod sqlite;
