@@ -2,8 +2,8 @@
 //! listen-in as separate processes on one database per service, a burst of repair cases,
 //! and SIGKILLs of the replica holding each office's relay lease, and of the listen-in
 //! replica recording timelines, in the middle of it. Nothing may be lost or done twice,
-//! both listen-in replicas serve the same timelines, and every office projection must equal
-//! a rebuild from scratch.
+//! both listen-in replicas serve the same timelines, and every projection (the offices' and
+//! listen-in's) must equal a rebuild from scratch.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -316,35 +316,65 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
                 }
             }
             .expect("a building generation");
-            eventually("the rebuilt generation to go live", FLOW_TIMEOUT, || {
-                let database_url = database_url.clone();
-                let (name, generation) = (name.clone(), building.generation);
-                async move {
-                    let mut connection = connect(&database_url).await;
-                    let live: Option<i64> = sqlx::query_scalar(
-                        "SELECT generation FROM projections WHERE name = $1 AND status = 'live'",
-                    )
-                    .bind(&name)
-                    .fetch_optional(&mut connection)
-                    .await
-                    .ok()?;
-                    (live == Some(generation)).then_some(())
-                }
-            })
-            .await;
+            wait_live(&database_url, name, building.generation).await;
         }
-        let after = projection_tables(&database_url).await;
-        assert_eq!(before.len(), after.len(), "{office}: the same tables");
-        for ((table, old, rows_before), (rebuilt_table, new, rows_after)) in
-            before.iter().zip(&after)
-        {
-            assert_eq!(table, rebuilt_table);
-            assert!(new > old, "{table}: rebuilt into a new generation");
-            assert!(
-                rows_before == rows_after,
-                "{office} {table}: generation {old} differs from its rebuild {new}"
-            );
-        }
+        assert_rebuilt_equal(office, &before, &projection_tables(&database_url).await);
+    }
+
+    // Listen-in's index too. It has no admin RPC: the rebuild is requested in its database,
+    // and its running replicas take the new generation up (they look every 2 s).
+    let database_url = cluster.service("listen-in").database_url().to_owned();
+    let before = projection_tables(&database_url).await;
+    let store = svcops_eventstore::PostgresStore::connect(&database_url, 2)
+        .await
+        .expect("connect to listen-in's database");
+    let index = listen_in::index::ListenInIndex;
+    let building = svcops_eventstore::projection::request_rebuild(&store, &index)
+        .await
+        .expect("rebuild listen-in's index");
+    wait_live(&database_url, "listen_in_index", building.generation).await;
+    assert_rebuilt_equal(
+        "listen-in",
+        &before,
+        &projection_tables(&database_url).await,
+    );
+}
+
+/// Waits until generation `generation` of projection `name` is the live one.
+async fn wait_live(database_url: &str, name: &str, generation: i64) {
+    eventually(
+        "the rebuilt generation to go live",
+        FLOW_TIMEOUT,
+        || async move {
+            let mut connection = connect(database_url).await;
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT generation FROM projections WHERE name = $1 AND status = 'live'",
+            )
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await
+            .ok()?;
+            (live == Some(generation)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Every table of every projection holds the same rows after the rebuild as before, in a
+/// newer generation.
+fn assert_rebuilt_equal(
+    service: &str,
+    before: &[(String, i64, String)],
+    after: &[(String, i64, String)],
+) {
+    assert_eq!(before.len(), after.len(), "{service}: the same tables");
+    for ((table, old, rows_before), (rebuilt_table, new, rows_after)) in before.iter().zip(after) {
+        assert_eq!(table, rebuilt_table);
+        assert!(new > old, "{table}: rebuilt into a new generation");
+        assert!(
+            rows_before == rows_after,
+            "{service} {table}: generation {old} differs from its rebuild {new}"
+        );
     }
 }
 
