@@ -1,0 +1,125 @@
+//! The front door under a lagging pipeline: served over gRPC as in a process of its own, with
+//! a lag bound, `OpenCase` is refused with RESOURCE_EXHAUSTED and a retry delay while a
+//! consumer of this process reports it is behind past the bound, and taken again once it has
+//! caught up.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use svcops_bus::lag::{self, Backpressure};
+use svcops_eventstore::{PersonalDataSecret, SqliteStore};
+use svcops_kit::auth::{Authenticator, Role};
+use svcops_kit::service::{Office, Ports};
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as proto;
+use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+fn open_case() -> proto::OpenCaseRequest {
+    proto::OpenCaseRequest {
+        request_id: String::new(),
+        customer_phone: "+8613800001234".into(),
+        category: common::CaseCategory::Repair.into(),
+        priority: common::Priority::Normal.into(),
+        channel: proto::Channel::Hotline.into(),
+        summary: "lamp flickers".into(),
+        product: "PL-200".into(),
+        serial_number: "SN-1".into(),
+    }
+}
+
+#[tokio::test]
+async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("front-office.db"))
+        .await
+        .unwrap();
+    let secret = PersonalDataSecret::new(
+        format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).as_bytes(),
+    )
+    .unwrap();
+    let keys = Arc::new(store.personal_data_keys(secret).await.unwrap());
+    let bus = svcops_bus::EmbeddedBus::open(&dir.path().join("bus.db"))
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let office = front_office::FrontOffice::start(
+        Ports {
+            store: Arc::new(store.clone()),
+            read_models: Arc::new(store),
+            keys: Some(keys),
+            bus: Arc::new(bus),
+            backpressure: Backpressure {
+                max_lag: Some(Duration::from_secs(5)),
+            },
+        },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let authenticator = Authenticator::new(Uuid::new_v4().simple().to_string().as_bytes()).unwrap();
+    let mut routes = tonic::service::RoutesBuilder::default();
+    office.add_routes(&mut routes, &authenticator);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let serving = {
+        let (authenticator, shutdown) = (authenticator.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            svcops_kit::server::serve(
+                routes.routes(),
+                front_office::FrontOffice::service_names(),
+                Vec::new(),
+                &authenticator,
+                listener,
+                shutdown,
+            )
+            .await
+        })
+    };
+    let token = authenticator
+        .issue("agent-1", Role::Agent, Duration::from_secs(600))
+        .unwrap();
+    let mut cases = CaseServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let request = || {
+        let mut request = tonic::Request::new(open_case());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+
+    // A consumer of this process is a minute behind.
+    let source = format!("consumer:test-{}", Uuid::new_v4());
+    lag::report(&source, 60.0);
+    let refused = cases.open_case(request()).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains(&source) && refused.message().contains("retry in"),
+        "names the laggard and when to retry, on one line: {}",
+        refused.message()
+    );
+    let retry = refused
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a retry delay");
+    assert!(retry >= Duration::from_secs(1) && retry <= Duration::from_secs(30));
+
+    // Caught up: taken again.
+    lag::report(&source, 0.0);
+    let opened = cases.open_case(request()).await.unwrap().into_inner();
+    assert!(opened.case.is_some());
+
+    shutdown.cancel();
+    serving.await.unwrap().unwrap();
+    office.stopped().await;
+}
