@@ -13,6 +13,16 @@ use tower::layer::util::{Identity, Stack};
 /// How often dependencies are probed for the health status.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The health service name that tells whether this process's pipeline keeps up: SERVING
+/// while no relay or consumer group of it is more than [`PIPELINE_MAX_LAG`] behind
+/// (`svcops_bus::lag`), NOT_SERVING otherwise. A detail for probes and dashboards: the
+/// process's own services stay SERVING (a lagging replica still takes reads), and the front
+/// door's bound, if any, is what refuses new work.
+pub const PIPELINE_HEALTH: &str = "svcops.pipeline";
+
+/// Lag past which [`PIPELINE_HEALTH`] turns NOT_SERVING.
+pub const PIPELINE_MAX_LAG: Duration = Duration::from_secs(10);
+
 /// Something whose reachability decides whether a service is SERVING.
 #[tonic::async_trait]
 pub trait Dependency: Send + Sync + 'static {
@@ -56,7 +66,31 @@ pub async fn track_health(
     shutdown: CancellationToken,
 ) {
     let mut last: Option<bool> = None;
+    let mut pipeline_last: Option<bool> = None;
     loop {
+        let behind = svcops_bus::lag::worst()
+            .filter(|(_, seconds)| *seconds > PIPELINE_MAX_LAG.as_secs_f64());
+        let keeping_up = behind.is_none();
+        if pipeline_last != Some(keeping_up) {
+            match &behind {
+                Some((source, seconds)) => {
+                    tracing::warn!(%source, seconds, bound = PIPELINE_MAX_LAG.as_secs(), "pipeline falling behind")
+                }
+                None if pipeline_last.is_some() => tracing::info!("pipeline keeps up again"),
+                None => {}
+            }
+            reporter
+                .set_service_status(
+                    PIPELINE_HEALTH,
+                    if keeping_up {
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tonic_health::ServingStatus::NotServing
+                    },
+                )
+                .await;
+            pipeline_last = Some(keeping_up);
+        }
         let mut healthy = true;
         for dependency in &dependencies {
             let check = tokio::time::timeout(HEALTH_INTERVAL * 3, dependency.check()).await;

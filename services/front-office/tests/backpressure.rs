@@ -1,7 +1,7 @@
 //! The front door under a lagging pipeline: served over gRPC as in a process of its own, with
 //! a lag bound, `OpenCase` is refused with RESOURCE_EXHAUSTED and a retry delay while a
 //! consumer of this process reports it is behind past the bound, and taken again once it has
-//! caught up.
+//! caught up; the health detail `svcops.pipeline` follows.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -15,6 +15,9 @@ use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
 use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
 use tokio_util::sync::CancellationToken;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
@@ -28,6 +31,33 @@ fn open_case() -> proto::OpenCaseRequest {
         summary: "lamp flickers".into(),
         product: "PL-200".into(),
         serial_number: "SN-1".into(),
+    }
+}
+
+/// Waits (bounded) for the pipeline's health detail to read `status`.
+async fn pipeline_health_becomes(address: std::net::SocketAddr, status: ServingStatus) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = health
+            .check(HealthCheckRequest {
+                service: svcops_kit::server::PIPELINE_HEALTH.into(),
+            })
+            .await
+            .map(|response| response.into_inner().status);
+        if now.as_ref().ok() == Some(&(status as i32)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pipeline health is {now:?}, not {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -96,6 +126,7 @@ async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_th
     // A consumer of this process is a minute behind.
     let source = format!("consumer:test-{}", Uuid::new_v4());
     lag::report(&source, 60.0);
+    pipeline_health_becomes(address, ServingStatus::NotServing).await;
     let refused = cases.open_case(request()).await.unwrap_err();
     assert_eq!(
         refused.code(),
@@ -116,6 +147,7 @@ async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_th
 
     // Caught up: taken again.
     lag::report(&source, 0.0);
+    pipeline_health_becomes(address, ServingStatus::Serving).await;
     let opened = cases.open_case(request()).await.unwrap().into_inner();
     assert!(opened.case.is_some());
 
