@@ -236,10 +236,7 @@ impl Process for EventProcess {
                 match handled {
                     Some(Ok(())) => {
                         for (delivery, event) in batch.iter().zip(&events) {
-                            let labels = labels(group, delivery);
-                            ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
-                            ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
-                                .set(metrics::age_seconds(event.recorded_at));
+                            record_processed(group, delivery, event);
                         }
                         return Some(());
                     }
@@ -375,8 +372,7 @@ async fn process(
         }
     };
     let handled = || {
-        let labels = labels(group, delivery);
-        ::metrics::gauge!(metrics::CONSUMER_LAG, &labels)
+        ::metrics::gauge!(metrics::CONSUMER_LAG, &labels(group, delivery))
             .set(metrics::age_seconds(event.recorded_at));
     };
     // The handler runs in a span continuing the trace of the event's cause, so what it
@@ -399,9 +395,7 @@ async fn process(
             .await
         {
             Ok(()) => {
-                let labels = labels(group, delivery);
-                ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
-                handled();
+                record_processed(group, delivery, &event);
                 return Some(());
             }
             Err(HandlerError::Failed(reason)) => {
@@ -426,6 +420,13 @@ async fn process(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Counts `event` handled by `group`, and its age as the group's lag.
+fn record_processed(group: &str, delivery: &Delivery, event: &BusEvent) {
+    let labels = labels(group, delivery);
+    ::metrics::counter!(metrics::CONSUMER_PROCESSED, &labels).increment(1);
+    ::metrics::gauge!(metrics::CONSUMER_LAG, &labels).set(metrics::age_seconds(event.recorded_at));
 }
 
 /// Metric labels of a delivery handled by `group`.

@@ -203,6 +203,21 @@ impl KeyState {
             Some(Some(wrapped)) => KeyState::Active(secret.unwrap_key(key_id, &wrapped)?),
         })
     }
+
+    /// The state of each of `key_ids` from the rows found (`wrapped_key` by key id).
+    pub(crate) fn of_each(
+        key_ids: &[uuid::Uuid],
+        found: &std::collections::HashMap<uuid::Uuid, Option<Vec<u8>>>,
+        secret: &PersonalDataSecret,
+    ) -> Result<std::collections::HashMap<uuid::Uuid, KeyState>, Error> {
+        key_ids
+            .iter()
+            .map(|key_id| {
+                let state = Self::from_column(*key_id, found.get(key_id).cloned(), secret)?;
+                Ok((*key_id, state))
+            })
+            .collect()
+    }
 }
 
 /// Data keys for personal data (crypto-shredding): kept beside the log, mutable, erasable.

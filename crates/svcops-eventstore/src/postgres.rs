@@ -363,17 +363,7 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
         .fetch_all(&self.pool)
         .await?;
         let found: std::collections::HashMap<Uuid, Option<Vec<u8>>> = rows.into_iter().collect();
-        key_ids
-            .iter()
-            .map(|key_id| {
-                let state = crate::KeyState::from_column(
-                    *key_id,
-                    found.get(key_id).cloned(),
-                    &self.secret,
-                )?;
-                Ok((*key_id, state))
-            })
-            .collect()
+        crate::KeyState::of_each(key_ids, &found, &self.secret)
     }
 
     async fn subject_key_id(&self, subject: &str) -> Result<Option<Uuid>, Error> {

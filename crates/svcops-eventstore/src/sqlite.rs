@@ -470,17 +470,7 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
             }
             found.extend(query.fetch_all(&self.readers).await?);
         }
-        key_ids
-            .iter()
-            .map(|key_id| {
-                let state = crate::KeyState::from_column(
-                    *key_id,
-                    found.get(key_id).cloned(),
-                    &self.secret,
-                )?;
-                Ok((*key_id, state))
-            })
-            .collect()
+        crate::KeyState::of_each(key_ids, &found, &self.secret)
     }
 
     async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error> {

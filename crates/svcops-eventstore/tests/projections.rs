@@ -17,8 +17,8 @@ use svcops_eventstore::lease::{self, LeaseSettings};
 use svcops_eventstore::projection::{self, LogTail, Projection, RunnerSettings, Tables};
 use svcops_eventstore::read_model::{Dialect, ReadModelTransaction, ReadModels};
 use svcops_eventstore::{
-    Append, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent, PostgresStore,
-    RecordedEvent, SqliteStore, StreamId,
+    Append, AppendOutcome, Error, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    PostgresStore, RecordedEvent, SqliteStore, StreamId,
 };
 use svcops_testsuite::{ContractFixture, contract_suite};
 use time::OffsetDateTime;
@@ -258,6 +258,22 @@ fn event() -> NewEvent {
 }
 
 /// Appends `count` events over a few streams, some appends carrying several events.
+/// Appends one event to a new `stream` in a task of its own (it may have to wait for a
+/// writer held open by the test).
+fn append_meanwhile(adapter: &Adapter, stream: StreamId) -> tokio::task::JoinHandle<AppendOutcome> {
+    let store = adapter.store.clone();
+    tokio::spawn(async move {
+        store
+            .append(Append::new(
+                stream,
+                ExpectedVersion::NoStream,
+                vec![event()],
+            ))
+            .await
+            .expect("the append lands")
+    })
+}
+
 async fn append_some(adapter: &Adapter, count: usize) {
     let streams: Vec<StreamId> = (0..3)
         .map(|_| StreamId::for_aggregate("thing", Uuid::new_v4()))
@@ -426,17 +442,7 @@ mod cases {
         let held = HeldWrite::begin(&adapter).await;
         // Another append is written meanwhile (on PostgreSQL it commits first, with the higher
         // position; SQLite's one writer makes it wait).
-        let store = adapter.store.clone();
-        let later = tokio::spawn(async move {
-            store
-                .append(Append::new(
-                    StreamId::for_aggregate("later", Uuid::new_v4()),
-                    ExpectedVersion::NoStream,
-                    vec![event()],
-                ))
-                .await
-                .expect("the later append lands")
-        });
+        let later = append_meanwhile(&adapter, StreamId::for_aggregate("later", Uuid::new_v4()));
         // Give the runner every chance to pass the held position: were it reading up to the
         // head, it would apply the later event and move its checkpoint past the held one.
         for _ in 0..25 {
@@ -469,19 +475,8 @@ mod cases {
             "starts at the head"
         );
         let held = HeldWrite::begin(&adapter).await;
-        let store = adapter.store.clone();
         let later_stream = StreamId::for_aggregate("later", Uuid::new_v4());
-        let stream = later_stream.clone();
-        let later = tokio::spawn(async move {
-            store
-                .append(Append::new(
-                    stream,
-                    ExpectedVersion::NoStream,
-                    vec![event()],
-                ))
-                .await
-                .expect("the later append lands")
-        });
+        let later = append_meanwhile(&adapter, later_stream.clone());
         let mut reported = Vec::new();
         for _ in 0..25 {
             reported.extend(tail.next_batch().await.expect("poll"));
@@ -518,19 +513,8 @@ mod cases {
 
         // A write rolled back leaves a gap for good: the tail goes past it.
         let abandoned = HeldWrite::begin(&adapter).await;
-        let store = adapter.store.clone();
         let after_gap = StreamId::for_aggregate("after-gap", Uuid::new_v4());
-        let stream = after_gap.clone();
-        let after = tokio::spawn(async move {
-            store
-                .append(Append::new(
-                    stream,
-                    ExpectedVersion::NoStream,
-                    vec![event()],
-                ))
-                .await
-                .expect("the append after the gap lands")
-        });
+        let after = append_meanwhile(&adapter, after_gap.clone());
         tokio::time::sleep(Duration::from_millis(50)).await;
         abandoned.roll_back().await;
         after.await.expect("the append after the gap");
