@@ -29,9 +29,10 @@ bench-projections: ## Projection rebuild and start-up over 1,000,000 events, rea
 bench-sqlite: ## SQLite appends: the store's group commit against one commit per append
 	$(CARGO) run --release -p svcops-eventstore --example sqlite_append
 
-bench-e2e: ## End to end through embedded svcops: open-loop OpenCase steps, WatchCase latency, front-door saturation
-	$(CARGO) build --release -p svcops
-	$(CARGO) run --release -p svcops --example e2e
+bench-e2e: ## End to end, embedded then as a cluster (PostgreSQL, broker): open-loop OpenCase steps, WatchCase latency, front-door saturation
+	$(CARGO) build --release -p svcops -p front-office -p middle-office -p back-office -p listen-in
+	$(CARGO) run --release -p svcops --example e2e -- $(E2E_ARGS)
+	$(CARGO) run --release -p svcops --example e2e -- --cluster $(E2E_ARGS)
 
 bench-kafka: ## Kafka publish rate with librdkafka batching against one message per batch (broker at SVCOPS_TEST_KAFKA)
 	$(CARGO) run --release -p svcops-bus --example publish_rate

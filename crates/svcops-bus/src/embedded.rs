@@ -1,9 +1,11 @@
 //! Embedded adapter: a durable log in one SQLite file, for running svcops as one process.
 //!
 //! - Every topic lives in one table; a message's offset is a global, increasing
-//!   `AUTOINCREMENT` position (partition is always 0). A publish is one transaction.
+//!   `AUTOINCREMENT` position (partition is always 0). A publish is all or nothing.
 //! - A consumer group's progress is the last acknowledged offset per topic, written on
 //!   [`Subscription::ack`].
+//! - One writer task writes: publishes and acknowledgements queued at the same time (from
+//!   every office of the process) share one commit.
 //! - Subscriptions read in offset order, in batches, and wait for a wake-up from a publish in
 //!   this process when caught up; a slow poll also picks up messages written by another
 //!   process sharing the file.
@@ -18,11 +20,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
-use tokio::sync::watch;
+use sqlx::{Acquire, AssertSqlSafe, Row};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::envelope::CORRUPT_HEADER;
 use crate::{Bus, Delivery, Error, Message, Subscription};
@@ -38,8 +40,9 @@ pub struct EmbeddedBus {
 }
 
 struct Shared {
-    /// One connection: SQLite has one writer at a time anyway.
-    writer: SqlitePool,
+    /// To the writer task, which owns the one writing connection (SQLite has one writer at
+    /// a time anyway) and commits whatever is queued together.
+    writes: mpsc::Sender<Write>,
     readers: SqlitePool,
     /// Highest offset published by this process; subscriptions wait for it to move.
     head: watch::Sender<i64>,
@@ -58,6 +61,9 @@ impl EmbeddedBus {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
+            // A local file does not hang up: no ping (a round trip to the connection's
+            // worker thread) before every use.
+            .test_before_acquire(false)
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
@@ -67,6 +73,9 @@ impl EmbeddedBus {
         migrator.dangerous_set_table_name("_svcops_bus_migrations");
         migrator.run(&writer).await?;
         let readers = SqlitePoolOptions::new()
+            // A local file does not hang up: no ping (a round trip to the connection's
+            // worker thread) before every use.
+            .test_before_acquire(false)
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
@@ -74,14 +83,175 @@ impl EmbeddedBus {
             .fetch_one(&readers)
             .await?;
         let (head, _) = watch::channel(head.unwrap_or(0));
+        // The task ends when the bus (and so the last sender) is dropped.
+        let (writes, queue) = mpsc::channel(1024);
+        tokio::spawn(write_queued(writer, queue));
         Ok(Self {
             shared: Arc::new(Shared {
-                writer,
+                writes,
                 readers,
                 head,
             }),
         })
     }
+}
+
+impl Shared {
+    /// Queues a write for the writer task and waits for its commit.
+    async fn write<T>(
+        &self,
+        write: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Write,
+    ) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(write(reply))
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+/// Most messages and acknowledgements one commit of the writer task takes.
+const MAX_GROUP: usize = 1024;
+
+/// A write waiting for the writer task.
+enum Write {
+    Publish {
+        topic: String,
+        messages: Vec<Message>,
+        /// The offset of the last message.
+        reply: oneshot::Sender<Result<i64, Error>>,
+    },
+    Ack {
+        group: String,
+        /// Per topic, the offset acknowledged.
+        offsets: Vec<(String, i64)>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+impl Write {
+    fn size(&self) -> usize {
+        match self {
+            Self::Publish { messages, .. } => messages.len(),
+            Self::Ack { offsets, .. } => offsets.len(),
+        }
+    }
+
+    /// Runs the write's statements on `connection` (a transaction already open on it, or
+    /// a single statement that is its own); for a publish, the offset of its last message.
+    async fn apply(&self, connection: &mut SqliteConnection) -> Result<i64, Error> {
+        match self {
+            Self::Publish {
+                topic, messages, ..
+            } => {
+                let mut last = 0;
+                for message in messages {
+                    last = sqlx::query_scalar(
+                        "INSERT INTO bus_messages (topic, key, headers, payload) \
+                         VALUES (?1, ?2, ?3, ?4) RETURNING position",
+                    )
+                    .bind(topic)
+                    .bind(&message.key)
+                    .bind(encode_headers(&message.headers))
+                    .bind(&message.payload)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                }
+                Ok(last)
+            }
+            Self::Ack { group, offsets, .. } => {
+                for (topic, offset) in offsets {
+                    sqlx::query(
+                        "INSERT INTO bus_consumer_offsets (group_id, topic, position) \
+                         VALUES (?1, ?2, ?3) ON CONFLICT (group_id, topic) \
+                         DO UPDATE SET position = excluded.position",
+                    )
+                    .bind(group)
+                    .bind(topic)
+                    .bind(offset)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Ok(0)
+            }
+        }
+    }
+
+    /// Applies the write in a transaction of its own (none for a single statement).
+    async fn apply_alone(&self, writer: &SqlitePool) -> Result<i64, Error> {
+        let mut connection = writer.acquire().await?;
+        if self.size() == 1 {
+            return self.apply(&mut connection).await;
+        }
+        let mut transaction = connection.begin().await?;
+        let last = self.apply(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(last)
+    }
+
+    fn answer(self, result: Result<i64, Error>) {
+        match self {
+            Self::Publish { reply, .. } => {
+                let _ = reply.send(result);
+            }
+            Self::Ack { reply, .. } => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+        }
+    }
+}
+
+/// The writer task: each round commits everything queued (publishes and acknowledgements
+/// of every office) together, so concurrent relays and consumers share one commit and its
+/// fsync. If the shared commit fails, each write is tried again alone, so one bad write
+/// fails only its own caller.
+async fn write_queued(writer: SqlitePool, mut queue: mpsc::Receiver<Write>) {
+    while let Some(first) = queue.recv().await {
+        let mut size = first.size();
+        let mut group = vec![first];
+        while size < MAX_GROUP
+            && let Ok(next) = queue.try_recv()
+        {
+            size += next.size();
+            group.push(next);
+        }
+        if group.len() == 1 {
+            let write = group.remove(0);
+            let result = write.apply_alone(&writer).await;
+            write.answer(result);
+            continue;
+        }
+        match write_together(&writer, &group).await {
+            Ok(lasts) => {
+                for (write, last) in group.into_iter().zip(lasts) {
+                    write.answer(Ok(last));
+                }
+            }
+            Err(_) => {
+                for write in group {
+                    let result = write.apply_alone(&writer).await;
+                    write.answer(result);
+                }
+            }
+        }
+    }
+}
+
+/// Every write of `group` in one transaction; per write, what it returned.
+async fn write_together(writer: &SqlitePool, group: &[Write]) -> Result<Vec<i64>, Error> {
+    let mut transaction = writer.begin().await?;
+    let mut lasts = Vec::with_capacity(group.len());
+    for write in group {
+        lasts.push(write.apply(&mut transaction).await?);
+    }
+    transaction.commit().await?;
+    Ok(lasts)
+}
+
+/// The writer task is gone (the runtime is shutting down).
+fn writer_gone() -> Error {
+    Error::Embedded(sqlx::Error::PoolClosed)
 }
 
 #[async_trait]
@@ -90,21 +260,15 @@ impl Bus for EmbeddedBus {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut transaction = self.shared.writer.begin().await?;
-        let mut last = 0;
-        for message in &messages {
-            last = sqlx::query_scalar(
-                "INSERT INTO bus_messages (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4) \
-                 RETURNING position",
-            )
-            .bind(topic)
-            .bind(&message.key)
-            .bind(encode_headers(&message.headers))
-            .bind(&message.payload)
-            .fetch_one(&mut *transaction)
+        let topic = topic.to_owned();
+        let last = self
+            .shared
+            .write(|reply| Write::Publish {
+                topic,
+                messages,
+                reply,
+            })
             .await?;
-        }
-        transaction.commit().await?;
         self.shared.head.send_if_modified(|head| {
             let moved = last > *head;
             *head = (*head).max(last);
@@ -251,32 +415,40 @@ impl Subscription for EmbeddedSubscription {
     }
 
     async fn ack_all(&mut self, deliveries: &[Delivery]) -> Result<(), Error> {
-        // One write per topic, of its last delivery: offsets only grow within a topic.
-        let mut last: Vec<&Delivery> = Vec::new();
+        // One offset per topic, of its last delivery: offsets only grow within a topic.
+        let mut offsets: Vec<(String, i64)> = Vec::new();
         for delivery in deliveries {
-            match last.iter_mut().find(|seen| seen.topic == delivery.topic) {
-                Some(seen) if seen.offset < delivery.offset => *seen = delivery,
-                Some(_) => {}
-                None => last.push(delivery),
+            match offsets
+                .iter_mut()
+                .find(|(topic, _)| *topic == delivery.topic)
+            {
+                Some((_, offset)) => *offset = (*offset).max(delivery.offset),
+                None => offsets.push((delivery.topic.clone(), delivery.offset)),
             }
         }
-        for delivery in last {
-            self.ack(delivery).await?;
+        if offsets.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.write(offsets).await
     }
 
     async fn ack(&mut self, delivery: &Delivery) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO bus_consumer_offsets (group_id, topic, position) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (group_id, topic) DO UPDATE SET position = excluded.position",
-        )
-        .bind(&self.group)
-        .bind(&delivery.topic)
-        .bind(delivery.offset)
-        .execute(&self.shared.writer)
-        .await?;
-        Ok(())
+        self.write(vec![(delivery.topic.clone(), delivery.offset)])
+            .await
+    }
+}
+
+impl EmbeddedSubscription {
+    /// Records the group's offsets through the bus's writer task.
+    async fn write(&self, offsets: Vec<(String, i64)>) -> Result<(), Error> {
+        let group = self.group.clone();
+        self.shared
+            .write(|reply| Write::Ack {
+                group,
+                offsets,
+                reply,
+            })
+            .await
     }
 }
 

@@ -107,6 +107,11 @@ impl PostgresStore {
             }
         }
         let pool = PgPoolOptions::new()
+            // No ping (a round trip to the server) before every use; sqlx still pings each
+            // connection when it goes back to the pool. A connection the server dropped
+            // since then fails its next statement once, reported as unavailable and retried
+            // by relays and consumers.
+            .test_before_acquire(false)
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)

@@ -29,64 +29,74 @@ use crate::{
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
-    appends: mpsc::Sender<PendingAppends>,
+    appends: mpsc::Sender<PendingWrites>,
 }
 
 /// Most appends written in one shared transaction.
 const MAX_GROUP: usize = 512;
 
-/// Appends of one caller, in its order, waiting for the writer task.
-struct PendingAppends {
+/// Writes of one caller waiting for the writer task: appends, in its order, and outbox
+/// rows published since (the relay's), removed in the same commit.
+struct PendingWrites {
     appends: Vec<Append>,
-    reply: oneshot::Sender<Vec<Result<AppendOutcome, Error>>>,
+    published: Vec<Position>,
+    /// Per append, its outcome; `Err` if the shared commit failed (nothing written).
+    reply: oneshot::Sender<Result<Vec<Result<AppendOutcome, Error>>, Error>>,
 }
 
 /// The writer task: each round writes everything queued in one transaction.
-async fn write_appends(writer: SqlitePool, mut queue: mpsc::Receiver<PendingAppends>) {
+async fn write_appends(writer: SqlitePool, mut queue: mpsc::Receiver<PendingWrites>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
-        let mut count = group[0].appends.len();
+        let mut count = group[0].appends.len() + group[0].published.len();
         while count < MAX_GROUP
             && let Ok(next) = queue.try_recv()
         {
-            count += next.appends.len();
+            count += next.appends.len() + next.published.len();
             group.push(next);
         }
         let appends: Vec<&Append> = group.iter().flat_map(|pending| &pending.appends).collect();
-        match write_group(&writer, &appends).await {
+        let published: Vec<Position> = group
+            .iter()
+            .flat_map(|pending| pending.published.iter().copied())
+            .collect();
+        match write_group(&writer, &appends, &published).await {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for pending in group {
                     let mine = outcomes.by_ref().take(pending.appends.len()).collect();
-                    let _ = pending.reply.send(mine);
+                    let _ = pending.reply.send(Ok(mine));
                 }
             }
             Err(error) => {
                 // Nothing of the group was committed: every caller hears it.
                 let reason = error.to_string();
                 for pending in group {
-                    let failed = pending
-                        .appends
-                        .iter()
-                        .map(|_| {
-                            Err(Error::Unavailable(sqlx::Error::Protocol(format!(
-                                "the shared commit failed: {reason}"
-                            ))))
-                        })
-                        .collect();
-                    let _ = pending.reply.send(failed);
+                    let _ = pending
+                        .reply
+                        .send(Err(Error::Unavailable(sqlx::Error::Protocol(format!(
+                            "the shared commit failed: {reason}"
+                        )))));
                 }
             }
         }
     }
 }
 
-/// Writes `appends` in one transaction, each in a savepoint of its own. `Err` when the
-/// transaction itself failed (nothing written).
+/// Writes `appends` in one transaction, each in a savepoint of its own, and removes the
+/// `published` outbox rows. `Err` when the transaction itself failed (nothing written).
 async fn write_group(
     writer: &SqlitePool,
     appends: &[&Append],
+    published: &[Position],
 ) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
+    if !published.is_empty() {
+        let mut transaction = writer.begin().await?;
+        remove_published(&mut transaction, published).await?;
+        let outcomes = append_each_in_savepoint(&mut transaction, appends).await?;
+        transaction.commit().await?;
+        return Ok(outcomes);
+    }
     let mut transaction = writer.begin().await?;
     if let [append] = appends {
         // Alone, an append is the transaction: a refusal rolls it all back, no savepoint
@@ -103,24 +113,54 @@ async fn write_group(
         }
         return Ok(vec![outcome]);
     }
+    let outcomes = append_each_in_savepoint(&mut transaction, appends).await?;
+    transaction.commit().await?;
+    Ok(outcomes)
+}
+
+/// Each append inside a savepoint of its own: a refused one leaves no trace, the others go
+/// on.
+async fn append_each_in_savepoint(
+    transaction: &mut Transaction<'static, Sqlite>,
+    appends: &[&Append],
+) -> Result<Vec<Result<AppendOutcome, Error>>, Error> {
     let mut outcomes = Vec::with_capacity(appends.len());
     for append in appends {
         sqlx::query("SAVEPOINT append")
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await?;
-        let outcome = SqliteStore::append_in(&mut transaction, append).await;
+        let outcome = SqliteStore::append_in(transaction, append).await;
         if outcome.is_err() {
             sqlx::query("ROLLBACK TO SAVEPOINT append")
-                .execute(&mut *transaction)
+                .execute(&mut **transaction)
                 .await?;
         }
         sqlx::query("RELEASE SAVEPOINT append")
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await?;
         outcomes.push(outcome);
     }
-    transaction.commit().await?;
     Ok(outcomes)
+}
+
+/// Removes outbox rows in one statement however many (the positions go as a JSON array).
+async fn remove_published(
+    transaction: &mut Transaction<'static, Sqlite>,
+    positions: &[Position],
+) -> Result<(), Error> {
+    let list = format!(
+        "[{}]",
+        positions
+            .iter()
+            .map(Position::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    sqlx::query("DELETE FROM outbox WHERE position IN (SELECT value FROM json_each(?1))")
+        .bind(list)
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
 }
 
 // A macro rather than a const so the whole query stays a `&'static str` (sqlx audits
@@ -151,11 +191,17 @@ impl SqliteStore {
             // does not linger in free pages.
             .pragma("secure_delete", "ON");
         let writer = SqlitePoolOptions::new()
+            // A local file does not hang up: no ping (a round trip to the connection's
+            // worker thread) before every use.
+            .test_before_acquire(false)
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let readers = SqlitePoolOptions::new()
+            // A local file does not hang up: no ping (a round trip to the connection's
+            // worker thread) before every use.
+            .test_before_acquire(false)
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
@@ -522,12 +568,22 @@ impl EventStore for SqliteStore {
             Vec::new()
         } else {
             let (reply, answer) = oneshot::channel();
-            let pending = PendingAppends {
+            let pending = PendingWrites {
                 appends: valid,
+                published: Vec::new(),
                 reply,
             };
             match self.appends.send(pending).await {
-                Ok(()) => answer.await.unwrap_or_default(),
+                Ok(()) => match answer.await {
+                    Ok(Ok(outcomes)) => outcomes,
+                    Ok(Err(error)) => {
+                        let reason = error.to_string();
+                        (0..count)
+                            .map(|_| Err(Error::Unavailable(sqlx::Error::Protocol(reason.clone()))))
+                            .collect()
+                    }
+                    Err(_) => Vec::new(),
+                },
                 Err(_) => Vec::new(),
             }
         };
@@ -593,15 +649,21 @@ impl EventStore for SqliteStore {
     }
 
     async fn mark_published(&self, positions: &[Position]) -> Result<(), Error> {
-        let mut transaction = self.writer.begin().await?;
-        for position in positions {
-            sqlx::query("DELETE FROM outbox WHERE position = ?1")
-                .bind(position)
-                .execute(&mut *transaction)
-                .await?;
+        if positions.is_empty() {
+            return Ok(());
         }
-        transaction.commit().await?;
-        Ok(())
+        // Through the writer task: the removal shares a commit with appends queued beside it.
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingWrites {
+            appends: Vec::new(),
+            published: positions.to_vec(),
+            reply,
+        };
+        self.appends
+            .send(pending)
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?.map(|_| ())
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, Error> {

@@ -135,6 +135,12 @@ pub struct ClusterConfig {
     /// publish rate.
     #[serde(default)]
     pub kafka_batch_messages: u32,
+    /// Longest a consumer's fetch waits at the broker, in milliseconds
+    /// (`SVCOPS_KAFKA_FETCH_WAIT_MS`, default 20). Tansu answers an empty fetch only after
+    /// the whole wait, so it is a floor on each hop's latency there; on Apache Kafka raise it
+    /// (500 is librdkafka's default) to save idle fetches.
+    #[serde(default = "default_fetch_wait_ms")]
+    pub kafka_fetch_wait_ms: u64,
     /// Shared token-signing secret, at least 32 bytes (`SVCOPS_TOKEN_SECRET`).
     pub token_secret: String,
     /// Secret the personal-data keys are protected with, at least 32 bytes
@@ -163,6 +169,10 @@ pub struct ClusterConfig {
 
 fn default_pool() -> u32 {
     16
+}
+
+fn default_fetch_wait_ms() -> u64 {
+    20
 }
 
 fn default_partitions() -> i32 {
@@ -226,6 +236,7 @@ pub async fn run<O: Office>(
     let kafka = KafkaBus::connect(KafkaConfig {
         partitions: config.kafka_partitions,
         batch_messages: (config.kafka_batch_messages > 0).then_some(config.kafka_batch_messages),
+        fetch_wait: std::time::Duration::from_millis(config.kafka_fetch_wait_ms),
         ..KafkaConfig::new(config.kafka_bootstrap.clone())
     })
     .await?;
