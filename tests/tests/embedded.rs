@@ -334,6 +334,59 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     })
     .await;
 
+    // The second case through its lifecycle from the CLI; a move its state does not allow
+    // is one line naming the state.
+    let moved = |args: &'static [&'static str]| {
+        let (address, second_id) = (address.clone(), second_id.clone());
+        async move {
+            let mut full = vec!["case", args[0], second_id.as_str()];
+            full.extend_from_slice(&args[1..]);
+            full.extend(["--output", "json"]);
+            let output = cli(&address, data_dir, &full).await;
+            assert_eq!(output.code, 0, "{args:?}: {}", output.stderr);
+            let case: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
+            case
+        }
+    };
+    let case = moved(&["triage", "--queue", "installation", "--priority", "high"]).await;
+    assert_eq!(
+        (&case["state"], &case["queue"], &case["priority"]),
+        (&"triaged".into(), &"installation".into(), &"high".into())
+    );
+    let case = moved(&["assign", "--to", "agent-7"]).await;
+    assert_eq!(
+        (&case["state"], &case["assignee"]),
+        (&"assigned".into(), &"agent-7".into())
+    );
+    let case = moved(&["wait", "--on", "middle-office", "--reason", "fitter booked"]).await;
+    assert_eq!(
+        (&case["state"], &case["waiting_on"]),
+        (&"waiting".into(), &"middle_office".into())
+    );
+    let refused = cli(
+        &address,
+        data_dir,
+        &["case", "reopen", &second_id, "--reason", "too early"],
+    )
+    .await;
+    assert_ne!(refused.code, 0);
+    assert_eq!(
+        refused.stderr.trim(),
+        "svcops: FailedPrecondition: cannot reopen a case that is waiting on the middle office"
+    );
+    let case = moved(&["resolve", "--resolution", "fittings installed"]).await;
+    assert_eq!(case["state"], "resolved");
+    eventually("listen-in to show the resolution", TIMEOUT, || {
+        let (address, second_id) = (address.clone(), second_id.clone());
+        async move {
+            types(&timeline(&address, data_dir, &second_id).await)
+                .iter()
+                .any(|kind| kind == "CaseResolved")
+                .then_some(())
+        }
+    })
+    .await;
+
     // The read models, as an admin sees them: every projection of every office, then one
     // rebuilt beside the live one while the list keeps answering.
     let listed = cli(
@@ -379,6 +432,10 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
     let listed = cli(&address, data_dir, &["case", "list", "--output", "json"]).await;
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
     assert_eq!(listed["cases"][0]["case_id"], second_id.as_str());
+    assert_eq!(
+        listed["cases"][0]["state"], "resolved",
+        "the rebuilt list replays the lifecycle"
+    );
     assert_eq!(listed["cases"][1]["case_id"], case_id.as_str());
     let unknown = cli(
         &address,

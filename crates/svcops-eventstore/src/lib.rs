@@ -176,6 +176,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// The first result of the append that used `key`, if any did.
     async fn idempotent_result(&self, key: &str) -> Result<Option<Appended>, Error>;
 
+    /// A retry's check before it is decided again: the first result of the append that used
+    /// `key`, if any did, or [`Error::IdempotencyKeyReused`] when that append was asked with
+    /// another `request_hash` (as an append with the key would be refused).
+    async fn idempotent_retry(
+        &self,
+        key: &str,
+        request_hash: Option<&[u8]>,
+    ) -> Result<Option<Appended>, Error>;
+
     /// Cheap reachability check for health reporting.
     async fn ping(&self) -> Result<(), Error>;
 }

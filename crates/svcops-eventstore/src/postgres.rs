@@ -517,6 +517,20 @@ impl EventStore for PostgresStore {
         Ok(self.lookup_idempotency(key).await?.map(|(first, _)| first))
     }
 
+    async fn idempotent_retry(
+        &self,
+        key: &str,
+        request_hash: Option<&[u8]>,
+    ) -> Result<Option<Appended>, Error> {
+        match self.lookup_idempotency(key).await? {
+            Some((first, then)) => {
+                crate::types::same_request(key, request_hash, then)?;
+                Ok(Some(first))
+            }
+            None => Ok(None),
+        }
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

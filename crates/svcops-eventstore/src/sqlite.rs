@@ -696,6 +696,21 @@ impl EventStore for SqliteStore {
             .map(|(first, _)| first))
     }
 
+    async fn idempotent_retry(
+        &self,
+        key: &str,
+        request_hash: Option<&[u8]>,
+    ) -> Result<Option<Appended>, Error> {
+        let mut connection = self.readers.acquire().await?;
+        match idempotent_result(&mut connection, key).await? {
+            Some((first, then)) => {
+                crate::types::same_request(key, request_hash, then)?;
+                Ok(Some(first))
+            }
+            None => Ok(None),
+        }
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())

@@ -242,11 +242,24 @@ pub(crate) fn duplicate(
     first: Appended,
     first_request_hash: Option<Vec<u8>>,
 ) -> Result<AppendOutcome, crate::Error> {
-    match (&append.request_hash, first_request_hash) {
-        (Some(now), Some(then)) if *now != then => Err(crate::Error::IdempotencyKeyReused {
-            key: key.to_owned(),
-        }),
-        _ => Ok(AppendOutcome::Duplicate(first)),
+    same_request(key, append.request_hash.as_deref(), first_request_hash)?;
+    Ok(AppendOutcome::Duplicate(first))
+}
+
+/// A key's second use asks for what its first did: refused when both carry request hashes
+/// and they differ (a hash on one side only is accepted, as before hashes were kept).
+pub(crate) fn same_request(
+    key: &str,
+    now: Option<&[u8]>,
+    then: Option<Vec<u8>>,
+) -> Result<(), crate::Error> {
+    match (now, then) {
+        (Some(now), Some(then)) if now != then.as_slice() => {
+            Err(crate::Error::IdempotencyKeyReused {
+                key: key.to_owned(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -342,9 +342,28 @@ impl<A: Aggregate> Executor<A> {
         let stream = A::stream(id);
         for _ in 0..=CONFLICT_RETRIES {
             let (state, version) = self.load(id).await?;
-            let events = state
-                .decide(command.clone())
-                .map_err(ExecuteError::Domain)?;
+            let decided = state.decide(command.clone());
+            let nothing_new = !decided.as_ref().is_ok_and(|events| !events.is_empty());
+            if nothing_new {
+                // Refused or nothing to do, perhaps because this is a retry whose first
+                // attempt made the state what it is now (resolving a case it resolved): a
+                // key already used answers with its first result, or is refused if reused.
+                if let Some(key) = &idempotency.key
+                    && let Some(first) = self
+                        .store
+                        .idempotent_retry(key, idempotency.request_hash.as_deref())
+                        .await?
+                {
+                    let (state, version) = self.load_stream(&first.stream_id).await?;
+                    return Ok(Executed {
+                        stream_id: first.stream_id,
+                        state,
+                        version,
+                        appended: false,
+                    });
+                }
+            }
+            let events = decided.map_err(ExecuteError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
                     stream_id: stream,

@@ -190,6 +190,43 @@ async fn a_repeated_key_returns_the_first_result_and_another_request_is_refused(
 }
 
 #[tokio::test]
+async fn a_retry_the_first_attempt_would_now_refuse_returns_the_first_result() {
+    // Adding 6 of a limit of 10 twice would go over: the retry must not be decided again
+    // on the state its first attempt made, but answered with that first result.
+    let (counter, _store, _dir) = executor().await;
+    let id = Uuid::now_v7();
+    let add = Add {
+        amount: 6,
+        limit: 10,
+    };
+    let key = |hash| Idempotency::key("test/add/r-2").with_request_hash(vec![hash]);
+    let first = counter
+        .execute(id, None, &context(), add, key(1))
+        .await
+        .expect("first");
+    let retry = counter
+        .execute(id, None, &context(), add, key(1))
+        .await
+        .expect("a retry is not refused");
+    assert!(first.appended && !retry.appended);
+    assert_eq!((retry.state.value, retry.version), (6, 1));
+    let reused = counter
+        .execute(id, None, &context(), add, key(2))
+        .await
+        .expect_err("another request under the same key");
+    assert_eq!(
+        tonic::Status::from(ApiError::from(reused)).code(),
+        tonic::Code::InvalidArgument
+    );
+    // Without a key the same command is decided, and refused.
+    let refused = counter
+        .execute(id, None, &context(), add, Idempotency::none())
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(refused, ExecuteError::Domain(OverLimit(10))));
+}
+
+#[tokio::test]
 async fn concurrent_commands_on_one_stream_all_land_by_retrying_their_races() {
     let (counter, _store, _dir) = executor().await;
     let id = Uuid::now_v7();

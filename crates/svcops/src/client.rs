@@ -69,6 +69,44 @@ pub struct OpenCase {
     request_id: String,
 }
 
+/// The idempotency key of a command.
+#[derive(Debug, Args)]
+pub struct RequestId {
+    /// Idempotency key: retrying with the same one changes nothing more.
+    #[arg(long, default_value = "")]
+    request_id: String,
+}
+
+/// A move along a case's lifecycle, as the CLI asks for it.
+pub enum Change {
+    Triage { queue: String, priority: i32 },
+    Assign(String),
+    Wait { on: i32, reason: String },
+    Resume,
+    Resolve(String),
+    Close,
+    Reopen(String),
+}
+
+impl Change {
+    pub fn triage(queue: String, priority: Option<&str>) -> anyhow::Result<Self> {
+        let priority = match priority {
+            Some(priority) => parse_enum("priority", priority, "PRIORITY_", |name| {
+                common::Priority::from_str_name(name).map(Into::into)
+            })?,
+            None => common::Priority::Unspecified.into(),
+        };
+        Ok(Self::Triage { queue, priority })
+    }
+
+    pub fn wait(on: &str, reason: String) -> anyhow::Result<Self> {
+        let on = parse_enum("on", &on.replace('-', "_"), "WAITING_ON_", |name| {
+            front::WaitingOn::from_str_name(name).map(Into::into)
+        })?;
+        Ok(Self::Wait { on, reason })
+    }
+}
+
 fn parse_enum(
     field: &str,
     value: &str,
@@ -162,24 +200,99 @@ impl Client {
             }))
             .await?
             .into_inner();
-        let case = response
-            .case
-            .ok_or_else(|| anyhow!("the server returned no case"))?;
-        match output {
-            Output::Json => println!("{}", case_json(&case)),
-            Output::Table => {
-                let json = case_json(&case);
-                if let Some(object) = json.as_object() {
-                    for (key, value) in object {
-                        let value = value
-                            .as_str()
-                            .map_or_else(|| value.to_string(), str::to_owned);
-                        println!("{key:<21} {value}");
-                    }
-                }
+        print_case(response.case, output)
+    }
+
+    /// Moves a case along its lifecycle and shows it as it now is.
+    pub async fn change_case(
+        &mut self,
+        case_id: String,
+        request: RequestId,
+        change: Change,
+        output: Output,
+    ) -> anyhow::Result<()> {
+        let mut cases = CaseServiceClient::new(self.channel.clone());
+        let request_id = request.request_id;
+        let case = match change {
+            Change::Triage { queue, priority } => {
+                cases
+                    .triage_case(self.request(front::TriageCaseRequest {
+                        case_id,
+                        request_id,
+                        queue,
+                        priority,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
             }
-        }
-        Ok(())
+            Change::Assign(assignee) => {
+                cases
+                    .assign_case(self.request(front::AssignCaseRequest {
+                        case_id,
+                        request_id,
+                        assignee,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::Wait { on, reason } => {
+                cases
+                    .set_case_waiting(self.request(front::SetCaseWaitingRequest {
+                        case_id,
+                        request_id,
+                        waiting_on: on,
+                        reason,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::Resume => {
+                cases
+                    .resume_case(self.request(front::ResumeCaseRequest {
+                        case_id,
+                        request_id,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::Resolve(resolution) => {
+                cases
+                    .resolve_case(self.request(front::ResolveCaseRequest {
+                        case_id,
+                        request_id,
+                        resolution,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::Close => {
+                cases
+                    .close_case(self.request(front::CloseCaseRequest {
+                        case_id,
+                        request_id,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::Reopen(reason) => {
+                cases
+                    .reopen_case(self.request(front::ReopenCaseRequest {
+                        case_id,
+                        request_id,
+                        reason,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+        };
+        print_case(case, output)
     }
 
     pub async fn list_cases(
@@ -324,6 +437,26 @@ impl Client {
     }
 }
 
+/// One case as a table of fields, or as JSON.
+fn print_case(case: Option<front::Case>, output: Output) -> anyhow::Result<()> {
+    let case = case.ok_or_else(|| anyhow!("the server returned no case"))?;
+    match output {
+        Output::Json => println!("{}", case_json(&case)),
+        Output::Table => {
+            let json = case_json(&case);
+            if let Some(object) = json.as_object() {
+                for (key, value) in object {
+                    let value = value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned);
+                    println!("{key:<21} {value}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn case_json(case: &front::Case) -> serde_json::Value {
     let name = |name: Option<&str>, prefix: &str| {
         name.map(|name| name.trim_start_matches(prefix).to_lowercase())
@@ -342,6 +475,11 @@ fn case_json(case: &front::Case) -> serde_json::Value {
         "serial_number": case.serial_number,
         "opened_at": case.opened_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
         "opened_by": case.opened_by.as_ref().map(|a| a.subject.clone()).unwrap_or_default(),
+        "queue": case.queue,
+        "assignee": case.assignee,
+        "waiting_on": name(front::WaitingOn::try_from(case.waiting_on).ok().filter(|on| *on != front::WaitingOn::Unspecified).map(|on| on.as_str_name()), "WAITING_ON_"),
+        "resolution": case.resolution,
+        "reopened_count": case.reopened_count,
         "version": case.version,
         "flags": case.flags.iter().map(|note| serde_json::json!({
             "flag": name(front::CaseFlag::try_from(note.flag).ok().map(|f| f.as_str_name()), "CASE_FLAG_"),

@@ -114,6 +114,65 @@ enum CaseCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// Route a case to a queue (and set its priority).
+    Triage {
+        case_id: String,
+        #[arg(long)]
+        queue: String,
+        /// low, normal, high or urgent; unchanged when not given.
+        #[arg(long)]
+        priority: Option<String>,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Give a case to an agent (or to another one).
+    Assign {
+        case_id: String,
+        /// The agent's subject, as in their token.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Mark a case as waiting on the customer or on the middle office.
+    Wait {
+        case_id: String,
+        /// customer or middle-office.
+        #[arg(long)]
+        on: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// End a wait: the case is back with its assignee.
+    Resume {
+        case_id: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Resolve a case.
+    Resolve {
+        case_id: String,
+        #[arg(long)]
+        resolution: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Close a resolved case once the customer has confirmed.
+    Close {
+        case_id: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Open a resolved or closed case again.
+    Reopen {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +269,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => {
                     client
                         .list_cases(page_size, page_token, global.output)
+                        .await
+                }
+                CaseCommand::Triage {
+                    case_id,
+                    queue,
+                    priority,
+                    request,
+                } => {
+                    let change = client::Change::triage(queue, priority.as_deref())?;
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::Assign {
+                    case_id,
+                    to,
+                    request,
+                } => {
+                    client
+                        .change_case(case_id, request, client::Change::Assign(to), global.output)
+                        .await
+                }
+                CaseCommand::Wait {
+                    case_id,
+                    on,
+                    reason,
+                    request,
+                } => {
+                    let change = client::Change::wait(&on, reason)?;
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::Resume { case_id, request } => {
+                    client
+                        .change_case(case_id, request, client::Change::Resume, global.output)
+                        .await
+                }
+                CaseCommand::Resolve {
+                    case_id,
+                    resolution,
+                    request,
+                } => {
+                    let change = client::Change::Resolve(resolution);
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::Close { case_id, request } => {
+                    client
+                        .change_case(case_id, request, client::Change::Close, global.output)
+                        .await
+                }
+                CaseCommand::Reopen {
+                    case_id,
+                    reason,
+                    request,
+                } => {
+                    let change = client::Change::Reopen(reason);
+                    client
+                        .change_case(case_id, request, change, global.output)
                         .await
                 }
             }

@@ -235,6 +235,36 @@ impl Cases {
         self.unseal_view(view).await
     }
 
+    /// Moves a case along its lifecycle (triage, assign, wait, resume, resolve, close,
+    /// reopen). With a request id, a retry returns the case as the first call left it.
+    pub async fn change(
+        &self,
+        context: &CommandContext,
+        case_id: Uuid,
+        request_id: Option<&str>,
+        command: CaseCommand,
+    ) -> Result<CaseView, Error> {
+        let idempotency = match request_id {
+            // Scoped to the caller, like opening a case.
+            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+                "front-office/change-case",
+                &[&context.actor.subject, request_id],
+            ))
+            .with_request_hash(command.request_hash(case_id)),
+            None => Idempotency::none(),
+        };
+        let changed = self
+            .cases
+            .execute(case_id, Some(case_id), context, command, idempotency)
+            .await
+            .map_err(|error| match error {
+                ExecuteError::Domain(CaseError::NotOpened) => Error::NotFound(case_id),
+                other => Error::Case(other),
+            })?;
+        let view = CaseView::of(changed.state, changed.version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
+    }
+
     pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {
         let (case, version) = self.cases.load(case_id).await?;
         let view = CaseView::of(case, version).ok_or(Error::NotFound(case_id))?;

@@ -11,13 +11,14 @@ use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
 use crate::case::{
-    CaseDetails, CaseEvent, CaseView, CustomerPhone, FlagNote, category_from_proto,
-    channel_from_proto, flag_from_proto, priority_from_proto,
+    AgentName, CaseDetails, CaseEvent, CaseView, CustomerPhone, FlagNote, Lifecycle, QueueName,
+    WaitingOn, category_from_proto, channel_from_proto, flag_from_proto, priority_from_proto,
+    waiting_on_from_proto,
 };
 
 /// Bump when the tables or what `apply` writes change: the list is rebuilt beside the live
 /// one at the next start.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 pub struct CaseListProjection;
 
@@ -54,7 +55,13 @@ impl Projection for CaseListProjection {
                     serial_number TEXT NOT NULL,
                     opened_at BIGINT NOT NULL,
                     opened_by TEXT NOT NULL,
-                    opened_by_role TEXT NOT NULL
+                    opened_by_role TEXT NOT NULL,
+                    state BIGINT NOT NULL,
+                    waiting_on BIGINT NOT NULL,
+                    queue TEXT,
+                    assignee TEXT,
+                    resolution TEXT,
+                    reopened_count BIGINT NOT NULL
                 )",
                 blob = dialect.blob()
             ),
@@ -94,6 +101,12 @@ impl Projection for CaseListProjection {
                 "opened_at",
                 "opened_by",
                 "opened_by_role",
+                "state",
+                "waiting_on",
+                "queue",
+                "assignee",
+                "resolution",
+                "reopened_count",
             ],
             "",
         );
@@ -102,8 +115,12 @@ impl Projection for CaseListProjection {
             &["case_id", "version", "flag", "detail", "flagged_at"],
             "",
         );
-        // A flag moves its case's version: the newest per case, set after the inserts.
+        // Every later event moves its case's version: the newest per case, set after the
+        // inserts.
         let mut versions = std::collections::HashMap::new();
+        // Lifecycle changes, in event order, applied after the inserts (a case opened in
+        // this batch is a row by then).
+        let mut changes: Vec<(String, Vec<SqlValue>)> = Vec::new();
         for recorded in events {
             let event = match CaseEvent::decode(&recorded.event_type, &recorded.payload) {
                 Ok(Some(event)) => event,
@@ -137,6 +154,12 @@ impl Projection for CaseListProjection {
                         recorded.metadata.occurred_at.into(),
                         recorded.metadata.actor_subject.as_str().into(),
                         recorded.metadata.actor_role.as_str().into(),
+                        state(Lifecycle::Open).into(),
+                        0i64.into(),
+                        None::<String>.into(),
+                        None::<String>.into(),
+                        None::<String>.into(),
+                        0i64.into(),
                     ]);
                 }
                 CaseEvent::Flagged {
@@ -153,10 +176,19 @@ impl Projection for CaseListProjection {
                     ]);
                     versions.insert(case_id, version);
                 }
+                lifecycle => {
+                    if let Some((case_id, change)) = change(tables, lifecycle) {
+                        changes.push(change);
+                        versions.insert(case_id, version);
+                    }
+                }
             }
         }
         cases.flush(transaction).await?;
         flags.flush(transaction).await?;
+        for (sql, parameters) in changes {
+            transaction.execute(&sql, &parameters).await?;
+        }
         let bump_version =
             tables.sql("UPDATE {cases} SET version = $1 WHERE case_id = $2 AND version < $1");
         for (case_id, version) in versions {
@@ -166,6 +198,92 @@ impl Projection for CaseListProjection {
         }
         Ok(())
     }
+}
+
+/// A lifecycle state as its protobuf wire number.
+fn state(lifecycle: Lifecycle) -> i64 {
+    let state = match lifecycle {
+        Lifecycle::Open => proto::CaseState::Open,
+        Lifecycle::Triaged => proto::CaseState::Triaged,
+        Lifecycle::Assigned => proto::CaseState::Assigned,
+        Lifecycle::Waiting(_) => proto::CaseState::Waiting,
+        Lifecycle::Resolved => proto::CaseState::Resolved,
+        Lifecycle::Closed => proto::CaseState::Closed,
+    };
+    i64::from(state as i32)
+}
+
+fn waiting_on(on: WaitingOn) -> i64 {
+    i64::from(proto::WaitingOn::from(on) as i32)
+}
+
+/// The update a lifecycle event makes to its case's row; the same moves as the aggregate's
+/// `apply` (a reassigned waiting case keeps waiting; a reopened one goes back to its
+/// assignee, or is open without one).
+fn change(tables: &Tables, event: CaseEvent) -> Option<(Uuid, (String, Vec<SqlValue>))> {
+    let (case_id, set, mut parameters): (Uuid, &str, Vec<SqlValue>) = match event {
+        CaseEvent::Opened { .. } | CaseEvent::Flagged { .. } => return None,
+        CaseEvent::Triaged {
+            case_id,
+            queue,
+            priority,
+        } => (
+            case_id,
+            "state = $1, waiting_on = 0, queue = $2, priority = $3, assignee = NULL",
+            vec![
+                state(Lifecycle::Triaged).into(),
+                queue.as_str().into(),
+                i64::from(common::Priority::from(priority) as i32).into(),
+            ],
+        ),
+        CaseEvent::Assigned { case_id, assignee } => (
+            case_id,
+            "assignee = $1, state = CASE WHEN state = $2 THEN state ELSE $3 END",
+            vec![
+                assignee.as_str().into(),
+                state(Lifecycle::Waiting(WaitingOn::Customer)).into(),
+                state(Lifecycle::Assigned).into(),
+            ],
+        ),
+        CaseEvent::Waiting { case_id, on, .. } => (
+            case_id,
+            "state = $1, waiting_on = $2",
+            vec![state(Lifecycle::Waiting(on)).into(), waiting_on(on).into()],
+        ),
+        CaseEvent::Resumed { case_id } => (
+            case_id,
+            "state = $1, waiting_on = 0",
+            vec![state(Lifecycle::Assigned).into()],
+        ),
+        CaseEvent::Resolved {
+            case_id,
+            resolution,
+        } => (
+            case_id,
+            "state = $1, waiting_on = 0, resolution = $2",
+            vec![state(Lifecycle::Resolved).into(), resolution.into()],
+        ),
+        CaseEvent::Closed { case_id } => {
+            (case_id, "state = $1", vec![state(Lifecycle::Closed).into()])
+        }
+        CaseEvent::Reopened { case_id, .. } => (
+            case_id,
+            "state = CASE WHEN assignee IS NULL THEN $1 ELSE $2 END, resolution = NULL, \
+             reopened_count = reopened_count + 1",
+            vec![
+                state(Lifecycle::Open).into(),
+                state(Lifecycle::Assigned).into(),
+            ],
+        ),
+    };
+    // SQLite numbers `$N` parameters in the order they first appear: the case id comes
+    // last, after the SET clause's.
+    let last = parameters.len() + 1;
+    parameters.push(case_id.into());
+    let sql = tables.sql(&format!(
+        "UPDATE {{cases}} SET {set} WHERE case_id = ${last}"
+    ));
+    Some((case_id, (sql, parameters)))
 }
 
 fn unknown(what: &str, value: i64) -> Error {
@@ -203,10 +321,41 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         product: row.text(9)?.to_owned(),
         serial_number: row.text(10)?.to_owned(),
     };
+    let lifecycle = match proto::CaseState::try_from(wire(14, row)?) {
+        Ok(proto::CaseState::Open) => Lifecycle::Open,
+        Ok(proto::CaseState::Triaged) => Lifecycle::Triaged,
+        Ok(proto::CaseState::Assigned) => Lifecycle::Assigned,
+        Ok(proto::CaseState::Waiting) => Lifecycle::Waiting(
+            waiting_on_from_proto(wire(15, row)?)
+                .ok_or_else(|| unknown("waiting on", row.integer(15).unwrap_or_default()))?,
+        ),
+        Ok(proto::CaseState::Resolved) => Lifecycle::Resolved,
+        Ok(proto::CaseState::Closed) => Lifecycle::Closed,
+        Ok(proto::CaseState::Unspecified) | Err(_) => {
+            return Err(unknown("state", row.integer(14).unwrap_or_default()));
+        }
+    };
+    let unreadable = |error: crate::case::CaseError| Error::ReadModel {
+        reason: format!("unreadable in the case list: {error}"),
+    };
+    let queue = row
+        .optional_text(16)?
+        .map(|text| QueueName::parse("queue", text))
+        .transpose()
+        .map_err(unreadable)?;
+    let assignee = row
+        .optional_text(17)?
+        .map(|text| AgentName::parse("assignee", text))
+        .transpose()
+        .map_err(unreadable)?;
     Ok(CaseView {
         case_id: row.uuid(0)?,
         details,
-        lifecycle: crate::case::Lifecycle::Open,
+        lifecycle,
+        queue,
+        assignee,
+        resolution: row.optional_text(18)?.map(str::to_owned),
+        reopened_count: u32::try_from(row.integer(19)?).unwrap_or(u32::MAX),
         opened_at: row.timestamp(11)?,
         opened_by: row.text(12)?.to_owned(),
         opened_by_role: row.text(13)?.to_owned(),
@@ -228,7 +377,8 @@ pub async fn page(
             tables,
             "SELECT case_id, position, version, customer_key_id, customer_phone_sealed, \
              category, priority, channel, summary, product, serial_number, opened_at, \
-             opened_by, opened_by_role FROM {cases} WHERE position < $1 \
+             opened_by, opened_by_role, state, waiting_on, queue, assignee, resolution, \
+             reopened_count FROM {cases} WHERE position < $1 \
              ORDER BY position DESC LIMIT +$2",
             &[
                 before.unwrap_or(i64::MAX).into(),

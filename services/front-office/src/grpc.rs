@@ -17,9 +17,15 @@ use uuid::Uuid;
 
 use crate::app::Cases;
 use crate::case::{
-    self, CaseDetails, CaseError, CaseView, Category, Channel, CustomerPhone, Lifecycle,
-    PhoneNumber, Priority,
+    self, AgentName, CaseCommand, CaseDetails, CaseError, CaseView, Category, Channel,
+    CustomerPhone, Lifecycle, PhoneNumber, Priority, QueueName,
 };
+
+/// Who works cases through their lifecycle.
+const CASE_WORKERS: &[Role] = &[Role::Agent, Role::Manager];
+/// Closing and reopening also come from systems: the back office's callback confirms or
+/// reopens.
+const CASE_CONFIRMERS: &[Role] = &[Role::Agent, Role::Manager, Role::Service];
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
@@ -71,8 +77,27 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
         serial_number: view.details.serial_number,
         state: match view.lifecycle {
             Lifecycle::Open => proto::CaseState::Open,
+            Lifecycle::Triaged => proto::CaseState::Triaged,
+            Lifecycle::Assigned => proto::CaseState::Assigned,
+            Lifecycle::Waiting(_) => proto::CaseState::Waiting,
+            Lifecycle::Resolved => proto::CaseState::Resolved,
+            Lifecycle::Closed => proto::CaseState::Closed,
         }
         .into(),
+        waiting_on: match view.lifecycle {
+            Lifecycle::Waiting(on) => proto::WaitingOn::from(on).into(),
+            _ => proto::WaitingOn::Unspecified.into(),
+        },
+        queue: view
+            .queue
+            .map(|queue| queue.as_str().to_owned())
+            .unwrap_or_default(),
+        assignee: view
+            .assignee
+            .map(|assignee| assignee.as_str().to_owned())
+            .unwrap_or_default(),
+        resolution: view.resolution.unwrap_or_default(),
+        reopened_count: view.reopened_count,
         opened_at: Some(to_timestamp(view.opened_at)),
         opened_by: Some(common::Actor {
             subject: view.opened_by,
@@ -91,9 +116,9 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
     }
 }
 
-fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseDetails), Status> {
-    let mut violations = Vec::new();
-    let request_id = request.request_id.trim();
+/// The request id, `None` when empty; a bad one is a violation.
+fn parse_request_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+    let request_id = raw.trim();
     if request_id.len() > 128 {
         violations.push(FieldViolation::new(
             "request_id",
@@ -105,6 +130,50 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
             "must not contain control characters",
         ));
     }
+    (!request_id.is_empty()).then(|| request_id.to_owned())
+}
+
+/// The case a lifecycle request is about, and its request id.
+struct Target {
+    case_id: Uuid,
+    request_id: Option<String>,
+}
+
+impl Target {
+    /// `None` when either is bad (its violation recorded).
+    fn parse(
+        case_id: &str,
+        request_id: &str,
+        violations: &mut Vec<FieldViolation>,
+    ) -> Option<Self> {
+        let before = violations.len();
+        let case_id = Uuid::parse_str(case_id.trim()).ok();
+        if case_id.is_none() {
+            violations.push(FieldViolation::new("case_id", "must be a UUID"));
+        }
+        let request_id = parse_request_id(request_id, violations);
+        Some(Self {
+            case_id: case_id?,
+            request_id,
+        })
+        .filter(|_| violations.len() == before)
+    }
+}
+
+/// A domain value, or its violation recorded.
+fn collect<T>(parsed: Result<T, CaseError>, violations: &mut Vec<FieldViolation>) -> Option<T> {
+    parsed
+        .map_err(|error| violations.extend(error.field_violation()))
+        .ok()
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    ApiError::InvalidArgument(violations).into()
+}
+
+fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseDetails), Status> {
+    let mut violations = Vec::new();
+    let request_id = parse_request_id(&request.request_id, &mut violations);
     let category = case::category_from_proto(request.category);
     if category.is_none() {
         violations.push(FieldViolation::new(
@@ -130,10 +199,7 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
         &request.serial_number,
     );
     match details {
-        Ok(details) if violations.is_empty() => Ok((
-            (!request_id.is_empty()).then(|| request_id.to_owned()),
-            details,
-        )),
+        Ok(details) if violations.is_empty() => Ok((request_id, details)),
         Ok(_) => Err(ApiError::InvalidArgument(violations).into()),
         Err(errors) => {
             violations.extend(errors.iter().filter_map(CaseError::field_violation));
@@ -142,8 +208,170 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
     }
 }
 
+impl CaseGrpc {
+    /// Runs a lifecycle command for its caller; the case as it now is.
+    async fn change(
+        &self,
+        principal: Principal,
+        target: Target,
+        command: CaseCommand,
+    ) -> Result<Option<proto::Case>, Status> {
+        self.backpressure.check().map_err(status)?;
+        let context = CommandContext::from_caller(principal.clone());
+        let view = self
+            .cases
+            .change(
+                &context,
+                target.case_id,
+                target.request_id.as_deref(),
+                command,
+            )
+            .await
+            .map_err(status)?;
+        tracing::info!(
+            case_id = %view.case_id,
+            state = view.lifecycle.name(),
+            actor = %principal.subject,
+            "case changed"
+        );
+        Ok(Some(to_proto(view, &principal)))
+    }
+}
+
 #[tonic::async_trait]
 impl CaseService for CaseGrpc {
+    async fn triage_case(
+        &self,
+        request: Request<proto::TriageCaseRequest>,
+    ) -> Result<Response<proto::TriageCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let queue = collect(QueueName::parse("queue", &body.queue), &mut violations);
+        let priority = case::priority_from_proto(body.priority);
+        if priority.is_none() {
+            violations.push(FieldViolation::new("priority", "unknown priority"));
+        }
+        let (Some(target), Some(queue), Some(priority)) = (target, queue, priority) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Triage { queue, priority })
+            .await?;
+        Ok(Response::new(proto::TriageCaseResponse { case }))
+    }
+
+    async fn assign_case(
+        &self,
+        request: Request<proto::AssignCaseRequest>,
+    ) -> Result<Response<proto::AssignCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let assignee = collect(
+            AgentName::parse("assignee", &body.assignee),
+            &mut violations,
+        );
+        let (Some(target), Some(assignee)) = (target, assignee) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Assign { assignee })
+            .await?;
+        Ok(Response::new(proto::AssignCaseResponse { case }))
+    }
+
+    async fn set_case_waiting(
+        &self,
+        request: Request<proto::SetCaseWaitingRequest>,
+    ) -> Result<Response<proto::SetCaseWaitingResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let on = case::waiting_on_from_proto(body.waiting_on);
+        if on.is_none() {
+            violations.push(FieldViolation::new(
+                "waiting_on",
+                "must be WAITING_ON_CUSTOMER or WAITING_ON_MIDDLE_OFFICE",
+            ));
+        }
+        let reason = collect(case::note("reason", &body.reason), &mut violations);
+        let (Some(target), Some(on), Some(reason)) = (target, on, reason) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Wait { on, reason })
+            .await?;
+        Ok(Response::new(proto::SetCaseWaitingResponse { case }))
+    }
+
+    async fn resume_case(
+        &self,
+        request: Request<proto::ResumeCaseRequest>,
+    ) -> Result<Response<proto::ResumeCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let Some(target) = Target::parse(&body.case_id, &body.request_id, &mut violations) else {
+            return Err(invalid(violations));
+        };
+        let case = self.change(principal, target, CaseCommand::Resume).await?;
+        Ok(Response::new(proto::ResumeCaseResponse { case }))
+    }
+
+    async fn resolve_case(
+        &self,
+        request: Request<proto::ResolveCaseRequest>,
+    ) -> Result<Response<proto::ResolveCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let resolution = collect(case::note("resolution", &body.resolution), &mut violations);
+        let (Some(target), Some(resolution)) = (target, resolution) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Resolve { resolution })
+            .await?;
+        Ok(Response::new(proto::ResolveCaseResponse { case }))
+    }
+
+    async fn close_case(
+        &self,
+        request: Request<proto::CloseCaseRequest>,
+    ) -> Result<Response<proto::CloseCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_CONFIRMERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let Some(target) = Target::parse(&body.case_id, &body.request_id, &mut violations) else {
+            return Err(invalid(violations));
+        };
+        let case = self.change(principal, target, CaseCommand::Close).await?;
+        Ok(Response::new(proto::CloseCaseResponse { case }))
+    }
+
+    async fn reopen_case(
+        &self,
+        request: Request<proto::ReopenCaseRequest>,
+    ) -> Result<Response<proto::ReopenCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_CONFIRMERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let reason = collect(case::note("reason", &body.reason), &mut violations);
+        let (Some(target), Some(reason)) = (target, reason) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Reopen { reason })
+            .await?;
+        Ok(Response::new(proto::ReopenCaseResponse { case }))
+    }
+
     async fn open_case(
         &self,
         request: Request<proto::OpenCaseRequest>,

@@ -4,17 +4,14 @@
 //! caught up; the health detail `svcops.pipeline` follows.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use svcops_bus::lag::{self, Backpressure};
-use svcops_eventstore::{PersonalDataSecret, SqliteStore};
-use svcops_kit::auth::{Authenticator, Role};
-use svcops_kit::service::{Office, Ports};
-use svcops_proto::common::v1 as common;
+use svcops_kit::auth::Role;
+use svcops_proto::common::v1 as types;
 use svcops_proto::frontoffice::v1 as proto;
-use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
-use tokio_util::sync::CancellationToken;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -25,8 +22,8 @@ fn open_case() -> proto::OpenCaseRequest {
     proto::OpenCaseRequest {
         request_id: String::new(),
         customer_phone: "+8613800001234".into(),
-        category: common::CaseCategory::Repair.into(),
-        priority: common::Priority::Normal.into(),
+        category: types::CaseCategory::Repair.into(),
+        priority: types::Priority::Normal.into(),
         channel: proto::Channel::Hotline.into(),
         summary: "lamp flickers".into(),
         product: "PL-200".into(),
@@ -63,65 +60,13 @@ async fn pipeline_health_becomes(address: std::net::SocketAddr, status: ServingS
 
 #[tokio::test]
 async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_the_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("front-office.db"))
-        .await
-        .unwrap();
-    let secret = PersonalDataSecret::new(
-        format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).as_bytes(),
-    )
-    .unwrap();
-    let keys = Arc::new(store.personal_data_keys(secret).await.unwrap());
-    let bus = svcops_bus::EmbeddedBus::open(&dir.path().join("bus.db"))
-        .await
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let office = front_office::FrontOffice::start(
-        Ports {
-            store: Arc::new(store.clone()),
-            read_models: Arc::new(store),
-            keys: Some(keys),
-            bus: Arc::new(bus),
-            backpressure: Backpressure {
-                max_lag: Some(Duration::from_secs(5)),
-            },
-        },
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let authenticator = Authenticator::new(Uuid::new_v4().simple().to_string().as_bytes()).unwrap();
-    let mut routes = tonic::service::RoutesBuilder::default();
-    office.add_routes(&mut routes, &authenticator);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let serving = {
-        let (authenticator, shutdown) = (authenticator.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            svcops_kit::server::serve(
-                routes.routes(),
-                front_office::FrontOffice::service_names(),
-                Vec::new(),
-                &authenticator,
-                listener,
-                shutdown,
-            )
-            .await
-        })
-    };
-    let token = authenticator
-        .issue("agent-1", Role::Agent, Duration::from_secs(600))
-        .unwrap();
-    let mut cases = CaseServiceClient::connect(format!("http://{address}"))
-        .await
-        .unwrap();
-    let request = || {
-        let mut request = tonic::Request::new(open_case());
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request
-    };
+    let served = common::Served::start(Backpressure {
+        max_lag: Some(Duration::from_secs(5)),
+    })
+    .await;
+    let address = served.address;
+    let mut cases = served.cases().await;
+    let request = || served.request(Role::Agent, open_case());
 
     // A consumer of this process is a minute behind.
     let source = format!("consumer:test-{}", Uuid::new_v4());
@@ -151,7 +96,5 @@ async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_th
     let opened = cases.open_case(request()).await.unwrap().into_inner();
     assert!(opened.case.is_some());
 
-    shutdown.cancel();
-    serving.await.unwrap().unwrap();
-    office.stopped().await;
+    served.stop().await;
 }

@@ -113,6 +113,70 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
             .await
             .unwrap();
     }
+    // Lifecycle moves, one case each through a different path (the list applies each in
+    // its batch, in order): reassigned while waiting, resolved and reopened without an
+    // assignee, closed.
+    let queue = |name| front_office::case::QueueName::parse("queue", name).unwrap();
+    let agent_named = |name| front_office::case::AgentName::parse("assignee", name).unwrap();
+    let moves = [
+        (
+            opened[2],
+            vec![
+                CaseCommand::Triage {
+                    queue: queue("repair"),
+                    priority: Some(Priority::Urgent),
+                },
+                CaseCommand::Assign {
+                    assignee: agent_named("agent-1"),
+                },
+                CaseCommand::Wait {
+                    on: front_office::case::WaitingOn::Customer,
+                    reason: "photos of the lamp".into(),
+                },
+                CaseCommand::Assign {
+                    assignee: agent_named("agent-2"),
+                },
+            ],
+        ),
+        (
+            opened[3],
+            vec![
+                CaseCommand::Resolve {
+                    resolution: "explained the dimmer".into(),
+                },
+                CaseCommand::Reopen {
+                    reason: "still flickers".into(),
+                },
+            ],
+        ),
+        (
+            opened[5],
+            vec![
+                CaseCommand::Assign {
+                    assignee: agent_named("agent-3"),
+                },
+                CaseCommand::Resolve {
+                    resolution: "replaced the driver".into(),
+                },
+                CaseCommand::Close,
+            ],
+        ),
+    ];
+    for (case_id, commands) in moves {
+        for command in commands {
+            office
+                .case_executor
+                .execute(
+                    case_id,
+                    Some(case_id),
+                    &agent(),
+                    command,
+                    Idempotency::none(),
+                )
+                .await
+                .unwrap();
+        }
+    }
 
     let mut listed = Vec::new();
     let mut after = None;
@@ -138,6 +202,21 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
             "the listed case is the case"
         );
     }
+    use front_office::case::{Lifecycle, WaitingOn};
+    assert_eq!(
+        (
+            listed[4].lifecycle,
+            listed[4].assignee.as_ref().map(|agent| agent.as_str())
+        ),
+        (Lifecycle::Waiting(WaitingOn::Customer), Some("agent-2")),
+        "case 2, reassigned while waiting"
+    );
+    assert_eq!(
+        (listed[3].lifecycle, listed[3].reopened_count),
+        (Lifecycle::Open, 1),
+        "case 3, reopened without an assignee"
+    );
+    assert_eq!(listed[1].lifecycle, Lifecycle::Closed, "case 5");
     assert_eq!(listed[5].flags.len(), 2, "case 1 was flagged twice");
     assert_eq!(listed[2].flags.len(), 1, "case 4 was flagged once");
     assert!(matches!(

@@ -82,6 +82,44 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
             );
             Ok(Line::Text(format!("case flagged ({flag}): {}", e.detail)))
         })
+        .on::<front::CaseTriaged>(|_, e| {
+            let priority = enum_name(
+                common::Priority::try_from(e.priority)
+                    .ok()
+                    .map(|p| p.as_str_name()),
+                "PRIORITY_",
+            );
+            Ok(Line::ByActor(format!(
+                "routed the case to queue {} ({priority} priority)",
+                e.queue
+            )))
+        })
+        .on::<front::CaseAssigned>(|_, e| {
+            Ok(Line::ByActor(format!("assigned the case to {}", e.assignee)))
+        })
+        .on::<front::CaseWaiting>(|_, e| {
+            let on = match front::WaitingOn::try_from(e.waiting_on) {
+                Ok(front::WaitingOn::Customer) => "the customer",
+                Ok(front::WaitingOn::MiddleOffice) => "the middle office",
+                Ok(front::WaitingOn::Unspecified) | Err(_) => "someone",
+            };
+            Ok(Line::ByActor(format!(
+                "set the case waiting on {on}: {}",
+                e.reason
+            )))
+        })
+        .on::<front::CaseResumed>(|_, _| Ok(Line::ByActor("took the case up again".into())))
+        .on::<front::CaseResolved>(|_, e| {
+            Ok(Line::ByActor(format!("resolved the case: {}", e.resolution)))
+        })
+        .on::<front::CaseClosed>(|_, _| {
+            Ok(Line::Text(
+                "case closed: the customer confirmed the resolution".into(),
+            ))
+        })
+        .on::<front::CaseReopened>(|_, e| {
+            Ok(Line::ByActor(format!("reopened the case: {}", e.reason)))
+        })
         .on::<middle::WorkOrderOpened>(|_, e| {
             let kind = enum_name(
                 middle::WorkOrderKind::try_from(e.kind)
@@ -250,6 +288,50 @@ mod tests {
                 "a"
             ),
             "svcops.frontoffice.v1.CaseFlagged (undecodable)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use prost::{Message, Name};
+
+    use super::*;
+
+    fn line<M: Message + Name>(message: &M) -> String {
+        describe(&M::full_name(), &message.encode_to_vec(), "agent-7")
+    }
+
+    #[test]
+    fn every_lifecycle_move_reads_as_a_sentence() {
+        assert_eq!(
+            line(&front::CaseTriaged {
+                case_id: "c".into(),
+                queue: "repair".into(),
+                priority: common::Priority::High.into(),
+            }),
+            "agent-7 routed the case to queue repair (high priority)"
+        );
+        assert_eq!(
+            line(&front::CaseWaiting {
+                case_id: "c".into(),
+                waiting_on: front::WaitingOn::MiddleOffice.into(),
+                reason: "technician on Friday".into(),
+            }),
+            "agent-7 set the case waiting on the middle office: technician on Friday"
+        );
+        assert_eq!(
+            line(&front::CaseClosed {
+                case_id: "c".into()
+            }),
+            "case closed: the customer confirmed the resolution"
+        );
+        assert_eq!(
+            line(&front::CaseReopened {
+                case_id: "c".into(),
+                reason: "flickers again".into(),
+            }),
+            "agent-7 reopened the case: flickers again"
         );
     }
 }

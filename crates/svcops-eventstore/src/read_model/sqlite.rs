@@ -33,8 +33,15 @@ fn bound<'q>(
 fn read_row(row: &SqliteRow) -> Result<SqlRow, Error> {
     let mut values = Vec::with_capacity(row.len());
     for index in 0..row.len() {
-        // SQLite types values, not columns: ask each value what it holds.
-        let storage = row.try_get_raw(index)?.type_info().name().to_owned();
+        // SQLite types values, not columns: ask each value what it holds. A NULL in a typed
+        // column reports the column's declared type, so ask for NULL first (it read as an
+        // empty string before).
+        let raw = row.try_get_raw(index)?;
+        if raw.is_null() {
+            values.push(SqlValue::Integer(None));
+            continue;
+        }
+        let storage = raw.type_info().name().to_owned();
         let value = match storage.as_str() {
             "NULL" => SqlValue::Integer(None),
             "INTEGER" | "BOOLEAN" => SqlValue::Integer(Some(row.try_get::<i64, _>(index)?)),

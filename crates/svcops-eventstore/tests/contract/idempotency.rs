@@ -189,6 +189,50 @@ pub async fn concurrent_appends_with_same_key_exactly_one_appended(store: Store)
     assert!(total <= 20 * 2, "too many events written: {total}");
 }
 
+/// A command refused on the state its own first attempt made (resolving a case it already
+/// resolved) asks first whether it is a retry: the first result, or the refusal of a reused
+/// key, exactly as an append with the key would answer.
+pub async fn a_retry_is_recognised_before_it_is_decided_again(store: Store) {
+    let stream_id = stream("case");
+    let key = format!("request-{}", Uuid::new_v4());
+    let first = append(
+        &store,
+        Append::new(stream_id.clone(), ExpectedVersion::NoStream, events(2))
+            .idempotency_key(&key)
+            .request_hash(b"resolve: replaced the board".to_vec()),
+    )
+    .await
+    .expect("first append");
+    assert_eq!(
+        store
+            .idempotent_retry(&key, Some(b"resolve: replaced the board"))
+            .await
+            .expect("the same request"),
+        Some(first.appended().clone())
+    );
+    assert_eq!(
+        store
+            .idempotent_retry(&key, None)
+            .await
+            .expect("a request without a hash"),
+        Some(first.appended().clone())
+    );
+    match store
+        .idempotent_retry(&key, Some(b"resolve: something else"))
+        .await
+    {
+        Err(Error::IdempotencyKeyReused { key: reused }) => assert_eq!(reused, key),
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .idempotent_retry("request-never-used", Some(b"x"))
+            .await
+            .expect("an unknown key"),
+        None
+    );
+}
+
 pub async fn the_same_key_with_a_different_request_is_refused(store: Store) {
     let stream_id = stream("case");
     let key = format!("request-{}", Uuid::new_v4());

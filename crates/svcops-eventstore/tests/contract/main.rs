@@ -127,6 +127,7 @@ contract_suite! {
         an_append_retried_after_it_committed_finds_its_own_events,
         retries_racing_in_a_burst_find_their_own_events,
         the_same_key_with_a_different_request_is_refused,
+        a_retry_is_recognised_before_it_is_decided_again,
     ],
 }
 

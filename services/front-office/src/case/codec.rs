@@ -8,7 +8,10 @@ use svcops_proto::common::v1 as common;
 use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
-use super::{CaseDetails, CaseEvent, Category, Channel, CustomerPhone, Flag, Priority};
+use super::{
+    AgentName, CaseDetails, CaseEvent, Category, Channel, CustomerPhone, Flag, Priority, QueueName,
+    WaitingOn,
+};
 
 impl From<Category> for common::CaseCategory {
     fn from(category: Category) -> Self {
@@ -90,6 +93,24 @@ pub fn channel_from_proto(value: i32) -> Option<Option<Channel>> {
     })
 }
 
+impl From<WaitingOn> for proto::WaitingOn {
+    fn from(on: WaitingOn) -> Self {
+        match on {
+            WaitingOn::Customer => proto::WaitingOn::Customer,
+            WaitingOn::MiddleOffice => proto::WaitingOn::MiddleOffice,
+        }
+    }
+}
+
+/// `None` for an unknown value or "unspecified".
+pub fn waiting_on_from_proto(value: i32) -> Option<WaitingOn> {
+    match proto::WaitingOn::try_from(value).ok()? {
+        proto::WaitingOn::Customer => Some(WaitingOn::Customer),
+        proto::WaitingOn::MiddleOffice => Some(WaitingOn::MiddleOffice),
+        proto::WaitingOn::Unspecified => None,
+    }
+}
+
 pub fn flag_from_proto(value: i32) -> Option<Flag> {
     match proto::CaseFlag::try_from(value).ok()? {
         proto::CaseFlag::ProcessingFailed => Some(Flag::ProcessingFailed),
@@ -121,6 +142,42 @@ impl CaseDetails {
             self.product.as_bytes(),
             self.serial_number.as_bytes(),
         ])
+    }
+}
+
+impl super::CaseCommand {
+    /// What a lifecycle request asked for, as an idempotency request hash: the same
+    /// request_id with another command, case or value is told apart.
+    pub fn request_hash(&self, case_id: Uuid) -> Vec<u8> {
+        use super::CaseCommand;
+        let case = case_id.to_string();
+        let wire = |value: i32| value.to_le_bytes();
+        let (verb, first, second): (&str, Vec<u8>, Vec<u8>) = match self {
+            CaseCommand::Open { .. } | CaseCommand::Flag { .. } => {
+                ("other", Vec::new(), Vec::new())
+            }
+            CaseCommand::Triage { queue, priority } => (
+                "triage",
+                queue.as_str().as_bytes().to_vec(),
+                wire(priority.map_or(0, |priority| common::Priority::from(priority) as i32))
+                    .to_vec(),
+            ),
+            CaseCommand::Assign { assignee } => {
+                ("assign", assignee.as_str().as_bytes().to_vec(), Vec::new())
+            }
+            CaseCommand::Wait { on, reason } => (
+                "wait",
+                wire(proto::WaitingOn::from(*on) as i32).to_vec(),
+                reason.as_bytes().to_vec(),
+            ),
+            CaseCommand::Resume => ("resume", Vec::new(), Vec::new()),
+            CaseCommand::Resolve { resolution } => {
+                ("resolve", resolution.as_bytes().to_vec(), Vec::new())
+            }
+            CaseCommand::Close => ("close", Vec::new(), Vec::new()),
+            CaseCommand::Reopen { reason } => ("reopen", reason.as_bytes().to_vec(), Vec::new()),
+        };
+        svcops_kit::events::request_hash(&[verb.as_bytes(), case.as_bytes(), &first, &second])
     }
 }
 
@@ -171,10 +228,64 @@ fn flagged(event_type: &str, flagged: proto::CaseFlagged) -> Result<CaseEvent, D
     })
 }
 
+/// A name as recorded; it was checked when its command was decided.
+fn recorded_queue(event_type: &str, raw: String) -> Result<QueueName, DecodeError> {
+    QueueName::parse("queue", &raw).map_err(|error| DecodeError::new(event_type, error))
+}
+
+fn recorded_agent(event_type: &str, raw: String) -> Result<AgentName, DecodeError> {
+    AgentName::parse("assignee", &raw).map_err(|error| DecodeError::new(event_type, error))
+}
+
 static DECODERS: LazyLock<EventDecoders<CaseEvent>> = LazyLock::new(|| {
     EventDecoders::new()
         .on::<proto::CaseOpened>(opened)
         .on::<proto::CaseFlagged>(flagged)
+        .on::<proto::CaseTriaged>(|event_type, e| {
+            Ok(CaseEvent::Triaged {
+                case_id: uuid(event_type, &e.case_id)?,
+                queue: recorded_queue(event_type, e.queue)?,
+                priority: priority_from_proto(e.priority)
+                    .flatten()
+                    .ok_or_else(|| DecodeError::new(event_type, "unknown priority"))?,
+            })
+        })
+        .on::<proto::CaseAssigned>(|event_type, e| {
+            Ok(CaseEvent::Assigned {
+                case_id: uuid(event_type, &e.case_id)?,
+                assignee: recorded_agent(event_type, e.assignee)?,
+            })
+        })
+        .on::<proto::CaseWaiting>(|event_type, e| {
+            Ok(CaseEvent::Waiting {
+                case_id: uuid(event_type, &e.case_id)?,
+                on: waiting_on_from_proto(e.waiting_on)
+                    .ok_or_else(|| DecodeError::new(event_type, "unknown waiting_on"))?,
+                reason: e.reason,
+            })
+        })
+        .on::<proto::CaseResumed>(|event_type, e| {
+            Ok(CaseEvent::Resumed {
+                case_id: uuid(event_type, &e.case_id)?,
+            })
+        })
+        .on::<proto::CaseResolved>(|event_type, e| {
+            Ok(CaseEvent::Resolved {
+                case_id: uuid(event_type, &e.case_id)?,
+                resolution: e.resolution,
+            })
+        })
+        .on::<proto::CaseClosed>(|event_type, e| {
+            Ok(CaseEvent::Closed {
+                case_id: uuid(event_type, &e.case_id)?,
+            })
+        })
+        .on::<proto::CaseReopened>(|event_type, e| {
+            Ok(CaseEvent::Reopened {
+                case_id: uuid(event_type, &e.case_id)?,
+                reason: e.reason,
+            })
+        })
 });
 
 impl DomainEvent for CaseEvent {
@@ -209,6 +320,45 @@ impl DomainEvent for CaseEvent {
                 case_id: case_id.to_string(),
                 flag: proto::CaseFlag::from(*flag).into(),
                 detail: detail.clone(),
+            }),
+            CaseEvent::Triaged {
+                case_id,
+                queue,
+                priority,
+            } => named(&proto::CaseTriaged {
+                case_id: case_id.to_string(),
+                queue: queue.as_str().to_owned(),
+                priority: common::Priority::from(*priority).into(),
+            }),
+            CaseEvent::Assigned { case_id, assignee } => named(&proto::CaseAssigned {
+                case_id: case_id.to_string(),
+                assignee: assignee.as_str().to_owned(),
+            }),
+            CaseEvent::Waiting {
+                case_id,
+                on,
+                reason,
+            } => named(&proto::CaseWaiting {
+                case_id: case_id.to_string(),
+                waiting_on: proto::WaitingOn::from(*on).into(),
+                reason: reason.clone(),
+            }),
+            CaseEvent::Resumed { case_id } => named(&proto::CaseResumed {
+                case_id: case_id.to_string(),
+            }),
+            CaseEvent::Resolved {
+                case_id,
+                resolution,
+            } => named(&proto::CaseResolved {
+                case_id: case_id.to_string(),
+                resolution: resolution.clone(),
+            }),
+            CaseEvent::Closed { case_id } => named(&proto::CaseClosed {
+                case_id: case_id.to_string(),
+            }),
+            CaseEvent::Reopened { case_id, reason } => named(&proto::CaseReopened {
+                case_id: case_id.to_string(),
+                reason: reason.clone(),
             }),
         }
     }
@@ -284,6 +434,30 @@ mod tests {
                 case_id,
                 flag: Flag::ProcessingFailed,
                 detail: "gave up".into(),
+            },
+            CaseEvent::Triaged {
+                case_id,
+                queue: QueueName::parse("queue", "repair").expect("valid"),
+                priority: Priority::High,
+            },
+            CaseEvent::Assigned {
+                case_id,
+                assignee: AgentName::parse("assignee", "agent-7").expect("valid"),
+            },
+            CaseEvent::Waiting {
+                case_id,
+                on: WaitingOn::MiddleOffice,
+                reason: "technician booked for Friday".into(),
+            },
+            CaseEvent::Resumed { case_id },
+            CaseEvent::Resolved {
+                case_id,
+                resolution: "replaced the driver board".into(),
+            },
+            CaseEvent::Closed { case_id },
+            CaseEvent::Reopened {
+                case_id,
+                reason: "flickers again".into(),
             },
         ];
         for event in events {

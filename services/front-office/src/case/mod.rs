@@ -2,14 +2,22 @@
 //! took it, and the flags that ask a person to look at it. Pure: no IO, no protobuf.
 
 mod codec;
+mod lifecycle;
 mod values;
 mod view;
 
 #[cfg(test)]
 mod tests;
 
-pub use codec::{category_from_proto, channel_from_proto, flag_from_proto, priority_from_proto};
-pub use values::{CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority};
+pub use codec::{
+    category_from_proto, channel_from_proto, flag_from_proto, priority_from_proto,
+    waiting_on_from_proto,
+};
+pub use lifecycle::{Lifecycle, Move, WaitingOn};
+pub use values::{
+    AgentName, CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority, QueueName,
+    note,
+};
 pub use view::CaseView;
 
 use svcops_kit::ApiError;
@@ -26,6 +34,11 @@ pub enum CaseError {
     AlreadyOpened(Uuid),
     #[error("the case is not open")]
     NotOpened,
+    #[error("cannot {action} a case that is {state}")]
+    NotAllowed {
+        action: &'static str,
+        state: &'static str,
+    },
     /// A bug: personal data must be sealed before it is written.
     #[error("refusing to write an unsealed customer phone")]
     Unsealed,
@@ -36,7 +49,10 @@ impl CaseError {
     pub fn field_violation(&self) -> Option<FieldViolation> {
         match self {
             CaseError::Invalid { field, reason } => Some(FieldViolation::new(*field, reason)),
-            CaseError::AlreadyOpened(_) | CaseError::NotOpened | CaseError::Unsealed => None,
+            CaseError::AlreadyOpened(_)
+            | CaseError::NotOpened
+            | CaseError::NotAllowed { .. }
+            | CaseError::Unsealed => None,
         }
     }
 }
@@ -45,7 +61,7 @@ impl ErrorStatus for CaseError {
     fn api_error(&self) -> ApiError {
         match self {
             CaseError::Invalid { field, reason } => ApiError::invalid(*field, reason),
-            CaseError::AlreadyOpened(_) | CaseError::NotOpened => {
+            CaseError::AlreadyOpened(_) | CaseError::NotOpened | CaseError::NotAllowed { .. } => {
                 ApiError::FailedPrecondition(self.to_string())
             }
             CaseError::Unsealed => ApiError::Internal(self.to_string()),
@@ -57,12 +73,6 @@ impl From<CaseError> for ApiError {
     fn from(error: CaseError) -> Self {
         error.api_error()
     }
-}
-
-/// Where a case is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lifecycle {
-    Open,
 }
 
 /// Why a case needs a person's attention.
@@ -90,6 +100,27 @@ pub enum CaseCommand {
         flag: Flag,
         detail: String,
     },
+    /// Routes the case to a queue; `priority` `None` keeps the case's.
+    Triage {
+        queue: QueueName,
+        priority: Option<Priority>,
+    },
+    Assign {
+        assignee: AgentName,
+    },
+    Wait {
+        on: WaitingOn,
+        reason: String,
+    },
+    Resume,
+    Resolve {
+        resolution: String,
+    },
+    /// The customer confirmed the resolution.
+    Close,
+    Reopen {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +133,34 @@ pub enum CaseEvent {
         case_id: Uuid,
         flag: Flag,
         detail: String,
+    },
+    Triaged {
+        case_id: Uuid,
+        queue: QueueName,
+        priority: Priority,
+    },
+    Assigned {
+        case_id: Uuid,
+        assignee: AgentName,
+    },
+    Waiting {
+        case_id: Uuid,
+        on: WaitingOn,
+        reason: String,
+    },
+    Resumed {
+        case_id: Uuid,
+    },
+    Resolved {
+        case_id: Uuid,
+        resolution: String,
+    },
+    Closed {
+        case_id: Uuid,
+    },
+    Reopened {
+        case_id: Uuid,
+        reason: String,
     },
 }
 
@@ -120,6 +179,135 @@ pub struct OpenedCase {
     pub opened_by: String,
     pub opened_by_role: String,
     pub flags: Vec<FlagNote>,
+    pub queue: Option<QueueName>,
+    pub assignee: Option<AgentName>,
+    pub resolution: Option<String>,
+    pub reopened_count: u32,
+}
+
+impl OpenedCase {
+    /// The state `step` leads to, or why the case's state does not allow it.
+    fn after(&self, step: Move) -> Result<Lifecycle, CaseError> {
+        self.lifecycle.after(step, self.assignee.is_some())
+    }
+
+    /// The events of a lifecycle command: none when it changes nothing (the same queue and
+    /// priority, the same assignee, the same wait), so a repeat is not a second event.
+    fn decide_on_opened(&self, command: CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
+        let case_id = self.case_id;
+        let event = match command {
+            CaseCommand::Open { .. } => return Err(CaseError::AlreadyOpened(case_id)),
+            CaseCommand::Flag { flag, detail } => CaseEvent::Flagged {
+                case_id,
+                flag,
+                detail,
+            },
+            CaseCommand::Triage { queue, priority } => {
+                self.after(Move::Triage)?;
+                let priority = priority.unwrap_or(self.details.priority);
+                if self.lifecycle == Lifecycle::Triaged
+                    && self.queue.as_ref() == Some(&queue)
+                    && self.details.priority == priority
+                {
+                    return Ok(Vec::new());
+                }
+                CaseEvent::Triaged {
+                    case_id,
+                    queue,
+                    priority,
+                }
+            }
+            CaseCommand::Assign { assignee } => {
+                self.after(Move::Assign)?;
+                if self.assignee.as_ref() == Some(&assignee) {
+                    return Ok(Vec::new());
+                }
+                CaseEvent::Assigned { case_id, assignee }
+            }
+            CaseCommand::Wait { on, reason } => {
+                self.after(Move::Wait(on))?;
+                if self.lifecycle == Lifecycle::Waiting(on) {
+                    return Ok(Vec::new());
+                }
+                CaseEvent::Waiting {
+                    case_id,
+                    on,
+                    reason,
+                }
+            }
+            CaseCommand::Resume => {
+                self.after(Move::Resume)?;
+                CaseEvent::Resumed { case_id }
+            }
+            CaseCommand::Resolve { resolution } => {
+                self.after(Move::Resolve)?;
+                CaseEvent::Resolved {
+                    case_id,
+                    resolution,
+                }
+            }
+            CaseCommand::Close => {
+                self.after(Move::Close)?;
+                CaseEvent::Closed { case_id }
+            }
+            CaseCommand::Reopen { reason } => {
+                self.after(Move::Reopen)?;
+                CaseEvent::Reopened { case_id, reason }
+            }
+        };
+        Ok(vec![event])
+    }
+
+    /// Moves the state for a lifecycle event. Events are facts: a move the table would not
+    /// allow (an event from a newer version of the rules) still lands where it says.
+    fn apply_lifecycle(&mut self, event: &CaseEvent) {
+        let step = match event {
+            CaseEvent::Opened { .. } | CaseEvent::Flagged { .. } => return,
+            CaseEvent::Triaged {
+                queue, priority, ..
+            } => {
+                self.queue = Some(queue.clone());
+                self.details.priority = *priority;
+                self.assignee = None;
+                Move::Triage
+            }
+            CaseEvent::Assigned { assignee, .. } => {
+                self.assignee = Some(assignee.clone());
+                Move::Assign
+            }
+            CaseEvent::Waiting { on, .. } => Move::Wait(*on),
+            CaseEvent::Resumed { .. } => Move::Resume,
+            CaseEvent::Resolved { resolution, .. } => {
+                self.resolution = Some(resolution.clone());
+                Move::Resolve
+            }
+            CaseEvent::Closed { .. } => Move::Close,
+            CaseEvent::Reopened { .. } => {
+                self.reopened_count = self.reopened_count.saturating_add(1);
+                self.resolution = None;
+                Move::Reopen
+            }
+        };
+        self.lifecycle = self
+            .lifecycle
+            .after(step, self.assignee.is_some())
+            .unwrap_or_else(|_| fallback(step, self.assignee.is_some(), self.lifecycle));
+    }
+}
+
+/// Where a recorded move lands when the current rules would not allow it from here.
+fn fallback(step: Move, has_assignee: bool, current: Lifecycle) -> Lifecycle {
+    match step {
+        Move::Triage => Lifecycle::Triaged,
+        Move::Assign => Lifecycle::Assigned,
+        Move::Wait(on) => Lifecycle::Waiting(on),
+        Move::Resume => Lifecycle::Assigned,
+        Move::Resolve => Lifecycle::Resolved,
+        Move::Close => Lifecycle::Closed,
+        Move::Reopen if has_assignee => Lifecycle::Assigned,
+        Move::Reopen if current.is_finished() => Lifecycle::Open,
+        Move::Reopen => current,
+    }
 }
 
 impl Aggregate for Case {
@@ -139,14 +327,11 @@ impl Aggregate for Case {
                 }
                 Ok(vec![CaseEvent::Opened { case_id, details }])
             }
-            CaseCommand::Flag { flag, detail } => {
-                let opened = self.opened.as_ref().ok_or(CaseError::NotOpened)?;
-                Ok(vec![CaseEvent::Flagged {
-                    case_id: opened.case_id,
-                    flag,
-                    detail,
-                }])
-            }
+            command => self
+                .opened
+                .as_ref()
+                .ok_or(CaseError::NotOpened)?
+                .decide_on_opened(command),
         }
     }
 
@@ -161,6 +346,10 @@ impl Aggregate for Case {
                     opened_by: recorded.actor_subject.clone(),
                     opened_by_role: recorded.actor_role.clone(),
                     flags: Vec::new(),
+                    queue: None,
+                    assignee: None,
+                    resolution: None,
+                    reopened_count: 0,
                 });
             }
             CaseEvent::Flagged { flag, detail, .. } => {
@@ -170,6 +359,11 @@ impl Aggregate for Case {
                         detail: detail.clone(),
                         flagged_at: recorded.occurred_at,
                     });
+                }
+            }
+            event => {
+                if let Some(opened) = &mut self.opened {
+                    opened.apply_lifecycle(event);
                 }
             }
         }

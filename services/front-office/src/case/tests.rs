@@ -145,3 +145,277 @@ fn errors_carry_their_status() {
         ApiError::Internal(_)
     ));
 }
+
+// The lifecycle.
+
+fn queue(name: &str) -> QueueName {
+    QueueName::parse("queue", name).expect("valid")
+}
+
+fn agent(name: &str) -> AgentName {
+    AgentName::parse("assignee", name).expect("valid")
+}
+
+/// A case opened, then moved by `events` (each after the one before).
+fn case_after(events: impl IntoIterator<Item = CaseEvent>) -> (Uuid, Vec<CaseEvent>) {
+    let case_id = Uuid::now_v7();
+    let mut history = vec![opened(case_id, &details())];
+    history.extend(events.into_iter().map(|event| with_case(event, case_id)));
+    (case_id, history)
+}
+
+/// `event` about `case_id` (the tests write their events with a nil id).
+fn with_case(event: CaseEvent, id: Uuid) -> CaseEvent {
+    match event {
+        CaseEvent::Triaged {
+            queue, priority, ..
+        } => CaseEvent::Triaged {
+            case_id: id,
+            queue,
+            priority,
+        },
+        CaseEvent::Assigned { assignee, .. } => CaseEvent::Assigned {
+            case_id: id,
+            assignee,
+        },
+        CaseEvent::Waiting { on, reason, .. } => CaseEvent::Waiting {
+            case_id: id,
+            on,
+            reason,
+        },
+        CaseEvent::Resumed { .. } => CaseEvent::Resumed { case_id: id },
+        CaseEvent::Resolved { resolution, .. } => CaseEvent::Resolved {
+            case_id: id,
+            resolution,
+        },
+        CaseEvent::Closed { .. } => CaseEvent::Closed { case_id: id },
+        CaseEvent::Reopened { reason, .. } => CaseEvent::Reopened {
+            case_id: id,
+            reason,
+        },
+        other => other,
+    }
+}
+
+fn assigned(name: &str) -> CaseEvent {
+    CaseEvent::Assigned {
+        case_id: Uuid::nil(),
+        assignee: agent(name),
+    }
+}
+
+fn resolved() -> CaseEvent {
+    CaseEvent::Resolved {
+        case_id: Uuid::nil(),
+        resolution: "replaced the driver board".into(),
+    }
+}
+
+fn waiting(on: WaitingOn) -> CaseEvent {
+    CaseEvent::Waiting {
+        case_id: Uuid::nil(),
+        on,
+        reason: "technician booked".into(),
+    }
+}
+
+#[test]
+fn given_an_open_case_when_triaged_then_routed_with_its_priority() {
+    let (case_id, history) = case_after([]);
+    given::<Case>(history)
+        .when(CaseCommand::Triage {
+            queue: queue("repair"),
+            priority: None,
+        })
+        .then_expect_events(vec![CaseEvent::Triaged {
+            case_id,
+            queue: queue("repair"),
+            priority: Priority::Normal,
+        }]);
+}
+
+#[test]
+fn given_a_triaged_case_when_triaged_the_same_again_then_nothing_happens() {
+    let (_, history) = case_after([CaseEvent::Triaged {
+        case_id: Uuid::nil(),
+        queue: queue("repair"),
+        priority: Priority::High,
+    }]);
+    given::<Case>(history)
+        .when(CaseCommand::Triage {
+            queue: queue("repair"),
+            priority: Some(Priority::High),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn given_an_assigned_case_when_reassigned_then_it_goes_to_the_new_agent() {
+    let (case_id, history) = case_after([assigned("agent-1")]);
+    let given = given::<Case>(history);
+    let state = given.state.opened.clone().expect("opened");
+    assert_eq!(
+        (state.lifecycle, state.assignee),
+        (Lifecycle::Assigned, Some(agent("agent-1")))
+    );
+    given
+        .when(CaseCommand::Assign {
+            assignee: agent("agent-2"),
+        })
+        .then_expect_events(vec![CaseEvent::Assigned {
+            case_id,
+            assignee: agent("agent-2"),
+        }]);
+}
+
+#[test]
+fn given_an_assigned_case_when_assigned_to_the_same_agent_then_nothing_happens() {
+    let (_, history) = case_after([assigned("agent-1")]);
+    given::<Case>(history)
+        .when(CaseCommand::Assign {
+            assignee: agent("agent-1"),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn given_a_triaged_case_when_set_waiting_then_refused_naming_its_state() {
+    let (_, history) = case_after([CaseEvent::Triaged {
+        case_id: Uuid::nil(),
+        queue: queue("repair"),
+        priority: Priority::Normal,
+    }]);
+    given::<Case>(history)
+        .when(CaseCommand::Wait {
+            on: WaitingOn::Customer,
+            reason: "photos".into(),
+        })
+        .then_expect_error(CaseError::NotAllowed {
+            action: "set waiting",
+            state: "triaged",
+        });
+}
+
+#[test]
+fn given_a_waiting_case_when_reassigned_then_it_keeps_waiting() {
+    let (_, history) = case_after([assigned("agent-1"), waiting(WaitingOn::MiddleOffice)]);
+    let mut case = given::<Case>(history.clone()).state;
+    case.apply(&recorded(
+        with_case(
+            assigned("agent-2"),
+            case.opened.as_ref().expect("opened").case_id,
+        ),
+        history.len() as u64 + 1,
+    ));
+    let opened = case.opened.expect("opened");
+    assert_eq!(
+        opened.lifecycle,
+        Lifecycle::Waiting(WaitingOn::MiddleOffice)
+    );
+    assert_eq!(opened.assignee, Some(agent("agent-2")));
+}
+
+#[test]
+fn given_a_waiting_case_when_resumed_then_back_with_its_assignee() {
+    let (case_id, history) = case_after([assigned("agent-1"), waiting(WaitingOn::Customer)]);
+    given::<Case>(history)
+        .when(CaseCommand::Resume)
+        .then_expect_events(vec![CaseEvent::Resumed { case_id }]);
+}
+
+#[test]
+fn given_a_resolved_case_when_closed_then_closed_and_nothing_more_but_reopen() {
+    let (case_id, history) = case_after([assigned("agent-1"), resolved()]);
+    let given_resolved = given::<Case>(history.clone());
+    assert_eq!(
+        given_resolved
+            .state
+            .opened
+            .as_ref()
+            .map(|opened| (opened.lifecycle, opened.resolution.clone())),
+        Some((
+            Lifecycle::Resolved,
+            Some("replaced the driver board".to_owned())
+        ))
+    );
+    given_resolved
+        .when(CaseCommand::Close)
+        .then_expect_events(vec![CaseEvent::Closed { case_id }]);
+    let mut closed = history;
+    closed.push(CaseEvent::Closed { case_id });
+    given::<Case>(closed.clone())
+        .when(CaseCommand::Resolve {
+            resolution: "again".into(),
+        })
+        .then_expect_error(CaseError::NotAllowed {
+            action: "resolve",
+            state: "closed",
+        });
+    given::<Case>(closed)
+        .when(CaseCommand::Close)
+        .then_expect_error(CaseError::NotAllowed {
+            action: "close",
+            state: "closed",
+        });
+}
+
+#[test]
+fn given_a_closed_case_when_reopened_then_back_with_its_agent_and_counted() {
+    let (case_id, mut history) = case_after([assigned("agent-1"), resolved()]);
+    history.push(CaseEvent::Closed { case_id });
+    let reopened = CaseEvent::Reopened {
+        case_id,
+        reason: "flickers again".into(),
+    };
+    let given = given::<Case>(history.clone());
+    let mut case = given.state.clone();
+    given
+        .when(CaseCommand::Reopen {
+            reason: "flickers again".into(),
+        })
+        .then_expect_events(vec![reopened.clone()]);
+    case.apply(&recorded(reopened, history.len() as u64 + 1));
+    let opened = case.opened.expect("opened");
+    assert_eq!(
+        (
+            opened.lifecycle,
+            opened.reopened_count,
+            opened.resolution,
+            opened.assignee
+        ),
+        (Lifecycle::Assigned, 1, None, Some(agent("agent-1")))
+    );
+}
+
+#[test]
+fn given_an_unassigned_resolved_case_when_reopened_then_open() {
+    let (case_id, mut history) = case_after([resolved()]);
+    history.push(CaseEvent::Reopened {
+        case_id,
+        reason: "not fixed".into(),
+    });
+    let opened = given::<Case>(history).state.opened.expect("opened");
+    assert_eq!(opened.lifecycle, Lifecycle::Open);
+}
+
+#[test]
+fn given_no_case_when_a_lifecycle_command_then_not_opened() {
+    given::<Case>([])
+        .when(CaseCommand::Resolve {
+            resolution: "x".into(),
+        })
+        .then_expect_error(CaseError::NotOpened);
+}
+
+#[test]
+fn an_illegal_move_is_a_failed_precondition() {
+    use svcops_kit::aggregate::ErrorStatus;
+    assert!(matches!(
+        CaseError::NotAllowed {
+            action: "close",
+            state: "open"
+        }
+        .api_error(),
+        ApiError::FailedPrecondition(message) if message == "cannot close a case that is open"
+    ));
+}

@@ -85,6 +85,64 @@ fn bounded_text(
     Ok(text.to_owned())
 }
 
+/// A queue cases are routed to: lower-case letters, digits, `-`, `_` and `.`, at most 64.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueName(String);
+
+impl QueueName {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, CaseError> {
+        let name = raw.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(invalid(field, "must be 1 to 64 characters"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                field,
+                "must be lower-case letters, digits, '-', '_' or '.'",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The agent a case is assigned to, by their token's subject: 1 to 128 characters, no
+/// spaces or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentName(String);
+
+impl AgentName {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, CaseError> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(invalid(field, "must be 1 to 128 characters"));
+        }
+        if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(invalid(
+                field,
+                "must not contain spaces or control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why or how, in a person's words: a reason to wait or reopen, a resolution. Required, at
+/// most 2,000 characters, no control characters but newlines and tabs.
+pub fn note(field: &'static str, raw: &str) -> Result<String, CaseError> {
+    bounded_text(field, raw, true, 2000)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
     Consultation,
@@ -201,6 +259,27 @@ mod tests {
             .map(|violation| violation.field)
             .collect();
         assert_eq!(fields, ["customer_phone", "summary"]);
+    }
+
+    #[test]
+    fn queue_and_agent_names_are_checked() {
+        assert_eq!(
+            QueueName::parse("queue", " repair.b2b ").map(|queue| queue.as_str().to_owned()),
+            Ok("repair.b2b".to_owned())
+        );
+        for bad in ["", "Repair", "repair queue", &"q".repeat(65)] {
+            assert!(QueueName::parse("queue", bad).is_err(), "{bad:?}");
+        }
+        assert!(AgentName::parse("assignee", "agent-7").is_ok());
+        for bad in ["", "two words", "tab\there", &"a".repeat(129)] {
+            assert!(AgentName::parse("assignee", bad).is_err(), "{bad:?}");
+        }
+        assert!(note("reason", "  ").is_err());
+        assert!(note("reason", "bell\u{7}").is_err());
+        assert_eq!(
+            note("reason", " waits\nfor a part "),
+            Ok("waits\nfor a part".into())
+        );
     }
 
     #[test]

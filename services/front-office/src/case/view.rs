@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Case, CaseDetails, FlagNote, Lifecycle};
+use super::{AgentName, Case, CaseDetails, FlagNote, Lifecycle, QueueName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseView {
@@ -14,6 +14,10 @@ pub struct CaseView {
     pub opened_by: String,
     pub opened_by_role: String,
     pub flags: Vec<FlagNote>,
+    pub queue: Option<QueueName>,
+    pub assignee: Option<AgentName>,
+    pub resolution: Option<String>,
+    pub reopened_count: u32,
     pub version: u64,
 }
 
@@ -29,6 +33,10 @@ impl CaseView {
             opened_by: opened.opened_by,
             opened_by_role: opened.opened_by_role,
             flags: opened.flags,
+            queue: opened.queue,
+            assignee: opened.assignee,
+            resolution: opened.resolution,
+            reopened_count: opened.reopened_count,
             version,
         })
     }

@@ -1,0 +1,109 @@
+//! The front office served over gRPC on port 0 as in a process of its own: a SQLite store,
+//! the embedded bus, the health service, tokens from a fresh secret.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use svcops_bus::lag::Backpressure;
+use svcops_eventstore::{PersonalDataSecret, SqliteStore};
+use svcops_kit::auth::{Authenticator, Role};
+use svcops_kit::service::{Office, Ports};
+use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub struct Served {
+    pub address: SocketAddr,
+    pub authenticator: Authenticator,
+    shutdown: CancellationToken,
+    office: front_office::FrontOffice,
+    serving: tokio::task::JoinHandle<Result<(), svcops_kit::server::Error>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub async fn start(backpressure: Backpressure) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("front-office.db"))
+            .await
+            .unwrap();
+        let secret = PersonalDataSecret::new(
+            format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()).as_bytes(),
+        )
+        .unwrap();
+        let keys = Arc::new(store.personal_data_keys(secret).await.unwrap());
+        let bus = svcops_bus::EmbeddedBus::open(&dir.path().join("bus.db"))
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let office = front_office::FrontOffice::start(
+            Ports {
+                store: Arc::new(store.clone()),
+                read_models: Arc::new(store),
+                keys: Some(keys),
+                bus: Arc::new(bus),
+                backpressure,
+            },
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let authenticator =
+            Authenticator::new(Uuid::new_v4().simple().to_string().as_bytes()).unwrap();
+        let mut routes = tonic::service::RoutesBuilder::default();
+        office.add_routes(&mut routes, &authenticator);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let serving = {
+            let (authenticator, shutdown) = (authenticator.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                svcops_kit::server::serve(
+                    routes.routes(),
+                    front_office::FrontOffice::service_names(),
+                    Vec::new(),
+                    &authenticator,
+                    listener,
+                    shutdown,
+                )
+                .await
+            })
+        };
+        Self {
+            address,
+            authenticator,
+            shutdown,
+            office,
+            serving,
+            _dir: dir,
+        }
+    }
+
+    pub async fn cases(&self) -> CaseServiceClient<Channel> {
+        CaseServiceClient::connect(format!("http://{}", self.address))
+            .await
+            .unwrap()
+    }
+
+    /// `message` with a bearer token of `role` (subject `<role>-1`).
+    pub fn request<T>(&self, role: Role, message: T) -> tonic::Request<T> {
+        let token = self
+            .authenticator
+            .issue(&format!("{role}-1"), role, Duration::from_secs(600))
+            .unwrap();
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+
+    /// Shuts down as the process would: serving stops, then the office.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.serving.await.unwrap().unwrap();
+        self.office.stopped().await;
+    }
+}
