@@ -227,6 +227,7 @@ async fn a_repair_case_flows_through_every_office_and_listen_in_follows_it() {
             front::ListCasesRequest {
                 page_size: 1,
                 page_token: String::new(),
+                ..Default::default()
             },
         );
         async move {
@@ -821,6 +822,7 @@ async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
             front::ListCasesRequest {
                 page_size: 10,
                 page_token: String::new(),
+                ..Default::default()
             },
         ))
         .await

@@ -374,6 +374,54 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
         refused.stderr.trim(),
         "svcops: FailedPrecondition: cannot reopen a case that is waiting on the middle office"
     );
+    // Escalated to the top from the CLI: the public-opinion risk is flagged with it, and
+    // the list filters find it.
+    let case = moved(&[
+        "escalate",
+        "--level",
+        "3",
+        "--reason",
+        "asks for the director",
+    ])
+    .await;
+    assert_eq!(
+        (
+            &case["escalation_level"],
+            &case["risk"]["trigger"],
+            &case["priority"]
+        ),
+        (&3.into(), &"top_escalation".into(), &"urgent".into())
+    );
+    let at_risk = cli(
+        &address,
+        data_dir,
+        &[
+            "case",
+            "list",
+            "--at-risk",
+            "true",
+            "--state",
+            "waiting",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(at_risk.code, 0, "{}", at_risk.stderr);
+    let at_risk: serde_json::Value = serde_json::from_str(&at_risk.stdout).expect("json");
+    let at_risk: Vec<&str> = at_risk["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|case| case["case_id"].as_str().expect("case id"))
+        .collect();
+    assert_eq!(at_risk, [second_id.as_str()]);
+    let bad_filter = cli(&address, data_dir, &["case", "list", "--state", "sleeping"]).await;
+    assert_ne!(bad_filter.code, 0);
+    assert_eq!(
+        bad_filter.stderr.trim(),
+        "svcops: --state: unknown value \"sleeping\""
+    );
     let case = moved(&["resolve", "--resolution", "fittings installed"]).await;
     assert_eq!(case["state"], "resolved");
     eventually("listen-in to show the resolution", TIMEOUT, || {

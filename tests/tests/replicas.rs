@@ -214,6 +214,7 @@ async fn replicas_lose_and_duplicate_nothing_when_relay_holders_die_mid_burst() 
             front::ListCasesRequest {
                 page_size: 1_000,
                 page_token: String::new(),
+                ..Default::default()
             },
         ))
         .await

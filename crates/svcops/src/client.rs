@@ -77,6 +77,74 @@ pub struct RequestId {
     request_id: String,
 }
 
+/// Which cases `svcops case list` shows; every filter given must match.
+#[derive(Debug, Args)]
+pub struct ListFilter {
+    /// open, triaged, assigned, waiting, resolved or closed.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    queue: Option<String>,
+    /// The agent's subject.
+    #[arg(long)]
+    assignee: Option<String>,
+    /// consultation, complaint, repair, installation or return.
+    #[arg(long)]
+    category: Option<String>,
+    /// The customer's phone, as their cases were opened with.
+    #[arg(long)]
+    customer_phone: Option<String>,
+    /// true: only cases at public-opinion risk; false: only cases without.
+    #[arg(long)]
+    at_risk: Option<bool>,
+    /// Only cases escalated to at least this level (1 to 3).
+    #[arg(long)]
+    min_escalation: Option<u32>,
+    /// Only cases changed since this time (RFC 3339, e.g. 2026-11-27T08:00:00Z).
+    #[arg(long)]
+    updated_since: Option<String>,
+}
+
+impl ListFilter {
+    fn into_request(
+        self,
+        page_size: i32,
+        page_token: String,
+    ) -> anyhow::Result<front::ListCasesRequest> {
+        let state = match &self.state {
+            Some(state) => parse_enum("state", state, "CASE_STATE_", |name| {
+                front::CaseState::from_str_name(name).map(Into::into)
+            })?,
+            None => 0,
+        };
+        let category = match &self.category {
+            Some(category) => parse_enum("category", category, "CASE_CATEGORY_", |name| {
+                common::CaseCategory::from_str_name(name).map(Into::into)
+            })?,
+            None => 0,
+        };
+        let updated_since = match &self.updated_since {
+            Some(since) => Some(svcops_kit::events::to_timestamp(
+                time::OffsetDateTime::parse(since, &Rfc3339)
+                    .map_err(|_| anyhow!("--updated-since: not an RFC 3339 time: {since:?}"))?,
+            )),
+            None => None,
+        };
+        Ok(front::ListCasesRequest {
+            page_size,
+            page_token,
+            state,
+            queue: self.queue.unwrap_or_default(),
+            assignee: self.assignee.unwrap_or_default(),
+            category,
+            customer_phone: self.customer_phone.unwrap_or_default(),
+            at_risk: self.at_risk,
+            min_escalation_level: self.min_escalation.unwrap_or_default(),
+            updated_since,
+        })
+    }
+}
+
 /// A move along a case's lifecycle, as the CLI asks for it.
 pub enum Change {
     Triage { queue: String, priority: i32 },
@@ -86,6 +154,9 @@ pub enum Change {
     Resolve(String),
     Close,
     Reopen(String),
+    Escalate { level: u32, reason: String },
+    FlagRisk(String),
+    ClearRisk(String),
 }
 
 impl Change {
@@ -291,6 +362,40 @@ impl Client {
                     .into_inner()
                     .case
             }
+            Change::Escalate { level, reason } => {
+                cases
+                    .escalate_case(self.request(front::EscalateCaseRequest {
+                        case_id,
+                        request_id,
+                        level,
+                        reason,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::FlagRisk(reason) => {
+                cases
+                    .flag_case_risk(self.request(front::FlagCaseRiskRequest {
+                        case_id,
+                        request_id,
+                        reason,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
+            Change::ClearRisk(reason) => {
+                cases
+                    .clear_case_risk(self.request(front::ClearCaseRiskRequest {
+                        case_id,
+                        request_id,
+                        reason,
+                    }))
+                    .await?
+                    .into_inner()
+                    .case
+            }
         };
         print_case(case, output)
     }
@@ -299,13 +404,12 @@ impl Client {
         &mut self,
         page_size: i32,
         page_token: String,
+        filter: ListFilter,
         output: Output,
     ) -> anyhow::Result<()> {
+        let request = filter.into_request(page_size, page_token)?;
         let response = CaseServiceClient::new(self.channel.clone())
-            .list_cases(self.request(front::ListCasesRequest {
-                page_size,
-                page_token,
-            }))
+            .list_cases(self.request(request))
             .await?
             .into_inner();
         match output {
@@ -318,13 +422,13 @@ impl Client {
             ),
             Output::Table => {
                 println!(
-                    "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  SUMMARY",
-                    "CASE", "OPENED", "CATEGORY", "PRIORITY", "STATE"
+                    "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  {:<4}  {:<4}  SUMMARY",
+                    "CASE", "OPENED", "CATEGORY", "PRIORITY", "STATE", "ESC", "RISK"
                 );
                 for case in &response.cases {
                     let json = case_json(case);
                     println!(
-                        "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  {}",
+                        "{:<36}  {:<20}  {:<12}  {:<8}  {:<8}  {:<4}  {:<4}  {}",
                         case.case_id,
                         json["opened_at"]
                             .as_str()
@@ -335,6 +439,11 @@ impl Client {
                         json["category"].as_str().unwrap_or(""),
                         json["priority"].as_str().unwrap_or(""),
                         json["state"].as_str().unwrap_or(""),
+                        match case.escalation_level {
+                            0 => "-".to_owned(),
+                            level => level.to_string(),
+                        },
+                        if case.risk.is_some() { "yes" } else { "-" },
                         case.summary
                     );
                 }
@@ -480,6 +589,14 @@ fn case_json(case: &front::Case) -> serde_json::Value {
         "waiting_on": name(front::WaitingOn::try_from(case.waiting_on).ok().filter(|on| *on != front::WaitingOn::Unspecified).map(|on| on.as_str_name()), "WAITING_ON_"),
         "resolution": case.resolution,
         "reopened_count": case.reopened_count,
+        "escalation_level": case.escalation_level,
+        "escalation_reason": case.escalation_reason,
+        "risk": case.risk.as_ref().map(|risk| serde_json::json!({
+            "trigger": name(front::RiskTrigger::try_from(risk.trigger).ok().map(|t| t.as_str_name()), "RISK_TRIGGER_"),
+            "detail": risk.detail,
+            "flagged_at": risk.flagged_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
+        })),
+        "updated_at": case.updated_at.as_ref().and_then(from_timestamp).and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_default(),
         "version": case.version,
         "flags": case.flags.iter().map(|note| serde_json::json!({
             "flag": name(front::CaseFlag::try_from(note.flag).ok().map(|f| f.as_str_name()), "CASE_FLAG_"),

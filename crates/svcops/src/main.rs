@@ -113,6 +113,8 @@ enum CaseCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+        #[command(flatten)]
+        filter: client::ListFilter,
     },
     /// Route a case to a queue (and set its priority).
     Triage {
@@ -167,6 +169,32 @@ enum CaseCommand {
     },
     /// Open a resolved or closed case again.
     Reopen {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Escalate a complaint to level 1, 2 or 3 (3 also flags a public-opinion risk).
+    Escalate {
+        case_id: String,
+        #[arg(long)]
+        level: u32,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Flag a public-opinion risk: the case could spread on social media or reach the press.
+    FlagRisk {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        request: client::RequestId,
+    },
+    /// Clear a case's public-opinion risk (managers).
+    ClearRisk {
         case_id: String,
         #[arg(long)]
         reason: String,
@@ -266,9 +294,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CaseCommand::List {
                     page_size,
                     page_token,
+                    filter,
                 } => {
                     client
-                        .list_cases(page_size, page_token, global.output)
+                        .list_cases(page_size, page_token, filter, global.output)
                         .await
                 }
                 CaseCommand::Triage {
@@ -328,6 +357,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     request,
                 } => {
                     let change = client::Change::Reopen(reason);
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::Escalate {
+                    case_id,
+                    level,
+                    reason,
+                    request,
+                } => {
+                    let change = client::Change::Escalate { level, reason };
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::FlagRisk {
+                    case_id,
+                    reason,
+                    request,
+                } => {
+                    let change = client::Change::FlagRisk(reason);
+                    client
+                        .change_case(case_id, request, change, global.output)
+                        .await
+                }
+                CaseCommand::ClearRisk {
+                    case_id,
+                    reason,
+                    request,
+                } => {
+                    let change = client::Change::ClearRisk(reason);
                     client
                         .change_case(case_id, request, change, global.output)
                         .await

@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::case::{
-    Case, CaseCommand, CaseDetails, CaseError, CaseView, CustomerPhone, Flag, PhoneNumber,
+    Case, CaseCommand, CaseDetails, CaseError, CaseView, Category, CustomerPhone, Flag, PhoneNumber,
 };
+use crate::case_list::CaseFilter;
 use crate::customer::{Customer, CustomerCommand};
 
 /// How long a list waits for the case list to apply what was written before it was asked
@@ -212,6 +213,7 @@ impl Cases {
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
         details.customer_phone = self.seal(details.customer_phone).await?;
+        let earlier_complaints = self.earlier_complaints(&details).await;
         let idempotency = match request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
             Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
@@ -227,12 +229,40 @@ impl Cases {
                 case_id,
                 Some(case_id),
                 context,
-                CaseCommand::Open { case_id, details },
+                CaseCommand::Open {
+                    case_id,
+                    details,
+                    earlier_complaints,
+                },
                 idempotency,
             )
             .await?;
         let view = CaseView::of(opened.state, opened.version).ok_or(Error::NotFound(case_id))?;
         self.unseal_view(view).await
+    }
+
+    /// The customer's complaints within the repeated-complaints window, for the risk rule;
+    /// 0 for a case that is no complaint. Read from the case list as it is (without waiting
+    /// for it to catch up): a rule that sees a complaint a moment late is better than an
+    /// intake that waits. A list that cannot answer counts none, and says so.
+    async fn earlier_complaints(&self, details: &CaseDetails) -> u32 {
+        let (Category::Complaint, CustomerPhone::Sealed { key_id, .. }) =
+            (details.category, &details.customer_phone)
+        else {
+            return 0;
+        };
+        let since = time::OffsetDateTime::now_utc()
+            - time::Duration::days(crate::case::REPEATED_COMPLAINTS_WINDOW_DAYS);
+        let counted = match self.list.live().await {
+            Ok((tables, _)) => {
+                crate::case_list::complaints_since(&self.list, &tables, *key_id, since).await
+            }
+            Err(error) => Err(error),
+        };
+        counted.unwrap_or_else(|error| {
+            tracing::warn!(%error, "the repeated-complaints rule could not count; counting none");
+            0
+        })
     }
 
     /// Moves a case along its lifecycle (triage, assign, wait, resume, resolve, close,
@@ -325,14 +355,25 @@ impl Cases {
         }
     }
 
-    /// Newest first, `page_size` at a time, after the page token's position.
+    /// The cases `filter` and `customer` let through, newest first, `page_size` at a time,
+    /// after the page token's position. A customer is found by their phone's data key, which
+    /// is looked up, never created.
     pub async fn list(
         &self,
+        mut filter: CaseFilter,
+        customer: Option<&PhoneNumber>,
         page_size: usize,
         after: Option<i64>,
     ) -> Result<(Vec<CaseView>, Option<i64>), Error> {
+        if let Some(phone) = customer {
+            match self.keys.subject_key_id(phone.as_str()).await? {
+                Some(key_id) => filter.customer_key_id = Some(key_id),
+                None => return Ok((Vec::new(), None)),
+            }
+        }
         let tables = self.list.caught_up(READ_YOUR_WRITES).await?;
-        let (views, next) = crate::case_list::page(&self.list, &tables, page_size, after).await?;
+        let (views, next) =
+            crate::case_list::page(&self.list, &tables, &filter, page_size, after).await?;
         Ok((self.unseal_views(views).await?, next))
     }
 }

@@ -11,14 +11,21 @@ use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
 use crate::case::{
-    AgentName, CaseDetails, CaseEvent, CaseView, CustomerPhone, FlagNote, Lifecycle, QueueName,
-    WaitingOn, category_from_proto, channel_from_proto, flag_from_proto, priority_from_proto,
+    AgentName, CaseDetails, CaseEvent, CaseView, Category, CustomerPhone, EscalationLevel,
+    FlagNote, Lifecycle, QueueName, Risk, RiskNote, Stage, WaitingOn, category_from_proto,
+    channel_from_proto, flag_from_proto, priority_from_proto, risk_trigger_from_proto,
     waiting_on_from_proto,
 };
 
 /// Bump when the tables or what `apply` writes change: the list is rebuilt beside the live
 /// one at the next start.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
+
+/// The columns of `{cases}` a view is read from, in [`view`]'s order.
+const CASE_COLUMNS: &str = "case_id, position, version, customer_key_id, customer_phone_sealed, \
+     category, priority, channel, summary, product, serial_number, opened_at, opened_by, \
+     opened_by_role, state, waiting_on, queue, assignee, resolution, reopened_count, \
+     escalation_level, escalation_reason, risk_trigger, risk_detail, risk_flagged_at, updated_at";
 
 pub struct CaseListProjection;
 
@@ -61,11 +68,22 @@ impl Projection for CaseListProjection {
                     queue TEXT,
                     assignee TEXT,
                     resolution TEXT,
-                    reopened_count BIGINT NOT NULL
+                    reopened_count BIGINT NOT NULL,
+                    escalation_level BIGINT NOT NULL,
+                    escalation_reason TEXT,
+                    risk_trigger BIGINT NOT NULL,
+                    risk_detail TEXT,
+                    risk_flagged_at BIGINT,
+                    updated_at BIGINT NOT NULL
                 )",
                 blob = dialect.blob()
             ),
             "CREATE UNIQUE INDEX {cases}_by_position ON {cases} (position)".into(),
+            // What lists are filtered by most, each newest first; and a customer's cases.
+            "CREATE INDEX {cases}_by_state ON {cases} (state, position)".into(),
+            "CREATE INDEX {cases}_by_assignee ON {cases} (assignee, position)".into(),
+            "CREATE INDEX {cases}_by_queue ON {cases} (queue, position)".into(),
+            "CREATE INDEX {cases}_by_customer ON {cases} (customer_key_id, opened_at)".into(),
             "CREATE TABLE {flags} (
                 case_id TEXT NOT NULL,
                 version BIGINT NOT NULL,
@@ -107,6 +125,12 @@ impl Projection for CaseListProjection {
                 "assignee",
                 "resolution",
                 "reopened_count",
+                "escalation_level",
+                "escalation_reason",
+                "risk_trigger",
+                "risk_detail",
+                "risk_flagged_at",
+                "updated_at",
             ],
             "",
         );
@@ -115,8 +139,8 @@ impl Projection for CaseListProjection {
             &["case_id", "version", "flag", "detail", "flagged_at"],
             "",
         );
-        // Every later event moves its case's version: the newest per case, set after the
-        // inserts.
+        // Every later event moves its case's version and time: the newest per case, set
+        // after the inserts.
         let mut versions = std::collections::HashMap::new();
         // Lifecycle changes, in event order, applied after the inserts (a case opened in
         // this batch is a row by then).
@@ -160,6 +184,12 @@ impl Projection for CaseListProjection {
                         None::<String>.into(),
                         None::<String>.into(),
                         0i64.into(),
+                        0i64.into(),
+                        None::<String>.into(),
+                        0i64.into(),
+                        None::<String>.into(),
+                        None::<i64>.into(),
+                        recorded.metadata.occurred_at.into(),
                     ]);
                 }
                 CaseEvent::Flagged {
@@ -174,12 +204,14 @@ impl Projection for CaseListProjection {
                         detail.into(),
                         recorded.metadata.occurred_at.into(),
                     ]);
-                    versions.insert(case_id, version);
+                    versions.insert(case_id, (version, recorded.metadata.occurred_at));
                 }
-                lifecycle => {
-                    if let Some((case_id, change)) = change(tables, lifecycle) {
+                other => {
+                    if let Some((case_id, change)) =
+                        change(tables, other, recorded.metadata.occurred_at)
+                    {
                         changes.push(change);
-                        versions.insert(case_id, version);
+                        versions.insert(case_id, (version, recorded.metadata.occurred_at));
                     }
                 }
             }
@@ -189,11 +221,15 @@ impl Projection for CaseListProjection {
         for (sql, parameters) in changes {
             transaction.execute(&sql, &parameters).await?;
         }
-        let bump_version =
-            tables.sql("UPDATE {cases} SET version = $1 WHERE case_id = $2 AND version < $1");
-        for (case_id, version) in versions {
+        let bump_version = tables.sql(
+            "UPDATE {cases} SET version = $1, updated_at = $2 WHERE case_id = $3 AND version < $1",
+        );
+        for (case_id, (version, occurred_at)) in versions {
             transaction
-                .execute(&bump_version, &[version.into(), case_id.into()])
+                .execute(
+                    &bump_version,
+                    &[version.into(), occurred_at.into(), case_id.into()],
+                )
                 .await?;
         }
         Ok(())
@@ -217,12 +253,44 @@ fn waiting_on(on: WaitingOn) -> i64 {
     i64::from(proto::WaitingOn::from(on) as i32)
 }
 
-/// The update a lifecycle event makes to its case's row; the same moves as the aggregate's
+/// The update a later event makes to its case's row; the same moves as the aggregate's
 /// `apply` (a reassigned waiting case keeps waiting; a reopened one goes back to its
 /// assignee, or is open without one).
-fn change(tables: &Tables, event: CaseEvent) -> Option<(Uuid, (String, Vec<SqlValue>))> {
+fn change(
+    tables: &Tables,
+    event: CaseEvent,
+    occurred_at: time::OffsetDateTime,
+) -> Option<(Uuid, (String, Vec<SqlValue>))> {
     let (case_id, set, mut parameters): (Uuid, &str, Vec<SqlValue>) = match event {
         CaseEvent::Opened { .. } | CaseEvent::Flagged { .. } => return None,
+        CaseEvent::Escalated {
+            case_id,
+            level,
+            reason,
+        } => (
+            case_id,
+            "escalation_level = $1, escalation_reason = $2",
+            vec![i64::from(level.get()).into(), reason.into()],
+        ),
+        CaseEvent::RiskFlagged {
+            case_id,
+            risk,
+            priority,
+        } => (
+            case_id,
+            "risk_trigger = $1, risk_detail = $2, risk_flagged_at = $3, priority = $4",
+            vec![
+                i64::from(proto::RiskTrigger::from(risk.trigger) as i32).into(),
+                risk.detail.into(),
+                occurred_at.into(),
+                i64::from(common::Priority::from(priority) as i32).into(),
+            ],
+        ),
+        CaseEvent::RiskCleared { case_id, .. } => (
+            case_id,
+            "risk_trigger = 0, risk_detail = NULL, risk_flagged_at = NULL",
+            vec![],
+        ),
         CaseEvent::Triaged {
             case_id,
             queue,
@@ -348,6 +416,27 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         .map(|text| AgentName::parse("assignee", text))
         .transpose()
         .map_err(unreadable)?;
+    let escalation = match row.integer(20)? {
+        0 => None,
+        level => Some((
+            u32::try_from(level)
+                .ok()
+                .and_then(|level| EscalationLevel::parse("escalation_level", level).ok())
+                .ok_or_else(|| unknown("escalation level", level))?,
+            row.optional_text(21)?.unwrap_or_default().to_owned(),
+        )),
+    };
+    let risk = match wire(22, row)? {
+        0 => None,
+        trigger => Some(RiskNote {
+            risk: Risk {
+                trigger: risk_trigger_from_proto(trigger)
+                    .ok_or_else(|| unknown("risk trigger", i64::from(trigger)))?,
+                detail: row.optional_text(23)?.unwrap_or_default().to_owned(),
+            },
+            flagged_at: row.timestamp(24)?,
+        }),
+    };
     Ok(CaseView {
         case_id: row.uuid(0)?,
         details,
@@ -360,30 +449,104 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         opened_by: row.text(12)?.to_owned(),
         opened_by_role: row.text(13)?.to_owned(),
         flags,
+        escalation,
+        risk,
+        updated_at: row.timestamp(25)?,
         version: row.integer(2)? as u64,
     })
 }
 
-/// One page of the list, newest first, with the position to pass for the next page.
+/// Which cases a list shows; every part that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaseFilter {
+    pub stage: Option<Stage>,
+    pub queue: Option<QueueName>,
+    pub assignee: Option<AgentName>,
+    pub category: Option<Category>,
+    pub customer_key_id: Option<Uuid>,
+    pub at_risk: Option<bool>,
+    pub min_escalation: Option<EscalationLevel>,
+    pub updated_since: Option<time::OffsetDateTime>,
+}
+
+impl CaseFilter {
+    /// The filter as SQL conditions, numbering parameters from `$1` in the order they
+    /// appear (as SQLite numbers them too).
+    fn conditions(&self) -> (Vec<String>, Vec<SqlValue>) {
+        let mut conditions = Vec::new();
+        let mut parameters: Vec<SqlValue> = Vec::new();
+        let mut add = |condition: &str, value: SqlValue| {
+            parameters.push(value);
+            conditions.push(condition.replace('?', &format!("${}", parameters.len())));
+        };
+        if let Some(stage) = self.stage {
+            add("state = ?", stage_wire(stage).into());
+        }
+        if let Some(queue) = &self.queue {
+            add("queue = ?", queue.as_str().into());
+        }
+        if let Some(assignee) = &self.assignee {
+            add("assignee = ?", assignee.as_str().into());
+        }
+        if let Some(category) = self.category {
+            add(
+                "category = ?",
+                i64::from(common::CaseCategory::from(category) as i32).into(),
+            );
+        }
+        if let Some(key_id) = self.customer_key_id {
+            add("customer_key_id = ?", key_id.into());
+        }
+        match self.at_risk {
+            Some(true) => add("risk_trigger <> ?", 0i64.into()),
+            Some(false) => add("risk_trigger = ?", 0i64.into()),
+            None => {}
+        }
+        if let Some(level) = self.min_escalation {
+            add("escalation_level >= ?", i64::from(level.get()).into());
+        }
+        if let Some(since) = self.updated_since {
+            add("updated_at >= ?", since.into());
+        }
+        (conditions, parameters)
+    }
+}
+
+fn stage_wire(stage: Stage) -> i64 {
+    state(match stage {
+        Stage::Open => Lifecycle::Open,
+        Stage::Triaged => Lifecycle::Triaged,
+        Stage::Assigned => Lifecycle::Assigned,
+        Stage::Waiting => Lifecycle::Waiting(WaitingOn::Customer),
+        Stage::Resolved => Lifecycle::Resolved,
+        Stage::Closed => Lifecycle::Closed,
+    })
+}
+
+/// One page of the cases `filter` lets through, newest first, with the position to pass
+/// for the next page.
 pub async fn page(
     list: &ReadModel,
     tables: &Tables,
+    filter: &CaseFilter,
     page_size: usize,
     before: Option<i64>,
 ) -> Result<(Vec<CaseView>, Option<i64>), Error> {
     let page_size = page_size.clamp(1, 1_000);
+    let (mut conditions, mut parameters) = filter.conditions();
+    parameters.push(before.unwrap_or(i64::MAX).into());
+    conditions.push(format!("position < ${}", parameters.len()));
+    parameters.push((page_size as i64 + 1).into());
+    let limit = parameters.len();
     let rows = list
         .query(
             tables,
-            "SELECT case_id, position, version, customer_key_id, customer_phone_sealed, \
-             category, priority, channel, summary, product, serial_number, opened_at, \
-             opened_by, opened_by_role, state, waiting_on, queue, assignee, resolution, \
-             reopened_count FROM {cases} WHERE position < $1 \
-             ORDER BY position DESC LIMIT +$2",
-            &[
-                before.unwrap_or(i64::MAX).into(),
-                (page_size as i64 + 1).into(),
-            ],
+            &format!(
+                "SELECT {CASE_COLUMNS} FROM {{cases}} WHERE {} \
+                 ORDER BY position DESC LIMIT +${limit}",
+                conditions.join(" AND ")
+            ),
+            &parameters,
         )
         .await?;
     let (rows, next) = svcops_eventstore::read_model::page_of(rows, page_size, 1)?;
@@ -398,6 +561,32 @@ pub async fn page(
     Ok((views, next))
 }
 
+/// How many complaints the customer with `key_id` made at or after `since`.
+pub async fn complaints_since(
+    list: &ReadModel,
+    tables: &Tables,
+    key_id: Uuid,
+    since: time::OffsetDateTime,
+) -> Result<u32, Error> {
+    let rows = list
+        .query(
+            tables,
+            "SELECT COUNT(*) FROM {cases} \
+             WHERE customer_key_id = $1 AND opened_at >= $2 AND category = $3",
+            &[
+                key_id.into(),
+                since.into(),
+                i64::from(common::CaseCategory::Complaint as i32).into(),
+            ],
+        )
+        .await?;
+    let count = match rows.first() {
+        Some(row) => row.integer(0)?,
+        None => 0,
+    };
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
 /// The flags of the cases in `rows`, by case id, oldest first.
 async fn flags_of(
     list: &ReadModel,
@@ -408,15 +597,23 @@ async fn flags_of(
     if rows.is_empty() {
         return Ok(flags);
     }
-    let (lowest, highest) = (rows[rows.len() - 1].integer(1)?, rows[0].integer(1)?);
-    // Flags of the page's cases: one query by the page's position range, not one per case.
+    // Flags of the page's cases: one query, not one per case.
+    let case_ids = rows
+        .iter()
+        .map(|row| row.text(0).map(SqlValue::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let placeholders = (1..=case_ids.len())
+        .map(|number| format!("${number}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let flag_rows = list
         .query(
             tables,
-            "SELECT f.case_id, f.flag, f.detail, f.flagged_at FROM {flags} f \
-             JOIN {cases} c ON c.case_id = f.case_id \
-             WHERE c.position BETWEEN $1 AND $2 ORDER BY f.case_id, f.version",
-            &[lowest.into(), highest.into()],
+            &format!(
+                "SELECT case_id, flag, detail, flagged_at FROM {{flags}} \
+                 WHERE case_id IN ({placeholders}) ORDER BY case_id, version"
+            ),
+            &case_ids,
         )
         .await?;
     for row in flag_rows {

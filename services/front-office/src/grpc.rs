@@ -18,14 +18,25 @@ use uuid::Uuid;
 use crate::app::Cases;
 use crate::case::{
     self, AgentName, CaseCommand, CaseDetails, CaseError, CaseView, Category, Channel,
-    CustomerPhone, Lifecycle, PhoneNumber, Priority, QueueName,
+    CustomerPhone, EscalationLevel, Lifecycle, PhoneNumber, Priority, QueueName, Stage,
 };
+use crate::case_list::CaseFilter;
 
 /// Who works cases through their lifecycle.
 const CASE_WORKERS: &[Role] = &[Role::Agent, Role::Manager];
 /// Closing and reopening also come from systems: the back office's callback confirms or
 /// reopens.
 const CASE_CONFIRMERS: &[Role] = &[Role::Agent, Role::Manager, Role::Service];
+/// Who judges a public-opinion risk past.
+const RISK_CLEARERS: &[Role] = &[Role::Manager];
+/// Who reads lists of cases.
+const CASE_LISTERS: &[Role] = &[
+    Role::Agent,
+    Role::Service,
+    Role::Manager,
+    Role::Qa,
+    Role::Executive,
+];
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
@@ -98,6 +109,20 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
             .unwrap_or_default(),
         resolution: view.resolution.unwrap_or_default(),
         reopened_count: view.reopened_count,
+        escalation_level: view
+            .escalation
+            .as_ref()
+            .map_or(0, |(level, _)| u32::from(level.get())),
+        escalation_reason: view
+            .escalation
+            .map(|(_, reason)| reason)
+            .unwrap_or_default(),
+        risk: view.risk.map(|note| proto::PublicOpinionRisk {
+            trigger: proto::RiskTrigger::from(note.risk.trigger).into(),
+            detail: note.risk.detail,
+            flagged_at: Some(to_timestamp(note.flagged_at)),
+        }),
+        updated_at: Some(to_timestamp(view.updated_at)),
         opened_at: Some(to_timestamp(view.opened_at)),
         opened_by: Some(common::Actor {
             subject: view.opened_by,
@@ -160,6 +185,23 @@ impl Target {
     }
 }
 
+/// A request about one case that gives words of a person's (`field`: a reason, a
+/// resolution): the case and the words, or every violation.
+fn parse_worded(
+    case_id: &str,
+    request_id: &str,
+    field: &'static str,
+    words: &str,
+) -> Result<(Target, String), Status> {
+    let mut violations = Vec::new();
+    let target = Target::parse(case_id, request_id, &mut violations);
+    let words = collect(case::note(field, words), &mut violations);
+    match (target, words) {
+        (Some(target), Some(words)) => Ok((target, words)),
+        _ => Err(invalid(violations)),
+    }
+}
+
 /// A domain value, or its violation recorded.
 fn collect<T>(parsed: Result<T, CaseError>, violations: &mut Vec<FieldViolation>) -> Option<T> {
     parsed
@@ -206,6 +248,76 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
             Err(ApiError::InvalidArgument(violations).into())
         }
     }
+}
+
+/// A list request's filters; every bad one is a violation.
+fn parse_filter(
+    request: &proto::ListCasesRequest,
+) -> Result<(CaseFilter, Option<PhoneNumber>), Status> {
+    let mut violations = Vec::new();
+    let stage = match proto::CaseState::try_from(request.state) {
+        Ok(proto::CaseState::Unspecified) => None,
+        Ok(proto::CaseState::Open) => Some(Stage::Open),
+        Ok(proto::CaseState::Triaged) => Some(Stage::Triaged),
+        Ok(proto::CaseState::Assigned) => Some(Stage::Assigned),
+        Ok(proto::CaseState::Waiting) => Some(Stage::Waiting),
+        Ok(proto::CaseState::Resolved) => Some(Stage::Resolved),
+        Ok(proto::CaseState::Closed) => Some(Stage::Closed),
+        Err(_) => {
+            violations.push(FieldViolation::new("state", "unknown state"));
+            None
+        }
+    };
+    fn optional(raw: &str) -> Option<&str> {
+        Some(raw.trim()).filter(|text| !text.is_empty())
+    }
+    let queue = optional(&request.queue)
+        .and_then(|raw| collect(QueueName::parse("queue", raw), &mut violations));
+    let assignee = optional(&request.assignee)
+        .and_then(|raw| collect(AgentName::parse("assignee", raw), &mut violations));
+    let category = match request.category {
+        0 => None,
+        value => {
+            let category = case::category_from_proto(value);
+            if category.is_none() {
+                violations.push(FieldViolation::new("category", "unknown category"));
+            }
+            category
+        }
+    };
+    let customer = optional(&request.customer_phone)
+        .and_then(|raw| collect(PhoneNumber::parse("customer_phone", raw), &mut violations));
+    let min_escalation = match request.min_escalation_level {
+        0 => None,
+        level => collect(
+            EscalationLevel::parse("min_escalation_level", level),
+            &mut violations,
+        ),
+    };
+    let updated_since = match &request.updated_since {
+        None => None,
+        Some(timestamp) => {
+            let since = svcops_kit::events::from_timestamp(timestamp);
+            if since.is_none() {
+                violations.push(FieldViolation::new("updated_since", "not a valid time"));
+            }
+            since
+        }
+    };
+    if !violations.is_empty() {
+        return Err(invalid(violations));
+    }
+    let filter = CaseFilter {
+        stage,
+        queue,
+        assignee,
+        category,
+        customer_key_id: None,
+        at_risk: request.at_risk,
+        min_escalation,
+        updated_since,
+    };
+    Ok((filter, customer))
 }
 
 impl CaseGrpc {
@@ -328,12 +440,12 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::ResolveCaseResponse>, Status> {
         let principal = authorize(&request, CASE_WORKERS)?;
         let body = request.get_ref();
-        let mut violations = Vec::new();
-        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
-        let resolution = collect(case::note("resolution", &body.resolution), &mut violations);
-        let (Some(target), Some(resolution)) = (target, resolution) else {
-            return Err(invalid(violations));
-        };
+        let (target, resolution) = parse_worded(
+            &body.case_id,
+            &body.request_id,
+            "resolution",
+            &body.resolution,
+        )?;
         let case = self
             .change(principal, target, CaseCommand::Resolve { resolution })
             .await?;
@@ -360,16 +472,59 @@ impl CaseService for CaseGrpc {
     ) -> Result<Response<proto::ReopenCaseResponse>, Status> {
         let principal = authorize(&request, CASE_CONFIRMERS)?;
         let body = request.get_ref();
-        let mut violations = Vec::new();
-        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
-        let reason = collect(case::note("reason", &body.reason), &mut violations);
-        let (Some(target), Some(reason)) = (target, reason) else {
-            return Err(invalid(violations));
-        };
+        let (target, reason) =
+            parse_worded(&body.case_id, &body.request_id, "reason", &body.reason)?;
         let case = self
             .change(principal, target, CaseCommand::Reopen { reason })
             .await?;
         Ok(Response::new(proto::ReopenCaseResponse { case }))
+    }
+
+    async fn escalate_case(
+        &self,
+        request: Request<proto::EscalateCaseRequest>,
+    ) -> Result<Response<proto::EscalateCaseResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
+        let level = collect(EscalationLevel::parse("level", body.level), &mut violations);
+        let reason = collect(case::note("reason", &body.reason), &mut violations);
+        let (Some(target), Some(level), Some(reason)) = (target, level, reason) else {
+            return Err(invalid(violations));
+        };
+        let case = self
+            .change(principal, target, CaseCommand::Escalate { level, reason })
+            .await?;
+        Ok(Response::new(proto::EscalateCaseResponse { case }))
+    }
+
+    async fn flag_case_risk(
+        &self,
+        request: Request<proto::FlagCaseRiskRequest>,
+    ) -> Result<Response<proto::FlagCaseRiskResponse>, Status> {
+        let principal = authorize(&request, CASE_WORKERS)?;
+        let body = request.get_ref();
+        let (target, reason) =
+            parse_worded(&body.case_id, &body.request_id, "reason", &body.reason)?;
+        let case = self
+            .change(principal, target, CaseCommand::FlagRisk { reason })
+            .await?;
+        Ok(Response::new(proto::FlagCaseRiskResponse { case }))
+    }
+
+    async fn clear_case_risk(
+        &self,
+        request: Request<proto::ClearCaseRiskRequest>,
+    ) -> Result<Response<proto::ClearCaseRiskResponse>, Status> {
+        let principal = authorize(&request, RISK_CLEARERS)?;
+        let body = request.get_ref();
+        let (target, reason) =
+            parse_worded(&body.case_id, &body.request_id, "reason", &body.reason)?;
+        let case = self
+            .change(principal, target, CaseCommand::ClearRisk { reason })
+            .await?;
+        Ok(Response::new(proto::ClearCaseRiskResponse { case }))
     }
 
     async fn open_case(
@@ -417,19 +572,15 @@ impl CaseService for CaseGrpc {
         &self,
         request: Request<proto::ListCasesRequest>,
     ) -> Result<Response<proto::ListCasesResponse>, Status> {
-        let principal = authorize(
-            &request,
-            &[
-                Role::Agent,
-                Role::Service,
-                Role::Manager,
-                Role::Qa,
-                Role::Executive,
-            ],
-        )?;
+        let principal = authorize(&request, CASE_LISTERS)?;
         let (size, after) =
             paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let (views, next) = self.cases.list(size, after).await.map_err(status)?;
+        let (filter, customer) = parse_filter(request.get_ref())?;
+        let (views, next) = self
+            .cases
+            .list(filter, customer.as_ref(), size, after)
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::ListCasesResponse {
             cases: views
                 .into_iter()

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use front_office::app::Cases;
 use front_office::case::{
-    Case, CaseCommand, CaseDetails, Category, Channel, Flag, PhoneNumber, Priority,
+    Case, CaseCommand, CaseDetails, Category, Channel, EscalationLevel, Flag, PhoneNumber,
+    Priority, RiskTrigger, Stage,
 };
-use front_office::case_list::CaseListProjection;
+use front_office::case_list::{CaseFilter, CaseListProjection};
 use svcops_eventstore::projection::{self, Projector, RunnerSettings};
 use svcops_eventstore::read_model::ReadModels;
 use svcops_eventstore::{
@@ -91,7 +92,11 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
         let case = office.cases.open(&agent(), None, details).await.unwrap();
         opened.push(case.case_id);
         // The list reads its own writes: no waiting in between.
-        let (first, _) = office.cases.list(1, None).await.unwrap();
+        let (first, _) = office
+            .cases
+            .list(CaseFilter::default(), None, 1, None)
+            .await
+            .unwrap();
         assert_eq!(
             first[0].case_id, case.case_id,
             "the newest case leads the list"
@@ -161,6 +166,32 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
                 CaseCommand::Close,
             ],
         ),
+        // Escalated to the top (which flags the risk too); flagged and cleared; escalated.
+        (
+            opened[4],
+            vec![CaseCommand::Escalate {
+                level: EscalationLevel::TOP,
+                reason: "asks for the director".into(),
+            }],
+        ),
+        (
+            opened[1],
+            vec![
+                CaseCommand::FlagRisk {
+                    reason: "filmed the visit".into(),
+                },
+                CaseCommand::ClearRisk {
+                    reason: "deleted the video".into(),
+                },
+            ],
+        ),
+        (
+            opened[0],
+            vec![CaseCommand::Escalate {
+                level: EscalationLevel::parse("level", 1).unwrap(),
+                reason: "second call".into(),
+            }],
+        ),
     ];
     for (case_id, commands) in moves {
         for command in commands {
@@ -181,7 +212,11 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
     let mut listed = Vec::new();
     let mut after = None;
     loop {
-        let (page, next) = office.cases.list(3, after).await.unwrap();
+        let (page, next) = office
+            .cases
+            .list(CaseFilter::default(), None, 3, after)
+            .await
+            .unwrap();
         assert!(page.len() <= 3);
         listed.extend(page);
         match next {
@@ -223,6 +258,104 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
         listed[0].details.customer_phone,
         front_office::case::CustomerPhone::Known(ref phone) if phone == &PhoneNumber::parse("p", "+8613800001206").unwrap()
     ));
+    assert_eq!(
+        listed[2].risk.as_ref().map(|note| note.risk.trigger),
+        Some(RiskTrigger::TopEscalation),
+        "case 4, escalated to the top"
+    );
+    assert_eq!(listed[2].details.priority, Priority::Urgent);
+    assert_eq!(listed[5].risk, None, "case 1, flagged and cleared");
+
+    // Filters, alone and combined, each the cases that match, newest first.
+    let filtered = |filter: CaseFilter, phone: Option<&'static str>| {
+        let cases = &office.cases;
+        async move {
+            let phone = phone.map(|phone| PhoneNumber::parse("p", phone).unwrap());
+            let (page, next) = cases.list(filter, phone.as_ref(), 100, None).await.unwrap();
+            assert_eq!(next, None);
+            page.into_iter()
+                .map(|case| case.case_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let level = |level| EscalationLevel::parse("level", level).unwrap();
+    let cases = |indexes: &[usize]| indexes.iter().map(|&n| opened[n]).collect::<Vec<_>>();
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                at_risk: Some(true),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[4])
+    );
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                min_escalation: Some(level(1)),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[4, 0])
+    );
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                stage: Some(Stage::Waiting),
+                queue: Some(queue("repair")),
+                assignee: Some(agent_named("agent-2")),
+                category: Some(Category::Repair),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[2])
+    );
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                stage: Some(Stage::Open),
+                at_risk: Some(false),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[6, 3, 1, 0])
+    );
+    assert_eq!(
+        filtered(CaseFilter::default(), Some("+8613800001206")).await,
+        cases(&[6])
+    );
+    assert!(
+        filtered(
+            CaseFilter {
+                category: Some(Category::Complaint),
+                ..Default::default()
+            },
+            None
+        )
+        .await
+        .is_empty()
+    );
+    let since = listed[5].updated_at;
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                updated_since: Some(since),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[1, 0]),
+        "changed at or after case 1's last change"
+    );
     office.shutdown.cancel();
 }
 

@@ -3,65 +3,24 @@
 //! violations and who may do what.
 #![allow(clippy::unwrap_used)]
 
-use svcops_bus::lag::Backpressure;
 use svcops_kit::auth::Role;
 use svcops_proto::common::v1 as types;
 use svcops_proto::frontoffice::v1 as proto;
-use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
-use tonic::transport::Channel;
-use tonic_types::StatusExt;
 use uuid::Uuid;
 
 mod common;
 
-struct FrontOffice {
-    cases: CaseServiceClient<Channel>,
-    served: common::Served,
-}
+use common::{FrontOffice, fields};
 
-impl FrontOffice {
-    async fn start() -> Self {
-        let served = common::Served::start(Backpressure { max_lag: None }).await;
-        Self {
-            cases: served.cases().await,
-            served,
-        }
-    }
-
-    fn request<T>(&self, role: Role, message: T) -> tonic::Request<T> {
-        self.served.request(role, message)
-    }
-
-    async fn open(&mut self) -> proto::Case {
-        let request = self.request(
-            Role::Agent,
-            proto::OpenCaseRequest {
-                customer_phone: "+8613800001234".into(),
-                category: types::CaseCategory::Repair.into(),
-                summary: "lamp flickers".into(),
-                ..Default::default()
-            },
-        );
-        self.cases
-            .open_case(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .case
-            .unwrap()
-    }
-}
-
-/// The fields an INVALID_ARGUMENT names, in order.
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .unwrap()
-        .field_violations
-        .iter()
-        .map(|violation| violation.field.clone())
-        .collect()
+/// A repair case, opened as an agent.
+async fn open(office: &mut FrontOffice) -> proto::Case {
+    office
+        .open(
+            "+8613800001234",
+            types::CaseCategory::Repair,
+            "lamp flickers",
+        )
+        .await
 }
 
 fn state(case: &proto::Case) -> proto::CaseState {
@@ -71,7 +30,7 @@ fn state(case: &proto::Case) -> proto::CaseState {
 #[tokio::test]
 async fn a_case_walks_its_lifecycle_and_the_list_follows() {
     let mut office = FrontOffice::start().await;
-    let case_id = office.open().await.case_id;
+    let case_id = open(&mut office).await.case_id;
     let id = || case_id.clone();
 
     let request = office.request(
@@ -273,7 +232,7 @@ async fn a_case_walks_its_lifecycle_and_the_list_follows() {
 #[tokio::test]
 async fn lifecycle_requests_are_validated_and_authorised() {
     let mut office = FrontOffice::start().await;
-    let case_id = office.open().await.case_id;
+    let case_id = open(&mut office).await.case_id;
 
     let request = office.request(
         Role::Agent,

@@ -120,6 +120,45 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
         .on::<front::CaseReopened>(|_, e| {
             Ok(Line::ByActor(format!("reopened the case: {}", e.reason)))
         })
+        .on::<front::CaseEscalated>(|_, e| {
+            Ok(Line::ByActor(format!(
+                "escalated the complaint to level {}: {}",
+                e.level, e.reason
+            )))
+        })
+        .on::<front::CaseRiskFlagged>(|_, e| {
+            let priority = enum_name(
+                common::Priority::try_from(e.priority)
+                    .ok()
+                    .map(|p| p.as_str_name()),
+                "PRIORITY_",
+            );
+            Ok(match front::RiskTrigger::try_from(e.trigger) {
+                Ok(front::RiskTrigger::Person) => Line::ByActor(format!(
+                    "flagged a public-opinion risk ({priority} priority now): {}",
+                    e.detail
+                )),
+                trigger => {
+                    let rule = match trigger {
+                        Ok(front::RiskTrigger::Keyword) => "a keyword",
+                        Ok(front::RiskTrigger::RepeatedComplaints) => "repeated complaints",
+                        Ok(front::RiskTrigger::TopEscalation) => "the top escalation level",
+                        Ok(front::RiskTrigger::Person | front::RiskTrigger::Unspecified)
+                        | Err(_) => "a rule",
+                    };
+                    Line::Text(format!(
+                        "public-opinion risk flagged by {rule} ({priority} priority now): {}",
+                        e.detail
+                    ))
+                }
+            })
+        })
+        .on::<front::CaseRiskCleared>(|_, e| {
+            Ok(Line::ByActor(format!(
+                "cleared the public-opinion risk: {}",
+                e.reason
+            )))
+        })
         .on::<middle::WorkOrderOpened>(|_, e| {
             let kind = enum_name(
                 middle::WorkOrderKind::try_from(e.kind)
@@ -332,6 +371,43 @@ mod lifecycle_tests {
                 reason: "flickers again".into(),
             }),
             "agent-7 reopened the case: flickers again"
+        );
+    }
+
+    #[test]
+    fn escalation_and_risk_read_as_sentences() {
+        assert_eq!(
+            line(&front::CaseEscalated {
+                case_id: "c".into(),
+                level: 2,
+                reason: "second visit failed".into(),
+            }),
+            "agent-7 escalated the complaint to level 2: second visit failed"
+        );
+        assert_eq!(
+            line(&front::CaseRiskFlagged {
+                case_id: "c".into(),
+                trigger: front::RiskTrigger::Keyword.into(),
+                detail: "\"微博\" in the summary".into(),
+                priority: common::Priority::Urgent.into(),
+            }),
+            "public-opinion risk flagged by a keyword (urgent priority now): \"微博\" in the summary"
+        );
+        assert_eq!(
+            line(&front::CaseRiskFlagged {
+                case_id: "c".into(),
+                trigger: front::RiskTrigger::Person.into(),
+                detail: "filmed the technician".into(),
+                priority: common::Priority::Urgent.into(),
+            }),
+            "agent-7 flagged a public-opinion risk (urgent priority now): filmed the technician"
+        );
+        assert_eq!(
+            line(&front::CaseRiskCleared {
+                case_id: "c".into(),
+                reason: "customer satisfied".into(),
+            }),
+            "agent-7 cleared the public-opinion risk: customer satisfied"
         );
     }
 }

@@ -9,8 +9,8 @@ use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
 use super::{
-    AgentName, CaseDetails, CaseEvent, Category, Channel, CustomerPhone, Flag, Priority, QueueName,
-    WaitingOn,
+    AgentName, CaseDetails, CaseEvent, Category, Channel, CustomerPhone, EscalationLevel, Flag,
+    Priority, QueueName, Risk, RiskTrigger, WaitingOn,
 };
 
 impl From<Category> for common::CaseCategory {
@@ -111,6 +111,28 @@ pub fn waiting_on_from_proto(value: i32) -> Option<WaitingOn> {
     }
 }
 
+impl From<RiskTrigger> for proto::RiskTrigger {
+    fn from(trigger: RiskTrigger) -> Self {
+        match trigger {
+            RiskTrigger::Person => proto::RiskTrigger::Person,
+            RiskTrigger::Keyword => proto::RiskTrigger::Keyword,
+            RiskTrigger::RepeatedComplaints => proto::RiskTrigger::RepeatedComplaints,
+            RiskTrigger::TopEscalation => proto::RiskTrigger::TopEscalation,
+        }
+    }
+}
+
+/// `None` for an unknown value or "unspecified".
+pub fn risk_trigger_from_proto(value: i32) -> Option<RiskTrigger> {
+    match proto::RiskTrigger::try_from(value).ok()? {
+        proto::RiskTrigger::Person => Some(RiskTrigger::Person),
+        proto::RiskTrigger::Keyword => Some(RiskTrigger::Keyword),
+        proto::RiskTrigger::RepeatedComplaints => Some(RiskTrigger::RepeatedComplaints),
+        proto::RiskTrigger::TopEscalation => Some(RiskTrigger::TopEscalation),
+        proto::RiskTrigger::Unspecified => None,
+    }
+}
+
 pub fn flag_from_proto(value: i32) -> Option<Flag> {
     match proto::CaseFlag::try_from(value).ok()? {
         proto::CaseFlag::ProcessingFailed => Some(Flag::ProcessingFailed),
@@ -176,6 +198,15 @@ impl super::CaseCommand {
             }
             CaseCommand::Close => ("close", Vec::new(), Vec::new()),
             CaseCommand::Reopen { reason } => ("reopen", reason.as_bytes().to_vec(), Vec::new()),
+            CaseCommand::Escalate { level, reason } => {
+                ("escalate", vec![level.get()], reason.as_bytes().to_vec())
+            }
+            CaseCommand::FlagRisk { reason } => {
+                ("flag-risk", reason.as_bytes().to_vec(), Vec::new())
+            }
+            CaseCommand::ClearRisk { reason } => {
+                ("clear-risk", reason.as_bytes().to_vec(), Vec::new())
+            }
         };
         svcops_kit::events::request_hash(&[verb.as_bytes(), case.as_bytes(), &first, &second])
     }
@@ -286,6 +317,33 @@ static DECODERS: LazyLock<EventDecoders<CaseEvent>> = LazyLock::new(|| {
                 reason: e.reason,
             })
         })
+        .on::<proto::CaseEscalated>(|event_type, e| {
+            Ok(CaseEvent::Escalated {
+                case_id: uuid(event_type, &e.case_id)?,
+                level: EscalationLevel::parse("level", e.level)
+                    .map_err(|error| DecodeError::new(event_type, error))?,
+                reason: e.reason,
+            })
+        })
+        .on::<proto::CaseRiskFlagged>(|event_type, e| {
+            Ok(CaseEvent::RiskFlagged {
+                case_id: uuid(event_type, &e.case_id)?,
+                risk: Risk {
+                    trigger: risk_trigger_from_proto(e.trigger)
+                        .ok_or_else(|| DecodeError::new(event_type, "unknown risk trigger"))?,
+                    detail: e.detail,
+                },
+                priority: priority_from_proto(e.priority)
+                    .flatten()
+                    .ok_or_else(|| DecodeError::new(event_type, "unknown priority"))?,
+            })
+        })
+        .on::<proto::CaseRiskCleared>(|event_type, e| {
+            Ok(CaseEvent::RiskCleared {
+                case_id: uuid(event_type, &e.case_id)?,
+                reason: e.reason,
+            })
+        })
 });
 
 impl DomainEvent for CaseEvent {
@@ -357,6 +415,29 @@ impl DomainEvent for CaseEvent {
                 case_id: case_id.to_string(),
             }),
             CaseEvent::Reopened { case_id, reason } => named(&proto::CaseReopened {
+                case_id: case_id.to_string(),
+                reason: reason.clone(),
+            }),
+            CaseEvent::Escalated {
+                case_id,
+                level,
+                reason,
+            } => named(&proto::CaseEscalated {
+                case_id: case_id.to_string(),
+                level: u32::from(level.get()),
+                reason: reason.clone(),
+            }),
+            CaseEvent::RiskFlagged {
+                case_id,
+                risk,
+                priority,
+            } => named(&proto::CaseRiskFlagged {
+                case_id: case_id.to_string(),
+                trigger: proto::RiskTrigger::from(risk.trigger).into(),
+                detail: risk.detail.clone(),
+                priority: common::Priority::from(*priority).into(),
+            }),
+            CaseEvent::RiskCleared { case_id, reason } => named(&proto::CaseRiskCleared {
                 case_id: case_id.to_string(),
                 reason: reason.clone(),
             }),
@@ -458,6 +539,23 @@ mod tests {
             CaseEvent::Reopened {
                 case_id,
                 reason: "flickers again".into(),
+            },
+            CaseEvent::Escalated {
+                case_id,
+                level: EscalationLevel::TOP,
+                reason: "third visit".into(),
+            },
+            CaseEvent::RiskFlagged {
+                case_id,
+                risk: Risk {
+                    trigger: RiskTrigger::Keyword,
+                    detail: "\"微博\" in the summary".into(),
+                },
+                priority: Priority::Urgent,
+            },
+            CaseEvent::RiskCleared {
+                case_id,
+                reason: "the customer is satisfied".into(),
             },
         ];
         for event in events {

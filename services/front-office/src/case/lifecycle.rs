@@ -21,6 +21,17 @@ pub enum Lifecycle {
     Closed,
 }
 
+/// A lifecycle state without what a waiting case waits on: what a list is filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Open,
+    Triaged,
+    Assigned,
+    Waiting,
+    Resolved,
+    Closed,
+}
+
 /// What a waiting case waits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitingOn {
@@ -51,6 +62,17 @@ impl Lifecycle {
             Lifecycle::Waiting(WaitingOn::MiddleOffice) => "waiting on the middle office",
             Lifecycle::Resolved => "resolved",
             Lifecycle::Closed => "closed",
+        }
+    }
+
+    pub fn stage(self) -> Stage {
+        match self {
+            Lifecycle::Open => Stage::Open,
+            Lifecycle::Triaged => Stage::Triaged,
+            Lifecycle::Assigned => Stage::Assigned,
+            Lifecycle::Waiting(_) => Stage::Waiting,
+            Lifecycle::Resolved => Stage::Resolved,
+            Lifecycle::Closed => Stage::Closed,
         }
     }
 

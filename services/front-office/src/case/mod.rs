@@ -3,6 +3,7 @@
 
 mod codec;
 mod lifecycle;
+mod risk;
 mod values;
 mod view;
 
@@ -11,9 +12,12 @@ mod tests;
 
 pub use codec::{
     category_from_proto, channel_from_proto, flag_from_proto, priority_from_proto,
-    waiting_on_from_proto,
+    risk_trigger_from_proto, waiting_on_from_proto,
 };
-pub use lifecycle::{Lifecycle, Move, WaitingOn};
+pub use lifecycle::{Lifecycle, Move, Stage, WaitingOn};
+pub use risk::{
+    EscalationLevel, REPEATED_COMPLAINTS, REPEATED_COMPLAINTS_WINDOW_DAYS, Risk, RiskTrigger,
+};
 pub use values::{
     AgentName, CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority, QueueName,
     note,
@@ -39,6 +43,8 @@ pub enum CaseError {
         action: &'static str,
         state: &'static str,
     },
+    #[error("the case is already at escalation level {}", .0.get())]
+    EscalatedHigher(EscalationLevel),
     /// A bug: personal data must be sealed before it is written.
     #[error("refusing to write an unsealed customer phone")]
     Unsealed,
@@ -52,6 +58,7 @@ impl CaseError {
             CaseError::AlreadyOpened(_)
             | CaseError::NotOpened
             | CaseError::NotAllowed { .. }
+            | CaseError::EscalatedHigher(_)
             | CaseError::Unsealed => None,
         }
     }
@@ -61,9 +68,10 @@ impl ErrorStatus for CaseError {
     fn api_error(&self) -> ApiError {
         match self {
             CaseError::Invalid { field, reason } => ApiError::invalid(*field, reason),
-            CaseError::AlreadyOpened(_) | CaseError::NotOpened | CaseError::NotAllowed { .. } => {
-                ApiError::FailedPrecondition(self.to_string())
-            }
+            CaseError::AlreadyOpened(_)
+            | CaseError::NotOpened
+            | CaseError::NotAllowed { .. }
+            | CaseError::EscalatedHigher(_) => ApiError::FailedPrecondition(self.to_string()),
             CaseError::Unsealed => ApiError::Internal(self.to_string()),
         }
     }
@@ -91,10 +99,13 @@ pub struct FlagNote {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseCommand {
-    /// Opens the case; the customer's phone must be sealed already.
+    /// Opens the case; the customer's phone must be sealed already. `earlier_complaints`
+    /// counts the customer's complaints within the repeated-complaints window before this
+    /// one (for the risk rule; 0 when the case is no complaint).
     Open {
         case_id: Uuid,
         details: CaseDetails,
+        earlier_complaints: u32,
     },
     Flag {
         flag: Flag,
@@ -119,6 +130,18 @@ pub enum CaseCommand {
     /// The customer confirmed the resolution.
     Close,
     Reopen {
+        reason: String,
+    },
+    /// Escalates the complaint; to the top level it also raises the public-opinion risk.
+    Escalate {
+        level: EscalationLevel,
+        reason: String,
+    },
+    /// A person raises the public-opinion risk flag.
+    FlagRisk {
+        reason: String,
+    },
+    ClearRisk {
         reason: String,
     },
 }
@@ -162,7 +185,32 @@ pub enum CaseEvent {
         case_id: Uuid,
         reason: String,
     },
+    Escalated {
+        case_id: Uuid,
+        level: EscalationLevel,
+        reason: String,
+    },
+    /// Raises the case's priority to `priority`.
+    RiskFlagged {
+        case_id: Uuid,
+        risk: Risk,
+        priority: Priority,
+    },
+    RiskCleared {
+        case_id: Uuid,
+        reason: String,
+    },
 }
+
+/// A public-opinion risk a case carries, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskNote {
+    pub risk: Risk,
+    pub flagged_at: OffsetDateTime,
+}
+
+/// The priority a case at public-opinion risk is worked at.
+pub const RISK_PRIORITY: Priority = Priority::Urgent;
 
 /// State of one case, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,6 +231,10 @@ pub struct OpenedCase {
     pub assignee: Option<AgentName>,
     pub resolution: Option<String>,
     pub reopened_count: u32,
+    /// The level and the reason of the last escalation.
+    pub escalation: Option<(EscalationLevel, String)>,
+    pub risk: Option<RiskNote>,
+    pub updated_at: OffsetDateTime,
 }
 
 impl OpenedCase {
@@ -194,6 +246,52 @@ impl OpenedCase {
     /// The events of a lifecycle command: none when it changes nothing (the same queue and
     /// priority, the same assignee, the same wait), so a repeat is not a second event.
     fn decide_on_opened(&self, command: CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
+        // Words a person gave with the command, which the keyword rule reads.
+        let words = match &command {
+            CaseCommand::Wait { reason, .. }
+            | CaseCommand::Reopen { reason }
+            | CaseCommand::Escalate { reason, .. } => Some((reason.clone(), "the reason")),
+            CaseCommand::Resolve { resolution } => Some((resolution.clone(), "the resolution")),
+            _ => None,
+        };
+        let mut events = self.decide_move(command)?;
+        if !events.is_empty()
+            && let Some((text, where_found)) = words
+            && let Some(risk) = risk::keyword_risk(&text, where_found)
+        {
+            self.raise(&mut events, risk);
+        }
+        Ok(events)
+    }
+
+    /// Appends the flag to `events` unless the case (or an event before it) already carries
+    /// one: a case is flagged once, by whatever rule or person came first.
+    fn raise(&self, events: &mut Vec<CaseEvent>, risk: Risk) {
+        let flagged = self.risk.is_some()
+            || events
+                .iter()
+                .any(|event| matches!(event, CaseEvent::RiskFlagged { .. }));
+        if !flagged {
+            events.push(CaseEvent::RiskFlagged {
+                case_id: self.case_id,
+                risk,
+                priority: RISK_PRIORITY,
+            });
+        }
+    }
+
+    /// A finished case takes no escalation or flag: reopen it first.
+    fn not_closed(&self, action: &'static str) -> Result<(), CaseError> {
+        if self.lifecycle == Lifecycle::Closed {
+            return Err(CaseError::NotAllowed {
+                action,
+                state: self.lifecycle.name(),
+            });
+        }
+        Ok(())
+    }
+
+    fn decide_move(&self, command: CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
         let case_id = self.case_id;
         let event = match command {
             CaseCommand::Open { .. } => return Err(CaseError::AlreadyOpened(case_id)),
@@ -254,6 +352,49 @@ impl OpenedCase {
                 self.after(Move::Reopen)?;
                 CaseEvent::Reopened { case_id, reason }
             }
+            CaseCommand::Escalate { level, reason } => {
+                self.not_closed("escalate")?;
+                let current = self.escalation.as_ref().map(|(level, _)| *level);
+                if current.is_some_and(|current| level < current) {
+                    return Err(CaseError::EscalatedHigher(current.unwrap_or(level)));
+                }
+                if current == Some(level) {
+                    return Ok(Vec::new());
+                }
+                let mut events = vec![CaseEvent::Escalated {
+                    case_id,
+                    level,
+                    reason: reason.clone(),
+                }];
+                if level == EscalationLevel::TOP {
+                    self.raise(
+                        &mut events,
+                        Risk {
+                            trigger: RiskTrigger::TopEscalation,
+                            detail: format!("escalated to level {}: {reason}", level.get()),
+                        },
+                    );
+                }
+                return Ok(events);
+            }
+            CaseCommand::FlagRisk { reason } => {
+                self.not_closed("flag")?;
+                let mut events = Vec::new();
+                self.raise(
+                    &mut events,
+                    Risk {
+                        trigger: RiskTrigger::Person,
+                        detail: reason,
+                    },
+                );
+                return Ok(events);
+            }
+            CaseCommand::ClearRisk { reason } => {
+                if self.risk.is_none() {
+                    return Ok(Vec::new());
+                }
+                CaseEvent::RiskCleared { case_id, reason }
+            }
         };
         Ok(vec![event])
     }
@@ -262,7 +403,11 @@ impl OpenedCase {
     /// allow (an event from a newer version of the rules) still lands where it says.
     fn apply_lifecycle(&mut self, event: &CaseEvent) {
         let step = match event {
-            CaseEvent::Opened { .. } | CaseEvent::Flagged { .. } => return,
+            CaseEvent::Opened { .. }
+            | CaseEvent::Flagged { .. }
+            | CaseEvent::Escalated { .. }
+            | CaseEvent::RiskFlagged { .. }
+            | CaseEvent::RiskCleared { .. } => return,
             CaseEvent::Triaged {
                 queue, priority, ..
             } => {
@@ -318,14 +463,31 @@ impl Aggregate for Case {
 
     fn decide(&self, command: CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
         match command {
-            CaseCommand::Open { case_id, details } => {
+            CaseCommand::Open {
+                case_id,
+                details,
+                earlier_complaints,
+            } => {
                 if self.opened.is_some() {
                     return Err(CaseError::AlreadyOpened(case_id));
                 }
                 if !matches!(details.customer_phone, CustomerPhone::Sealed { .. }) {
                     return Err(CaseError::Unsealed);
                 }
-                Ok(vec![CaseEvent::Opened { case_id, details }])
+                let risk = risk::keyword_risk(&details.summary, "the summary").or_else(|| {
+                    (details.category == Category::Complaint)
+                        .then(|| risk::repeated_complaints_risk(earlier_complaints))
+                        .flatten()
+                });
+                let mut events = vec![CaseEvent::Opened { case_id, details }];
+                if let Some(risk) = risk {
+                    events.push(CaseEvent::RiskFlagged {
+                        case_id,
+                        risk,
+                        priority: RISK_PRIORITY,
+                    });
+                }
+                Ok(events)
             }
             command => self
                 .opened
@@ -350,6 +512,9 @@ impl Aggregate for Case {
                     assignee: None,
                     resolution: None,
                     reopened_count: 0,
+                    escalation: None,
+                    risk: None,
+                    updated_at: recorded.occurred_at,
                 });
             }
             CaseEvent::Flagged { flag, detail, .. } => {
@@ -361,11 +526,33 @@ impl Aggregate for Case {
                     });
                 }
             }
+            CaseEvent::Escalated { level, reason, .. } => {
+                if let Some(opened) = &mut self.opened {
+                    opened.escalation = Some((*level, reason.clone()));
+                }
+            }
+            CaseEvent::RiskFlagged { risk, priority, .. } => {
+                if let Some(opened) = &mut self.opened {
+                    opened.details.priority = *priority;
+                    opened.risk = Some(RiskNote {
+                        risk: risk.clone(),
+                        flagged_at: recorded.occurred_at,
+                    });
+                }
+            }
+            CaseEvent::RiskCleared { .. } => {
+                if let Some(opened) = &mut self.opened {
+                    opened.risk = None;
+                }
+            }
             event => {
                 if let Some(opened) = &mut self.opened {
                     opened.apply_lifecycle(event);
                 }
             }
+        }
+        if let Some(opened) = &mut self.opened {
+            opened.updated_at = recorded.occurred_at;
         }
     }
 }

@@ -45,6 +45,7 @@ fn given_no_case_when_open_then_opened() {
         .when(CaseCommand::Open {
             case_id,
             details: details.clone(),
+            earlier_complaints: 0,
         })
         .then_expect_events(vec![opened(case_id, &details)]);
 }
@@ -59,6 +60,7 @@ fn given_no_case_when_open_with_an_unsealed_phone_then_refused() {
         .when(CaseCommand::Open {
             case_id: Uuid::now_v7(),
             details,
+            earlier_complaints: 0,
         })
         .then_expect_error(CaseError::Unsealed);
 }
@@ -74,7 +76,11 @@ fn given_no_case_when_flagged_then_rejected() {
 fn given_an_open_case_when_open_again_then_rejected() {
     let (case_id, details) = (Uuid::now_v7(), details());
     given::<Case>([opened(case_id, &details)])
-        .when(CaseCommand::Open { case_id, details })
+        .when(CaseCommand::Open {
+            case_id,
+            details,
+            earlier_complaints: 0,
+        })
         .then_expect_error(CaseError::AlreadyOpened(case_id));
 }
 
@@ -417,5 +423,290 @@ fn an_illegal_move_is_a_failed_precondition() {
         }
         .api_error(),
         ApiError::FailedPrecondition(message) if message == "cannot close a case that is open"
+    ));
+}
+
+// Escalation and public-opinion risk.
+
+fn risk(trigger: RiskTrigger, detail: &str) -> Risk {
+    Risk {
+        trigger,
+        detail: detail.into(),
+    }
+}
+
+fn flagged(case_id: Uuid, trigger: RiskTrigger, detail: &str) -> CaseEvent {
+    CaseEvent::RiskFlagged {
+        case_id,
+        risk: risk(trigger, detail),
+        priority: Priority::Urgent,
+    }
+}
+
+fn level(level: u32) -> EscalationLevel {
+    EscalationLevel::parse("level", level).expect("valid")
+}
+
+fn escalate(to: u32, reason: &str) -> CaseCommand {
+    CaseCommand::Escalate {
+        level: level(to),
+        reason: reason.into(),
+    }
+}
+
+fn escalated(case_id: Uuid, to: u32, reason: &str) -> CaseEvent {
+    CaseEvent::Escalated {
+        case_id,
+        level: level(to),
+        reason: reason.into(),
+    }
+}
+
+fn open_command(case_id: Uuid, category: Category, summary: &str, earlier: u32) -> CaseCommand {
+    let mut details = details();
+    details.category = category;
+    details.summary = summary.into();
+    CaseCommand::Open {
+        case_id,
+        details,
+        earlier_complaints: earlier,
+    }
+}
+
+#[test]
+fn given_no_case_when_opened_with_a_medium_in_the_summary_then_flagged_urgent() {
+    let case_id = Uuid::now_v7();
+    let events = given::<Case>([])
+        .when(open_command(
+            case_id,
+            Category::Complaint,
+            "客户说再不修好就发微博",
+            0,
+        ))
+        .events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        events[1],
+        flagged(case_id, RiskTrigger::Keyword, "\"微博\" in the summary")
+    );
+    let mut case = Case::default();
+    for (index, event) in events.into_iter().enumerate() {
+        case.apply(&recorded(event, index as u64 + 1));
+    }
+    let opened = case.opened.expect("opened");
+    assert_eq!(
+        opened.details.priority,
+        Priority::Urgent,
+        "the priority is raised"
+    );
+    assert_eq!(
+        opened.risk.map(|note| note.risk),
+        Some(risk(RiskTrigger::Keyword, "\"微博\" in the summary"))
+    );
+}
+
+#[test]
+fn given_two_earlier_complaints_when_a_third_is_opened_then_flagged() {
+    let case_id = Uuid::now_v7();
+    let events = given::<Case>([])
+        .when(open_command(
+            case_id,
+            Category::Complaint,
+            "rude technician",
+            2,
+        ))
+        .events();
+    assert_eq!(
+        events.get(1),
+        Some(&flagged(
+            case_id,
+            RiskTrigger::RepeatedComplaints,
+            "complaint 3 from this customer within 30 days"
+        ))
+    );
+    // One earlier complaint is not yet a pattern; repairs never count.
+    let events = given::<Case>([])
+        .when(open_command(
+            case_id,
+            Category::Complaint,
+            "rude technician",
+            1,
+        ))
+        .events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let events = given::<Case>([])
+        .when(open_command(case_id, Category::Repair, "lamp flickers", 9))
+        .events();
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[test]
+fn given_both_rules_match_when_opened_then_flagged_once() {
+    let case_id = Uuid::now_v7();
+    let events = given::<Case>([])
+        .when(open_command(
+            case_id,
+            Category::Complaint,
+            "will post it online",
+            5,
+        ))
+        .events();
+    assert_eq!(
+        events[1..],
+        [flagged(
+            case_id,
+            RiskTrigger::Keyword,
+            "\"post it online\" in the summary"
+        )]
+    );
+}
+
+#[test]
+fn given_a_case_when_escalated_step_by_step_then_each_level_is_recorded() {
+    let (case_id, history) = case_after([]);
+    given::<Case>(history.clone())
+        .when(escalate(1, "second call"))
+        .then_expect_events(vec![escalated(case_id, 1, "second call")]);
+    let mut at_two = history;
+    at_two.push(escalated(case_id, 2, "team lead could not help"));
+    given::<Case>(at_two.clone())
+        .when(escalate(2, "again"))
+        .then_expect_events(vec![]);
+    given::<Case>(at_two.clone())
+        .when(escalate(1, "back down"))
+        .then_expect_error(CaseError::EscalatedHigher(level(2)));
+    let state = given::<Case>(at_two).state.opened.expect("opened");
+    assert_eq!(
+        state.escalation,
+        Some((level(2), "team lead could not help".to_owned()))
+    );
+}
+
+#[test]
+fn given_a_case_when_escalated_to_the_top_then_the_risk_is_flagged_too() {
+    let (case_id, history) = case_after([]);
+    given::<Case>(history.clone())
+        .when(escalate(3, "customer demands the director"))
+        .then_expect_events(vec![
+            escalated(case_id, 3, "customer demands the director"),
+            flagged(
+                case_id,
+                RiskTrigger::TopEscalation,
+                "escalated to level 3: customer demands the director",
+            ),
+        ]);
+    // A case flagged already is not flagged twice.
+    let mut flagged_before = history;
+    flagged_before.push(flagged(case_id, RiskTrigger::Person, "called a reporter"));
+    given::<Case>(flagged_before)
+        .when(escalate(3, "director"))
+        .then_expect_events(vec![escalated(case_id, 3, "director")]);
+}
+
+#[test]
+fn given_a_case_when_a_reason_names_a_medium_then_the_rule_flags_it() {
+    let (case_id, history) = case_after([assigned("agent-1")]);
+    given::<Case>(history.clone())
+        .when(escalate(1, "says she will go to 抖音"))
+        .then_expect_events(vec![
+            escalated(case_id, 1, "says she will go to 抖音"),
+            flagged(case_id, RiskTrigger::Keyword, "\"抖音\" in the reason"),
+        ]);
+    given::<Case>(history)
+        .when(CaseCommand::Wait {
+            on: WaitingOn::Customer,
+            reason: "customer is talking to a journalist first".into(),
+        })
+        .then_expect_events(vec![
+            CaseEvent::Waiting {
+                case_id,
+                on: WaitingOn::Customer,
+                reason: "customer is talking to a journalist first".into(),
+            },
+            flagged(
+                case_id,
+                RiskTrigger::Keyword,
+                "\"journalist\" in the reason",
+            ),
+        ]);
+}
+
+#[test]
+fn given_a_closed_case_when_escalated_or_flagged_then_refused_naming_its_state() {
+    let (case_id, mut history) = case_after([resolved()]);
+    history.push(CaseEvent::Closed { case_id });
+    given::<Case>(history.clone())
+        .when(escalate(1, "x"))
+        .then_expect_error(CaseError::NotAllowed {
+            action: "escalate",
+            state: "closed",
+        });
+    given::<Case>(history)
+        .when(CaseCommand::FlagRisk { reason: "x".into() })
+        .then_expect_error(CaseError::NotAllowed {
+            action: "flag",
+            state: "closed",
+        });
+}
+
+#[test]
+fn given_a_case_when_a_person_flags_and_a_manager_clears_then_it_can_be_flagged_again() {
+    let (case_id, history) = case_after([]);
+    given::<Case>(history.clone())
+        .when(CaseCommand::FlagRisk {
+            reason: "customer filmed the visit".into(),
+        })
+        .then_expect_events(vec![flagged(
+            case_id,
+            RiskTrigger::Person,
+            "customer filmed the visit",
+        )]);
+    let mut at_risk = history;
+    at_risk.push(flagged(case_id, RiskTrigger::Person, "filmed"));
+    given::<Case>(at_risk.clone())
+        .when(CaseCommand::FlagRisk {
+            reason: "again".into(),
+        })
+        .then_expect_events(vec![]);
+    let cleared = CaseEvent::RiskCleared {
+        case_id,
+        reason: "customer satisfied".into(),
+    };
+    given::<Case>(at_risk.clone())
+        .when(CaseCommand::ClearRisk {
+            reason: "customer satisfied".into(),
+        })
+        .then_expect_events(vec![cleared.clone()]);
+    at_risk.push(cleared);
+    let state = given::<Case>(at_risk.clone());
+    assert_eq!(
+        state.state.opened.as_ref().map(|o| o.risk.clone()),
+        Some(None)
+    );
+    assert_eq!(
+        state.state.opened.as_ref().map(|o| o.details.priority),
+        Some(Priority::Urgent),
+        "clearing the risk leaves the priority to people"
+    );
+    given::<Case>(at_risk.clone())
+        .when(CaseCommand::ClearRisk { reason: "x".into() })
+        .then_expect_events(vec![]);
+    given::<Case>(at_risk)
+        .when(CaseCommand::FlagRisk {
+            reason: "posted after all".into(),
+        })
+        .then_expect_events(vec![flagged(
+            case_id,
+            RiskTrigger::Person,
+            "posted after all",
+        )]);
+}
+
+#[test]
+fn an_escalation_below_the_case_is_a_failed_precondition_naming_its_level() {
+    use svcops_kit::aggregate::ErrorStatus;
+    assert!(matches!(
+        CaseError::EscalatedHigher(level(2)).api_error(),
+        ApiError::FailedPrecondition(message) if message == "the case is already at escalation level 2"
     ));
 }

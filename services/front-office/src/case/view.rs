@@ -3,7 +3,9 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AgentName, Case, CaseDetails, FlagNote, Lifecycle, QueueName};
+use super::{
+    AgentName, Case, CaseDetails, EscalationLevel, FlagNote, Lifecycle, QueueName, RiskNote,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseView {
@@ -18,6 +20,9 @@ pub struct CaseView {
     pub assignee: Option<AgentName>,
     pub resolution: Option<String>,
     pub reopened_count: u32,
+    pub escalation: Option<(EscalationLevel, String)>,
+    pub risk: Option<RiskNote>,
+    pub updated_at: OffsetDateTime,
     pub version: u64,
 }
 
@@ -37,6 +42,9 @@ impl CaseView {
             assignee: opened.assignee,
             resolution: opened.resolution,
             reopened_count: opened.reopened_count,
+            escalation: opened.escalation,
+            risk: opened.risk,
+            updated_at: opened.updated_at,
             version,
         })
     }

@@ -10,9 +10,12 @@ use svcops_bus::lag::Backpressure;
 use svcops_eventstore::{PersonalDataSecret, SqliteStore};
 use svcops_kit::auth::{Authenticator, Role};
 use svcops_kit::service::{Office, Ports};
+use svcops_proto::common::v1 as types;
+use svcops_proto::frontoffice::v1 as proto;
 use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 use uuid::Uuid;
 
 pub struct Served {
@@ -106,4 +109,61 @@ impl Served {
         self.serving.await.unwrap().unwrap();
         self.office.stopped().await;
     }
+}
+
+/// A served front office with a client: what the gRPC tests drive.
+pub struct FrontOffice {
+    pub cases: CaseServiceClient<Channel>,
+    pub served: Served,
+}
+
+impl FrontOffice {
+    pub async fn start() -> Self {
+        let served = Served::start(Backpressure { max_lag: None }).await;
+        Self {
+            cases: served.cases().await,
+            served,
+        }
+    }
+
+    pub fn request<T>(&self, role: Role, message: T) -> tonic::Request<T> {
+        self.served.request(role, message)
+    }
+
+    /// Opens a case as an agent.
+    pub async fn open(
+        &mut self,
+        phone: &str,
+        category: types::CaseCategory,
+        summary: &str,
+    ) -> proto::Case {
+        let request = self.request(
+            Role::Agent,
+            proto::OpenCaseRequest {
+                customer_phone: phone.into(),
+                category: category.into(),
+                summary: summary.into(),
+                ..Default::default()
+            },
+        );
+        self.cases
+            .open_case(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap()
+    }
+}
+
+/// The fields an INVALID_ARGUMENT names, in order.
+pub fn fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect()
 }
