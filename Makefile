@@ -1,7 +1,7 @@
 # svcops — run `make help` for the targets.
 CARGO ?= cargo
 
-.PHONY: help run test lint fmt bench bench-projections bench-sqlite bench-e2e bench-kafka proto-lint deploy-check
+.PHONY: help run test lint fmt bench bench-projections bench-sqlite bench-e2e bench-kafka bench-intake proto-lint deploy-check
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ bench: ## Event store append benchmark against raw INSERT and cqrs-es/postgres-e
 
 bench-projections: ## Projection rebuild and start-up over 1,000,000 events, read-your-writes latency across replicas
 	$(CARGO) run --release -p front-office --example projection_bench
+
+bench-intake: ## Intake over gRPC (OpenCase + a five-utterance contact) against the raw event-store append (PostgreSQL)
+	$(CARGO) run --release -p front-office --example intake_bench -- $(INTAKE_ARGS)
 
 bench-sqlite: ## SQLite appends: the store's group commit against one commit per append
 	$(CARGO) run --release -p svcops-eventstore --example sqlite_append

@@ -416,6 +416,92 @@ async fn the_cli_drives_an_embedded_svcops_that_survives_restarts() {
         .map(|case| case["case_id"].as_str().expect("case id"))
         .collect();
     assert_eq!(at_risk, [second_id.as_str()]);
+    // A chat on the case: the bot answers, hands off to a person with the transcript, and
+    // executives listening in hear every word.
+    let started = cli(
+        &address,
+        data_dir,
+        &[
+            "contact",
+            "start",
+            "--case",
+            &second_id,
+            "--channel",
+            "chat",
+            "--bot",
+        ],
+    )
+    .await;
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let contact_id = started.stdout.trim().to_owned();
+    for args in [
+        &[
+            "say",
+            &contact_id,
+            "--speaker",
+            "bot",
+            "--text",
+            "您好",
+            "--end-ms",
+            "800",
+        ][..],
+        &[
+            "say",
+            &contact_id,
+            "--speaker",
+            "customer",
+            "--text",
+            "the fitter has not come",
+            "--start-ms",
+            "1000",
+            "--end-ms",
+            "2500",
+        ],
+        &[
+            "hand-off",
+            &contact_id,
+            "--queue",
+            "installation",
+            "--reason",
+            "asks for a person",
+        ],
+    ] {
+        let mut full = vec!["contact"];
+        full.extend_from_slice(args);
+        let output = cli(&address, data_dir, &full).await;
+        assert_eq!(output.code, 0, "{args:?}: {}", output.stderr);
+    }
+    let shown = cli(
+        &address,
+        data_dir,
+        &["case", "show", &second_id, "--output", "json"],
+    )
+    .await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("json");
+    assert_eq!(
+        (
+            &shown["contacts"][0]["state"],
+            &shown["contacts"][0]["handed_off_to"],
+            &shown["contacts"][0]["transcript"][1]["text"]
+        ),
+        (
+            &"with_person".into(),
+            &"installation".into(),
+            &"the fitter has not come".into()
+        )
+    );
+    eventually("listen-in to hear the customer", TIMEOUT, || {
+        let (address, second_id) = (address.clone(), second_id.clone());
+        async move {
+            timeline(&address, data_dir, &second_id)
+                .await
+                .iter()
+                .any(|entry| entry["description"] == "customer said: the fitter has not come")
+                .then_some(())
+        }
+    })
+    .await;
     let bad_filter = cli(&address, data_dir, &["case", "list", "--state", "sleeping"]).await;
     assert_ne!(bad_filter.code, 0);
     assert_eq!(

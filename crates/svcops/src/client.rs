@@ -178,7 +178,7 @@ impl Change {
     }
 }
 
-fn parse_enum(
+pub(crate) fn parse_enum(
     field: &str,
     value: &str,
     prefix: &str,
@@ -264,6 +264,7 @@ impl Client {
         Ok(())
     }
 
+    /// One case with its contacts and their transcripts.
     pub async fn show_case(&mut self, case_id: &str, output: Output) -> anyhow::Result<()> {
         let response = CaseServiceClient::new(self.channel.clone())
             .get_case(self.request(front::GetCaseRequest {
@@ -271,7 +272,28 @@ impl Client {
             }))
             .await?
             .into_inner();
-        print_case(response.case, output)
+        let case = response
+            .case
+            .ok_or_else(|| anyhow!("the server returned no case"))?;
+        match output {
+            Output::Json => {
+                let mut json = case_json(&case);
+                json["contacts"] = response
+                    .contacts
+                    .iter()
+                    .map(crate::contact::contact_json)
+                    .collect();
+                println!("{json}");
+            }
+            Output::Table => {
+                print_case(Some(case), output)?;
+                for contact in &response.contacts {
+                    println!();
+                    crate::contact::print(contact, output);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves a case along its lifecycle and shows it as it now is.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod contact;
 mod embedded;
 
 use std::net::SocketAddr;
@@ -86,6 +87,9 @@ enum Command {
     /// Cases at the front office.
     #[command(subcommand)]
     Case(CaseCommand),
+    /// Conversations about cases, with their transcripts.
+    #[command(subcommand)]
+    Contact(contact::ContactCommand),
     /// Customers' personal data.
     #[command(subcommand)]
     Customer(CustomerCommand),
@@ -393,6 +397,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                 }
             }
+        }
+        Command::Contact(command) => {
+            let client = client::Client::connect(&global).await?;
+            contact::run(&client, command, global.output).await
         }
         Command::Customer(CustomerCommand::Erase { phone }) => {
             let mut client = client::Client::connect(&global).await?;

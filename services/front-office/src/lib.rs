@@ -1,16 +1,18 @@
 //! svcops front office: contact intake, customers and cases.
 //!
-//! - `case`, `customer`: the aggregates, a folder each (pure state, commands, events; the
+//! - `case`, `contact`, `customer`: the aggregates, a folder each (pure state, commands, events; the
 //!   codec to protobuf; given/when/then tests on the kit's testkit);
 //! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
 //!   go through the kit's executor), the dead-letter handler;
-//! - `case_list`, `erasure_records`: persisted projections (read models in the office's
+//! - `case_list`, `contact_list`, `erasure_records`: persisted projections (read models in the office's
 //!   database, fed from its log);
 //! - `grpc`: the gRPC edge.
 
 pub mod app;
 pub mod case;
 pub mod case_list;
+pub mod contact;
+pub mod contact_list;
 pub mod customer;
 pub mod erasure_records;
 pub mod grpc;
@@ -23,7 +25,12 @@ use svcops_eventstore::projection::ReadModel;
 use svcops_kit::auth::Authenticator;
 use svcops_kit::projections::ProjectionAdmin;
 use svcops_kit::service::{Error, Office, Ports};
-use svcops_proto::frontoffice::v1::case_service_server::{CaseServiceServer, SERVICE_NAME};
+use svcops_proto::frontoffice::v1::case_service_server::{
+    CaseServiceServer, SERVICE_NAME as CASE_SERVICE_NAME,
+};
+use svcops_proto::frontoffice::v1::contact_service_server::{
+    ContactServiceServer, SERVICE_NAME as CONTACT_SERVICE_NAME,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -33,6 +40,7 @@ pub const SERVICE: &str = "front-office";
 
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
+    contacts: Arc<app::Contacts>,
     projections: ProjectionAdmin,
     backpressure: svcops_bus::lag::Backpressure,
     tasks: Vec<JoinHandle<()>>,
@@ -51,6 +59,9 @@ impl Office for FrontOffice {
         let list = ports
             .start_projection(Arc::new(case_list::CaseListProjection), &shutdown)
             .await?;
+        let contact_list = ports
+            .start_projection(Arc::new(contact_list::ContactListProjection), &shutdown)
+            .await?;
         let erasures = ports
             .start_projection(
                 Arc::new(erasure_records::ErasureRecordsProjection),
@@ -68,6 +79,12 @@ impl Office for FrontOffice {
             keys,
             relay.waker(),
             list.read_model(),
+        ));
+        let contacts = Arc::new(app::Contacts::new(
+            ports.store.clone(),
+            relay.waker(),
+            cases.clone(),
+            contact_list.read_model(),
         ));
         let tasks = vec![
             consumer::spawn_dead_letters(
@@ -90,10 +107,11 @@ impl Office for FrontOffice {
         ];
         Ok(Self {
             cases,
+            contacts,
             backpressure: ports.backpressure,
             projections: ProjectionAdmin::new(
                 ports.store.clone(),
-                vec![Arc::new(list), Arc::new(erasures)],
+                vec![Arc::new(list), Arc::new(contact_list), Arc::new(erasures)],
             ),
             tasks,
         })
@@ -103,15 +121,23 @@ impl Office for FrontOffice {
         routes.add_service(CaseServiceServer::with_interceptor(
             grpc::CaseGrpc::new(
                 self.cases.clone(),
+                self.contacts.clone(),
                 self.projections.clone(),
                 self.backpressure,
             ),
             authenticator.interceptor(),
         ));
+        routes.add_service(ContactServiceServer::with_interceptor(
+            grpc::ContactGrpc::new(self.contacts.clone(), self.backpressure),
+            authenticator.interceptor(),
+        ));
     }
 
     fn service_names() -> Vec<String> {
-        vec![SERVICE_NAME.to_owned()]
+        vec![
+            CASE_SERVICE_NAME.to_owned(),
+            CONTACT_SERVICE_NAME.to_owned(),
+        ]
     }
 
     async fn stopped(self) {

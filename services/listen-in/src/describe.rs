@@ -153,6 +153,40 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
                 }
             })
         })
+        .on::<front::ContactStarted>(|_, e| {
+            let channel = enum_name(
+                front::Channel::try_from(e.channel)
+                    .ok()
+                    .map(|c| c.as_str_name()),
+                "CHANNEL_",
+            );
+            let answers = if e.with_bot { "a bot" } else { "a person" };
+            Ok(Line::Text(format!(
+                "contact {} started via {channel}; {answers} answers",
+                short(&e.contact_id)
+            )))
+        })
+        .on::<front::UtteranceAppended>(|_, e| {
+            let speaker = match front::Speaker::try_from(e.speaker) {
+                Ok(front::Speaker::Customer) => "customer",
+                Ok(front::Speaker::Agent) => "agent",
+                Ok(front::Speaker::Bot) => "bot",
+                Ok(front::Speaker::Unspecified) | Err(_) => "someone",
+            };
+            Ok(Line::Text(format!("{speaker} said: {}", e.text)))
+        })
+        .on::<front::ContactHandedOff>(|_, e| {
+            Ok(Line::Text(format!(
+                "the bot handed contact {} to queue {} after {} utterances: {}",
+                short(&e.contact_id),
+                e.queue,
+                e.utterances,
+                e.reason
+            )))
+        })
+        .on::<front::ContactEnded>(|_, e| {
+            Ok(Line::Text(format!("contact {} ended", short(&e.contact_id))))
+        })
         .on::<front::CaseRiskCleared>(|_, e| {
             Ok(Line::ByActor(format!(
                 "cleared the public-opinion risk: {}",
@@ -408,6 +442,42 @@ mod lifecycle_tests {
                 reason: "customer satisfied".into(),
             }),
             "agent-7 cleared the public-opinion risk: customer satisfied"
+        );
+    }
+
+    #[test]
+    fn a_conversation_reads_as_it_happens() {
+        assert_eq!(
+            line(&front::ContactStarted {
+                contact_id: "0193c0de-aaaa".into(),
+                case_id: "c".into(),
+                channel: front::Channel::Chat.into(),
+                with_bot: true,
+                known_fields: vec![front::CustomerField::Phone.into()],
+            }),
+            "contact 0193c0de started via chat; a bot answers"
+        );
+        assert_eq!(
+            line(&front::UtteranceAppended {
+                contact_id: "0193c0de-aaaa".into(),
+                case_id: "c".into(),
+                sequence: 1,
+                speaker: front::Speaker::Customer.into(),
+                text: "我的灯一直闪".into(),
+                start_ms: 0,
+                end_ms: 1200,
+            }),
+            "customer said: 我的灯一直闪"
+        );
+        assert_eq!(
+            line(&front::ContactHandedOff {
+                contact_id: "0193c0de-aaaa".into(),
+                case_id: "c".into(),
+                queue: "complaints".into(),
+                reason: "asks for a person".into(),
+                utterances: 4,
+            }),
+            "the bot handed contact 0193c0de to queue complaints after 4 utterances: asks for a person"
         );
     }
 }

@@ -207,6 +207,11 @@ impl super::CaseCommand {
             CaseCommand::ClearRisk { reason } => {
                 ("clear-risk", reason.as_bytes().to_vec(), Vec::new())
             }
+            CaseCommand::RaiseRisk(risk) => (
+                "raise-risk",
+                wire(proto::RiskTrigger::from(risk.trigger) as i32).to_vec(),
+                risk.detail.as_bytes().to_vec(),
+            ),
         };
         svcops_kit::events::request_hash(&[verb.as_bytes(), case.as_bytes(), &first, &second])
     }

@@ -17,6 +17,7 @@ pub use codec::{
 pub use lifecycle::{Lifecycle, Move, Stage, WaitingOn};
 pub use risk::{
     EscalationLevel, REPEATED_COMPLAINTS, REPEATED_COMPLAINTS_WINDOW_DAYS, Risk, RiskTrigger,
+    keyword_risk,
 };
 pub use values::{
     AgentName, CaseDetails, Category, Channel, CustomerPhone, PhoneNumber, Priority, QueueName,
@@ -144,6 +145,8 @@ pub enum CaseCommand {
     ClearRisk {
         reason: String,
     },
+    /// A rule outside the case (a customer's words in a contact) raises the flag.
+    RaiseRisk(Risk),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,6 +390,12 @@ impl OpenedCase {
                         detail: reason,
                     },
                 );
+                return Ok(events);
+            }
+            CaseCommand::RaiseRisk(risk) => {
+                self.not_closed("flag")?;
+                let mut events = Vec::new();
+                self.raise(&mut events, risk);
                 return Ok(events);
             }
             CaseCommand::ClearRisk { reason } => {

@@ -84,6 +84,16 @@ impl Served {
         }
     }
 
+    pub async fn contacts(
+        &self,
+    ) -> svcops_proto::frontoffice::v1::contact_service_client::ContactServiceClient<Channel> {
+        svcops_proto::frontoffice::v1::contact_service_client::ContactServiceClient::connect(
+            format!("http://{}", self.address),
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn cases(&self) -> CaseServiceClient<Channel> {
         CaseServiceClient::connect(format!("http://{}", self.address))
             .await

@@ -1,4 +1,9 @@
-//! The gRPC edge: protobuf in, parsed domain values to the handlers, protobuf out.
+//! The gRPC edge: protobuf in, parsed domain values to the handlers, protobuf out. Cases
+//! here, contacts in `contact`.
+
+mod contact;
+
+pub use contact::ContactGrpc;
 
 use std::sync::Arc;
 
@@ -15,7 +20,7 @@ use svcops_proto::frontoffice::v1::case_service_server::CaseService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::Cases;
+use crate::app::{Cases, Contacts};
 use crate::case::{
     self, AgentName, CaseCommand, CaseDetails, CaseError, CaseView, Category, Channel,
     CustomerPhone, EscalationLevel, Lifecycle, PhoneNumber, Priority, QueueName, Stage,
@@ -40,6 +45,7 @@ const CASE_LISTERS: &[Role] = &[
 
 pub struct CaseGrpc {
     cases: Arc<Cases>,
+    contacts: Arc<Contacts>,
     projections: ProjectionAdmin,
     /// New cases wait while the pipeline behind the front door lags past its bound.
     backpressure: Backpressure,
@@ -48,11 +54,13 @@ pub struct CaseGrpc {
 impl CaseGrpc {
     pub fn new(
         cases: Arc<Cases>,
+        contacts: Arc<Contacts>,
         projections: ProjectionAdmin,
         backpressure: Backpressure,
     ) -> Self {
         Self {
             cases,
+            contacts,
             projections,
             backpressure,
         }
@@ -60,7 +68,7 @@ impl CaseGrpc {
 }
 
 /// Every error of the handlers says its own status (`From<…> for ApiError`).
-fn status(error: impl Into<ApiError>) -> Status {
+pub(crate) fn status(error: impl Into<ApiError>) -> Status {
     error.into().into()
 }
 
@@ -142,7 +150,7 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
 }
 
 /// The request id, `None` when empty; a bad one is a violation.
-fn parse_request_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+pub(crate) fn parse_request_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
     let request_id = raw.trim();
     if request_id.len() > 128 {
         violations.push(FieldViolation::new(
@@ -203,13 +211,16 @@ fn parse_worded(
 }
 
 /// A domain value, or its violation recorded.
-fn collect<T>(parsed: Result<T, CaseError>, violations: &mut Vec<FieldViolation>) -> Option<T> {
+pub(crate) fn collect<T>(
+    parsed: Result<T, CaseError>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<T> {
     parsed
         .map_err(|error| violations.extend(error.field_violation()))
         .ok()
 }
 
-fn invalid(violations: Vec<FieldViolation>) -> Status {
+pub(crate) fn invalid(violations: Vec<FieldViolation>) -> Status {
     ApiError::InvalidArgument(violations).into()
 }
 
@@ -563,8 +574,10 @@ impl CaseService for CaseGrpc {
         )?;
         let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
         let view = self.cases.get(case_id).await.map_err(status)?;
+        let contacts = self.contacts.of_case(case_id).await.map_err(status)?;
         Ok(Response::new(proto::GetCaseResponse {
             case: Some(to_proto(view, &principal)),
+            contacts: contacts.into_iter().map(contact::to_proto).collect(),
         }))
     }
 

@@ -3,6 +3,10 @@
 //! cases (one case from its stream, pages from the case list read model). Every command
 //! goes through the kit's executor.
 
+mod contacts;
+
+pub use contacts::Contacts;
+
 use std::sync::Arc;
 
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
@@ -30,8 +34,12 @@ pub enum Error {
     Case(#[from] ExecuteError<CaseError>),
     #[error(transparent)]
     Customer(#[from] ExecuteError<NeverRefused>),
+    #[error(transparent)]
+    Contact(#[from] ExecuteError<crate::contact::ContactError>),
     #[error("case {0} not found")]
     NotFound(Uuid),
+    #[error("contact {0} not found")]
+    ContactNotFound(Uuid),
     #[error(transparent)]
     Store(#[from] svcops_eventstore::Error),
     #[error("personal data: {0}")]
@@ -43,9 +51,14 @@ impl From<Error> for ApiError {
         match error {
             Error::Case(error) => error.into(),
             Error::Customer(error) => error.into(),
+            Error::Contact(error) => error.into(),
             Error::NotFound(case_id) => ApiError::NotFound {
                 resource: "case",
                 id: case_id.to_string(),
+            },
+            Error::ContactNotFound(contact_id) => ApiError::NotFound {
+                resource: "contact",
+                id: contact_id.to_string(),
             },
             Error::Store(error) => error.into(),
             Error::Sealing(error) => ApiError::Internal(error),
