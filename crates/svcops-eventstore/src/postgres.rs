@@ -474,9 +474,14 @@ impl EventStore for PostgresStore {
     }
 
     async fn unpublished(&self, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        // The page of the outbox first, then each event by its key. A plain join lets the
+        // planner pick a merge join that walks the events index from the start of the log
+        // (outbox statistics lag far behind its churn): 19 ms per poll at 22,000 events,
+        // growing with the log. LATERAL pins the nested loop: one index probe per row.
         let rows = sqlx::query(select_events!(
-            "FROM outbox o JOIN events e ON e.position = o.position \
-             ORDER BY o.position LIMIT $1"
+            "FROM (SELECT position FROM outbox ORDER BY position LIMIT $1) o \
+             CROSS JOIN LATERAL (SELECT * FROM events WHERE events.position = o.position) e \
+             ORDER BY o.position"
         ))
         .bind(db_limit(limit))
         .fetch_all(&self.pool)

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use prost::{Message, Name};
 
 use svcops_bus::consumer::HandlerError;
-use svcops_eventstore::{Append, EventStore, ExpectedVersion, RecordedEvent, StreamId};
+use svcops_eventstore::{
+    Append, AppendOutcome, EventStore, ExpectedVersion, RecordedEvent, StreamId,
+};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -33,10 +35,7 @@ pub struct Recorded<E> {
     pub event: E,
     /// Version in its stream (1 = first).
     pub version: u64,
-    /// Position in the store's log.
-    pub position: i64,
     pub occurred_at: OffsetDateTime,
-    pub recorded_at: OffsetDateTime,
     pub actor_subject: String,
     pub actor_role: String,
 }
@@ -47,9 +46,7 @@ impl<E> Recorded<E> {
         Self {
             event,
             version: stored.version,
-            position: stored.position,
             occurred_at: stored.metadata.occurred_at,
-            recorded_at: stored.recorded_at,
             actor_subject: stored.metadata.actor_subject.clone(),
             actor_role: stored.metadata.actor_role.clone(),
         }
@@ -339,9 +336,25 @@ impl<A: Aggregate> Executor<A> {
         command: A::Command,
         idempotency: Idempotency,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        self.execute_on_case(id, |_| case_id, context, command, idempotency)
+            .await
+    }
+
+    /// [`Executor::execute`] for an aggregate that knows its case (a contact): the case id
+    /// of the events is read from the state the command is decided on, so the caller need
+    /// not load the stream first to find it.
+    pub async fn execute_on_case(
+        &self,
+        id: Uuid,
+        case_of: impl Fn(&A) -> Option<Uuid>,
+        context: &CommandContext,
+        command: A::Command,
+        idempotency: Idempotency,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let stream = A::stream(id);
         for _ in 0..=CONFLICT_RETRIES {
             let (state, version) = self.load(id).await?;
+            let case_id = case_of(&state);
             let decided = state.decide(command.clone());
             let nothing_new = !decided.as_ref().is_ok_and(|events| !events.is_empty());
             if nothing_new {
@@ -372,12 +385,16 @@ impl<A: Aggregate> Executor<A> {
                     appended: false,
                 });
             }
-            let new_events = events
+            let new_events: Vec<_> = events
                 .iter()
                 .map(|event| {
                     let (event_type, payload) = event.encode();
                     context.new_event(case_id, event_type, payload)
                 })
+                .collect();
+            let occurred: Vec<OffsetDateTime> = new_events
+                .iter()
+                .map(|event| event.metadata.occurred_at)
                 .collect();
             let expected = if version == 0 {
                 ExpectedVersion::NoStream
@@ -392,11 +409,34 @@ impl<A: Aggregate> Executor<A> {
                 append = append.request_hash(hash.clone());
             }
             match self.store.append(append).await {
-                Ok(outcome) => {
-                    let appended = !outcome.is_duplicate();
-                    if appended {
-                        self.relay.notify_one();
+                Ok(AppendOutcome::Appended(appended)) => {
+                    self.relay.notify_one();
+                    // Appended at the version it was decided on: the stream is now exactly
+                    // the state plus these events, so they are applied here rather than the
+                    // stream read back (one round trip less per command).
+                    let mut state = state;
+                    for ((event, occurred_at), version) in events
+                        .into_iter()
+                        .zip(occurred)
+                        .zip(appended.first_version..)
+                    {
+                        state.apply(&Recorded {
+                            event,
+                            version,
+                            occurred_at,
+                            actor_subject: context.actor.subject.clone(),
+                            actor_role: context.actor.role.as_str().to_owned(),
+                        });
                     }
+                    return Ok(Executed {
+                        stream_id: appended.stream_id,
+                        state,
+                        version: appended.last_version,
+                        appended: true,
+                    });
+                }
+                Ok(outcome) => {
+                    let appended = false;
                     let stream_id = outcome.appended().stream_id.clone();
                     let (state, version) = self.load_stream(&stream_id).await?;
                     return Ok(Executed {
@@ -453,9 +493,7 @@ pub mod testkit {
         Recorded {
             event,
             version,
-            position: version as i64,
             occurred_at: clock(),
-            recorded_at: clock(),
             actor_subject: "test-agent".to_owned(),
             actor_role: "agent".to_owned(),
         }

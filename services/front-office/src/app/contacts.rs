@@ -92,7 +92,6 @@ impl Contacts {
         request_id: Option<&str>,
         command: ContactCommand,
     ) -> Result<ContactView, Error> {
-        let case_id = self.get(contact_id).await?.contact.case_id;
         let customer_words = match &command {
             ContactCommand::Say(utterance) if utterance.speaker == Speaker::Customer => {
                 Some(utterance.text.clone())
@@ -105,7 +104,13 @@ impl Contacts {
             });
         let changed = self
             .contacts
-            .execute(contact_id, Some(case_id), context, command, idempotency)
+            .execute_on_case(
+                contact_id,
+                |contact| contact.started.as_ref().map(|started| started.case_id),
+                context,
+                command,
+                idempotency,
+            )
             .await
             .map_err(|error| match error {
                 ExecuteError::Domain(ContactError::NotStarted) => {
@@ -115,6 +120,7 @@ impl Contacts {
             })?;
         let view = ContactView::of(changed.state, changed.version)
             .ok_or(Error::ContactNotFound(contact_id))?;
+        let case_id = view.contact.case_id;
         if let Some(words) = customer_words
             && let Some(risk) = case::keyword_risk(&words, "the transcript")
         {

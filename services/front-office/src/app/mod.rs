@@ -225,7 +225,12 @@ impl Cases {
         mut details: CaseDetails,
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
+        let phone = details.customer_phone.clone();
         details.customer_phone = self.seal(details.customer_phone).await?;
+        let sealed_with = match &details.customer_phone {
+            CustomerPhone::Sealed { key_id, .. } => Some(*key_id),
+            CustomerPhone::Known(_) | CustomerPhone::Erased => None,
+        };
         let earlier_complaints = self.earlier_complaints(&details).await;
         let idempotency = match request_id {
             // Scoped to the caller, so nobody can fetch another caller's result by key.
@@ -250,8 +255,18 @@ impl Cases {
                 idempotency,
             )
             .await?;
-        let view = CaseView::of(opened.state, opened.version).ok_or(Error::NotFound(case_id))?;
-        self.unseal_view(view).await
+        let mut view =
+            CaseView::of(opened.state, opened.version).ok_or(Error::NotFound(case_id))?;
+        // The caller gave the phone: no need to look its key up again to open it. (A retry
+        // answers with the first call's case, sealed with the same customer's key, which
+        // the request hash covers.)
+        match &view.details.customer_phone {
+            CustomerPhone::Sealed { key_id, .. } if Some(*key_id) == sealed_with => {
+                view.details.customer_phone = phone;
+                Ok(view)
+            }
+            _ => self.unseal_view(view).await,
+        }
     }
 
     /// The customer's complaints within the repeated-complaints window, for the risk rule;
