@@ -16,7 +16,7 @@ use prost::{Message, Name};
 
 use svcops_bus::consumer::HandlerError;
 use svcops_eventstore::{
-    Append, AppendOutcome, EventStore, ExpectedVersion, RecordedEvent, StreamId,
+    Append, AppendOutcome, Appended, EventStore, ExpectedVersion, RecordedEvent, StreamId,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -319,6 +319,15 @@ impl<A: Aggregate> Executor<A> {
         self.load_stream(&A::stream(id)).await
     }
 
+    /// The state as the append `first` left it: a retry answers with the first result, not
+    /// with what later commands made of the aggregate since.
+    async fn load_until(&self, first: &Appended) -> Result<(A, u64), ExecuteError<A::Error>> {
+        let mut events =
+            svcops_eventstore::read_whole_stream(self.store.as_ref(), &first.stream_id).await?;
+        events.retain(|event| event.version <= first.last_version);
+        Ok(fold(&events)?)
+    }
+
     /// [`Executor::load`] by stream id.
     pub async fn load_stream(&self, stream: &StreamId) -> Result<(A, u64), ExecuteError<A::Error>> {
         let events = svcops_eventstore::read_whole_stream(self.store.as_ref(), stream).await?;
@@ -367,7 +376,7 @@ impl<A: Aggregate> Executor<A> {
                         .idempotent_retry(key, idempotency.request_hash.as_deref())
                         .await?
                 {
-                    let (state, version) = self.load_stream(&first.stream_id).await?;
+                    let (state, version) = self.load_until(&first).await?;
                     return Ok(Executed {
                         stream_id: first.stream_id,
                         state,
@@ -435,15 +444,13 @@ impl<A: Aggregate> Executor<A> {
                         appended: true,
                     });
                 }
-                Ok(outcome) => {
-                    let appended = false;
-                    let stream_id = outcome.appended().stream_id.clone();
-                    let (state, version) = self.load_stream(&stream_id).await?;
+                Ok(AppendOutcome::Duplicate(first)) => {
+                    let (state, version) = self.load_until(&first).await?;
                     return Ok(Executed {
-                        stream_id,
+                        stream_id: first.stream_id,
                         state,
                         version,
-                        appended,
+                        appended: false,
                     });
                 }
                 Err(svcops_eventstore::Error::Concurrency { .. }) => continue,

@@ -277,3 +277,51 @@ async fn a_repeated_key_under_a_fresh_id_returns_the_aggregate_the_first_call_cr
     assert!(first.appended && !again.appended);
     assert_eq!((again.state.value, again.version), (7, 1));
 }
+
+#[tokio::test]
+async fn the_state_a_command_returns_is_the_state_its_stream_loads() {
+    // The executor applies what it appended instead of reading the stream back: the two must
+    // agree, envelope included.
+    let (counter, _store, _dir) = executor().await;
+    let id = Uuid::now_v7();
+    for amount in [1, 2, 3] {
+        let executed = counter
+            .execute(
+                id,
+                None,
+                &context(),
+                Add { amount, limit: 100 },
+                Idempotency::none(),
+            )
+            .await
+            .expect("executed");
+        let loaded = counter.load(id).await.expect("load");
+        assert_eq!((executed.state, executed.version), loaded);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_later_commands_returns_the_first_result_not_the_current_state() {
+    let (counter, _store, _dir) = executor().await;
+    let id = Uuid::now_v7();
+    let add = |amount| Add { amount, limit: 100 };
+    let key = || Idempotency::key("test/add/first").with_request_hash(vec![1]);
+    let first = counter
+        .execute(id, None, &context(), add(2), key())
+        .await
+        .expect("first");
+    counter
+        .execute(id, None, &context(), add(5), Idempotency::none())
+        .await
+        .expect("a later command");
+    let retry = counter
+        .execute(id, None, &context(), add(2), key())
+        .await
+        .expect("retry");
+    assert!(!retry.appended);
+    assert_eq!(
+        (retry.state.value, retry.version),
+        (first.state.value, first.version),
+        "as the first call left it"
+    );
+}

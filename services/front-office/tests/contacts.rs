@@ -220,6 +220,18 @@ async fn a_bot_hands_a_chat_to_a_person_and_the_customer_s_words_flag_the_case()
     assert_eq!(risk.detail, "\"微博\" in the transcript");
     assert_eq!(flagged.priority, types::Priority::Urgent as i32);
     assert_eq!(read.contacts.len(), 1);
+    let request = office.request(
+        Role::Technician,
+        proto::GetCaseRequest {
+            case_id: case.case_id.clone(),
+        },
+    );
+    let for_technician = office.cases.get_case(request).await.unwrap().into_inner();
+    assert!(for_technician.case.is_some());
+    assert!(
+        for_technician.contacts.is_empty(),
+        "a technician gets the case without its conversations"
+    );
     let listed = &read.contacts[0];
     let request = office.request(
         Role::Qa,

@@ -55,7 +55,7 @@ impl Escalations for FrontOffice {
         let mut page_token = String::new();
         loop {
             let request = self.request(
-                Role::Manager,
+                Role::Agent,
                 proto::ListCasesRequest {
                     page_size: 2,
                     page_token: page_token.clone(),
@@ -308,6 +308,17 @@ async fn escalation_and_risk_requests_are_validated_and_authorised() {
         ]
     );
 
+    // Roles that see phones masked may not find out whether a phone has cases.
+    let request = office.request(
+        Role::Manager,
+        proto::ListCasesRequest {
+            customer_phone: "+8613800000003".into(),
+            ..Default::default()
+        },
+    );
+    let denied = office.cases.list_cases(request).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
     // Executives, QA, technicians and systems read cases; they do not escalate or flag.
     for role in [Role::Executive, Role::Qa, Role::Technician, Role::Service] {
         let denied = office
@@ -335,12 +346,32 @@ async fn escalation_and_risk_requests_are_validated_and_authorised() {
         reason: reason.into(),
     };
     let request = office.request(Role::Agent, escalate(2, "third visit"));
-    let first = office.cases.escalate_case(request).await.unwrap();
+    let first = office
+        .cases
+        .escalate_case(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    // Another change in between: the retry still answers with what the first call did.
+    office
+        .escalate(Role::Manager, &case.case_id, 3, "director")
+        .await
+        .unwrap();
     let request = office.request(Role::Agent, escalate(2, "third visit"));
-    let again = office.cases.escalate_case(request).await.unwrap();
+    let again = office
+        .cases
+        .escalate_case(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
     assert_eq!(
-        first.into_inner().case.unwrap().version,
-        again.into_inner().case.unwrap().version
+        (again.version, again.escalation_level),
+        (first.version, 2),
+        "the retry returns the first result"
     );
     let request = office.request(Role::Agent, escalate(3, "third visit"));
     let reused = office.cases.escalate_case(request).await.unwrap_err();

@@ -120,25 +120,42 @@ impl Contacts {
             })?;
         let view = ContactView::of(changed.state, changed.version)
             .ok_or(Error::ContactNotFound(contact_id))?;
-        let case_id = view.contact.case_id;
         if let Some(words) = customer_words
             && let Some(risk) = case::keyword_risk(&words, "the transcript")
+            && let Some(said) = view.contact.transcript.last()
         {
-            // After the utterance, under a key of the utterance: a retry of the same request
-            // finishes a flag that failed, and flags nothing twice.
-            let sequence = view.contact.transcript.len();
-            let flagged = self
+            // After the utterance, under a key of the utterance (a retry answers with the
+            // state its first attempt left, whose last utterance is this one): a retry
+            // finishes a flag that failed, and nothing is flagged twice. The utterance is
+            // recorded whatever happens to the flag: a failed flag is retried in the
+            // background rather than failing a call whose words were kept.
+            let key = format!(
+                "front-office/transcript-risk/{contact_id}/{}",
+                said.sequence
+            );
+            let case_id = view.contact.case_id;
+            if let Err(error) = self
                 .cases
-                .raise_risk(
-                    context,
-                    case_id,
-                    risk,
-                    format!("front-office/transcript-risk/{contact_id}/{sequence}"),
-                )
-                .await;
-            match flagged {
-                Ok(()) | Err(Error::Case(ExecuteError::Domain(CaseError::NotAllowed { .. }))) => {}
-                Err(error) => return Err(error),
+                .raise_risk(context, case_id, risk.clone(), key.clone())
+                .await
+            {
+                tracing::warn!(%case_id, %error, "flagging the case for the transcript failed; retrying");
+                let (cases, context) = (self.cases.clone(), context.clone());
+                tokio::spawn(async move {
+                    let mut backoff = std::time::Duration::from_millis(200);
+                    for _ in 0..8 {
+                        tokio::time::sleep(backoff).await;
+                        match cases
+                            .raise_risk(&context, case_id, risk.clone(), key.clone())
+                            .await
+                        {
+                            Ok(()) => return,
+                            Err(error) => tracing::warn!(%case_id, %error, "flag still failing"),
+                        }
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                    }
+                    tracing::error!(%case_id, "gave up flagging the case for its transcript");
+                });
             }
         }
         Ok(view)
@@ -158,7 +175,8 @@ impl Contacts {
 }
 
 impl Cases {
-    /// Raises a case's public-opinion risk for a rule outside the case, once per `key`.
+    /// Raises a case's public-opinion risk for a rule outside the case, once per `key`; a
+    /// closed case is left as it is.
     pub async fn raise_risk(
         &self,
         context: &CommandContext,
@@ -166,7 +184,8 @@ impl Cases {
         risk: case::Risk,
         key: String,
     ) -> Result<(), Error> {
-        self.cases
+        match self
+            .cases
             .execute(
                 case_id,
                 Some(case_id),
@@ -174,7 +193,10 @@ impl Cases {
                 CaseCommand::RaiseRisk(risk),
                 Idempotency::key(key),
             )
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Domain(CaseError::NotAllowed { .. })) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 }

@@ -249,12 +249,13 @@ impl OpenedCase {
     /// The events of a lifecycle command: none when it changes nothing (the same queue and
     /// priority, the same assignee, the same wait), so a repeat is not a second event.
     fn decide_on_opened(&self, command: CaseCommand) -> Result<Vec<CaseEvent>, CaseError> {
-        // Words a person gave with the command, which the keyword rule reads.
+        // Words given with the command that may report what the customer threatens, which
+        // the keyword rule reads. Not a resolution: it says how the case ended ("withdrew
+        // the 12315 complaint"), and must not undo a manager's clearing.
         let words = match &command {
             CaseCommand::Wait { reason, .. }
             | CaseCommand::Reopen { reason }
             | CaseCommand::Escalate { reason, .. } => Some((reason.clone(), "the reason")),
-            CaseCommand::Resolve { resolution } => Some((resolution.clone(), "the resolution")),
             _ => None,
         };
         let mut events = self.decide_move(command)?;

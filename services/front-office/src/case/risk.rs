@@ -53,11 +53,15 @@ pub const REPEATED_COMPLAINTS: u32 = 3;
 pub const REPEATED_COMPLAINTS_WINDOW_DAYS: i64 = 30;
 
 /// Words that say a customer may take the case to social media, the press or a regulator,
-/// in Chinese and English. Matched case-insensitively; a word made of ASCII letters or digits
-/// only where it stands alone ("315" is not part of "3150", "news" not of "newsletter").
+/// in Chinese and English. Matched case-insensitively after full-width letters and digits
+/// are folded to ASCII; a keyword made of ASCII letters or digits matches only where it
+/// stands alone ("12315" is not part of "123150"), an English one also with a plural "s"
+/// ("reporters"). Words that also appear in ordinary complaints are narrowed to the phrases
+/// that threaten: not a bare "315" (a price, a room) but the 3·15 evening and the 12315
+/// hotline; not "上网" (going online) but posting online; "媒体" but not "多媒体".
 const KEYWORDS: &[&str] = &[
     // Chinese: expose, Weibo, Douyin, media, reporter, Xiaohongshu, the consumer
-    // association, the 3·15 consumer-rights day and its 12315 hotline, the internet, go viral.
+    // association, the 3·15 consumer-rights evening and the 12315 hotline, posting online.
     "曝光",
     "微博",
     "抖音",
@@ -65,11 +69,15 @@ const KEYWORDS: &[&str] = &[
     "记者",
     "小红书",
     "消协",
-    "315",
     "12315",
-    "上网",
-    "网上说",
+    "315晚会",
+    "3·15",
+    "打315",
+    "找315",
+    "投诉到315",
     "发到网上",
+    "发网上",
+    "网上曝光",
     "朋友圈",
     // English.
     "post it online",
@@ -86,27 +94,55 @@ const KEYWORDS: &[&str] = &[
     "consumer association",
 ];
 
+/// Containing words a keyword is part of without the threat ("多媒体": multimedia).
+const NOT_KEYWORDS: &[(&str, &str)] = &[("媒体", "多媒体")];
+
+/// Folds full-width ASCII (U+FF01 to U+FF5E, as Chinese input methods type digits and
+/// letters) to ASCII, then lower-cases.
+fn normalise(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            other => other,
+        })
+        .collect::<String>()
+        .to_lowercase()
+}
+
 /// The first risk keyword in `text`, as listed.
 pub fn keyword_in(text: &str) -> Option<&'static str> {
-    let lowered = text.to_lowercase();
+    let normalised = normalise(text);
     KEYWORDS
         .iter()
         .copied()
-        .find(|keyword| occurs_alone(&lowered, keyword))
+        .find(|keyword| occurs_alone(&normalised, keyword))
 }
 
-/// Whether `keyword` occurs in `text`; an ASCII-alphanumeric edge of the keyword must not
-/// touch another ASCII letter or digit.
+/// Whether `keyword` occurs in `text` as a keyword: an ASCII-alphanumeric edge must not
+/// touch another ASCII letter or digit (an English word may take a plural "s"), and the
+/// occurrence must not be part of a word listed in [`NOT_KEYWORDS`].
 fn occurs_alone(text: &str, keyword: &str) -> bool {
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     let guard_start = alnum(keyword.chars().next());
     let guard_end = alnum(keyword.chars().next_back());
+    let english = keyword.chars().any(|c| c.is_ascii_alphabetic());
     text.match_indices(keyword).any(|(start, found)| {
         let before = text[..start].chars().next_back();
-        let after = text[start + found.len()..].chars().next();
+        let mut rest = text[start + found.len()..].chars();
+        let mut after = rest.next();
+        if english && after == Some('s') {
+            after = rest.next();
+        }
         let glued_before = guard_start && alnum(before);
         let glued_after = guard_end && alnum(after);
-        !(glued_before || glued_after)
+        let inside_another = NOT_KEYWORDS.iter().any(|(part, whole)| {
+            *part == keyword && {
+                let offset = whole.find(part).unwrap_or(0);
+                start >= offset && text[start - offset..].starts_with(whole)
+            }
+        });
+        !(glued_before || glued_after || inside_another)
     })
 }
 
@@ -146,13 +182,31 @@ mod tests {
             keyword_in("Going to Social Media with this"),
             Some("social media")
         );
-        assert_eq!(keyword_in("315晚会"), Some("315"));
+        assert_eq!(keyword_in("315晚会见"), Some("315晚会"));
+    }
+
+    #[test]
+    fn ordinary_words_are_not_threats_and_variants_are() {
+        assert_eq!(keyword_in("花了315元，型号315，room 315"), None);
+        assert_eq!(keyword_in("家里不能上网了"), None);
+        assert_eq!(keyword_in("多媒体播放器坏了"), None);
+        assert_eq!(keyword_in("我要找媒体"), Some("媒体"));
+        assert_eq!(keyword_in("多媒体坏了，我要找媒体"), Some("媒体"));
+        assert_eq!(keyword_in("等着上3·15晚会吧"), Some("3·15"));
+        assert_eq!(
+            keyword_in("我打１２３１５投诉"),
+            Some("12315"),
+            "full-width digits"
+        );
+        assert_eq!(keyword_in("two reporters called"), Some("reporter"));
+        assert_eq!(keyword_in("journalists"), Some("journalist"));
+        assert_eq!(keyword_in("reportership"), None);
     }
 
     #[test]
     fn ascii_keywords_stand_alone() {
         assert_eq!(keyword_in("the part cost 3150 yuan"), None);
-        assert_eq!(keyword_in("serial SN3151"), None);
+        assert_eq!(keyword_in("serial SN123150"), None);
         assert_eq!(keyword_in("I'll go to the press"), Some("the press"));
         assert_eq!(keyword_in("tiktoker"), None);
         assert_eq!(keyword_in("lamp flickers after 2 weeks"), None);

@@ -15,12 +15,12 @@ use uuid::Uuid;
 use super::{collect, invalid, parse_request_id, status};
 use crate::app::Contacts;
 use crate::case::{self, QueueName};
-use crate::contact::{Answering, ContactCommand, ContactError, ContactView, Utterance};
+use crate::contact::{Answering, ContactCommand, ContactError, ContactView, Speaker, Utterance};
 
 /// Who holds conversations: telephony, chat platforms and the bot (service), and agents.
 const CONVERSERS: &[Role] = &[Role::Service, Role::Agent];
 /// Who reads them.
-const READERS: &[Role] = &[
+pub(crate) const READERS: &[Role] = &[
     Role::Service,
     Role::Agent,
     Role::Manager,
@@ -168,7 +168,7 @@ impl ContactService for ContactGrpc {
             ));
         }
         let utterance = Utterance::parse(
-            speaker.unwrap_or(crate::contact::Speaker::Customer),
+            speaker.unwrap_or(Speaker::Customer),
             &body.text,
             body.start_ms,
             body.end_ms,
@@ -180,6 +180,13 @@ impl ContactService for ContactGrpc {
         else {
             return Err(invalid(violations));
         };
+        // An agent speaks for themselves; telephony, chat platforms and the bot transcribe
+        // every side.
+        if principal.role == Role::Agent && utterance.speaker != Speaker::Agent {
+            return Err(Status::permission_denied(
+                "an agent appends only what agents say (speaker SPEAKER_AGENT)",
+            ));
+        }
         let contact = self
             .change(
                 principal,

@@ -574,7 +574,14 @@ impl CaseService for CaseGrpc {
         )?;
         let case_id = parse_case_id("case_id", &request.get_ref().case_id)?;
         let view = self.cases.get(case_id).await.map_err(status)?;
-        let contacts = self.contacts.of_case(case_id).await.map_err(status)?;
+        // Conversations go to those who may read contacts (a technician gets the case
+        // without its transcripts, which can hold what a customer said about themselves).
+        let contacts =
+            if contact::READERS.contains(&principal.role) || principal.role == Role::Admin {
+                self.contacts.of_case(case_id).await.map_err(status)?
+            } else {
+                Vec::new()
+            };
         Ok(Response::new(proto::GetCaseResponse {
             case: Some(to_proto(view, &principal)),
             contacts: contacts.into_iter().map(contact::to_proto).collect(),
@@ -589,6 +596,14 @@ impl CaseService for CaseGrpc {
         let (size, after) =
             paging::parse(request.get_ref().page_size, &request.get_ref().page_token)?;
         let (filter, customer) = parse_filter(request.get_ref())?;
+        // Listing by phone would tell a role that sees phones masked whether a number is a
+        // customer's.
+        if customer.is_some() && !principal.role.sees_personal_data() {
+            return Err(Status::permission_denied(format!(
+                "role {} may not list cases by customer phone",
+                principal.role
+            )));
+        }
         let (views, next) = self
             .cases
             .list(filter, customer.as_ref(), size, after)
