@@ -1,7 +1,6 @@
 //! The case list read model on both adapters: pages newest first without gaps or repeats,
 //! each listed case equal to the case read from its stream (flags included), and a list
 //! right after a command sees it (read your writes).
-#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

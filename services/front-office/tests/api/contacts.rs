@@ -2,7 +2,6 @@
 //! hands the conversation to a person with the transcript so far; the customer's words flag
 //! the case; the case comes back with its contacts; refusals, field violations, retries and
 //! who may do what.
-#![allow(clippy::unwrap_used)]
 
 use svcops_kit::auth::Role;
 use svcops_proto::common::v1 as types;
@@ -11,9 +10,7 @@ use svcops_proto::frontoffice::v1::contact_service_client::ContactServiceClient;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-mod common;
-
-use common::{FrontOffice, fields};
+use crate::common::{FrontOffice, fields};
 
 async fn say(
     office: &FrontOffice,

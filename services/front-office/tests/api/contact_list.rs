@@ -1,7 +1,6 @@
 //! The contact list read model on both adapters: a case's contacts, read from the list,
 //! equal the contacts read from their streams (transcripts, hand-offs and ends included),
 //! oldest first, and a read right after a command sees it.
-#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

@@ -2,7 +2,6 @@
 //! failure between the two must neither lose the record nor make a retry answer "nothing to
 //! erase", and a record must not outlive a restart with its key still there. The failures
 //! are real: the database refuses one of the writes (a trigger), then takes writes again.
-#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

@@ -2,15 +2,12 @@
 //! against the one table below. An allowed call may still fail (the requests are empty),
 //! but never as PERMISSION_DENIED or UNAUTHENTICATED; a denied one always fails so, before
 //! anything is read or written.
-#![allow(clippy::unwrap_used)]
 
 use svcops_kit::auth::Role;
 use svcops_proto::frontoffice::v1 as proto;
 use tonic::Code;
 
-mod common;
-
-use common::FrontOffice;
+use crate::common::FrontOffice;
 
 use Role::{Admin, Agent, Executive, Manager, Qa, Service, Technician};
 

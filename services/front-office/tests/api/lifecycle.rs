@@ -1,16 +1,13 @@
 //! A case's lifecycle over gRPC, as in a process of its own on a real store: every move,
 //! the list following it, refusals that name the state, retries by request id, field
 //! violations and who may do what.
-#![allow(clippy::unwrap_used)]
 
 use svcops_kit::auth::Role;
 use svcops_proto::common::v1 as types;
 use svcops_proto::frontoffice::v1 as proto;
 use uuid::Uuid;
 
-mod common;
-
-use common::{FrontOffice, fields};
+use crate::common::{FrontOffice, fields};
 
 /// A repair case, opened as an agent.
 async fn open(office: &mut FrontOffice) -> proto::Case {

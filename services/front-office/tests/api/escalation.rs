@@ -1,15 +1,12 @@
 //! Complaint escalation and public-opinion risk over gRPC, as in a process of its own on a
 //! real store: the rules that raise the flag, people raising and clearing it, refusals and
 //! who may do what; and the case list filtered by what agents and managers look for.
-#![allow(clippy::unwrap_used)]
 
 use svcops_kit::auth::Role;
 use svcops_proto::common::v1 as types;
 use svcops_proto::frontoffice::v1 as proto;
 
-mod common;
-
-use common::{FrontOffice, fields};
+use crate::common::{FrontOffice, fields};
 
 /// What these tests ask of the front office beyond the shared harness.
 trait Escalations {

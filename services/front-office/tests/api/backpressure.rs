@@ -2,9 +2,6 @@
 //! a lag bound, `OpenCase` is refused with RESOURCE_EXHAUSTED and a retry delay while a
 //! consumer of this process reports it is behind past the bound, and taken again once it has
 //! caught up; the health detail `svcops.pipeline` follows.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
@@ -60,7 +57,7 @@ async fn pipeline_health_becomes(address: std::net::SocketAddr, status: ServingS
 
 #[tokio::test]
 async fn open_case_is_refused_with_a_retry_delay_while_the_pipeline_lags_past_the_bound() {
-    let served = common::Served::start(Backpressure {
+    let served = crate::common::Served::start(Backpressure {
         max_lag: Some(Duration::from_secs(5)),
     })
     .await;
