@@ -304,94 +304,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .list_cases(page_size, page_token, filter, global.output)
                         .await
                 }
-                CaseCommand::Triage {
-                    case_id,
-                    queue,
-                    priority,
-                    request,
-                } => {
-                    let change = client::Change::triage(queue, priority.as_deref())?;
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::Assign {
-                    case_id,
-                    to,
-                    request,
-                } => {
-                    client
-                        .change_case(case_id, request, client::Change::Assign(to), global.output)
-                        .await
-                }
-                CaseCommand::Wait {
-                    case_id,
-                    on,
-                    reason,
-                    request,
-                } => {
-                    let change = client::Change::wait(&on, reason)?;
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::Resume { case_id, request } => {
-                    client
-                        .change_case(case_id, request, client::Change::Resume, global.output)
-                        .await
-                }
-                CaseCommand::Resolve {
-                    case_id,
-                    resolution,
-                    request,
-                } => {
-                    let change = client::Change::Resolve(resolution);
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::Close { case_id, request } => {
-                    client
-                        .change_case(case_id, request, client::Change::Close, global.output)
-                        .await
-                }
-                CaseCommand::Reopen {
-                    case_id,
-                    reason,
-                    request,
-                } => {
-                    let change = client::Change::Reopen(reason);
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::Escalate {
-                    case_id,
-                    level,
-                    reason,
-                    request,
-                } => {
-                    let change = client::Change::Escalate { level, reason };
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::FlagRisk {
-                    case_id,
-                    reason,
-                    request,
-                } => {
-                    let change = client::Change::FlagRisk(reason);
-                    client
-                        .change_case(case_id, request, change, global.output)
-                        .await
-                }
-                CaseCommand::ClearRisk {
-                    case_id,
-                    reason,
-                    request,
-                } => {
-                    let change = client::Change::ClearRisk(reason);
+                change => {
+                    let (case_id, request, change) = lifecycle_change(change)?;
                     client
                         .change_case(case_id, request, change, global.output)
                         .await
@@ -420,4 +334,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client.listen(&case_id, !no_follow, global.output).await
         }
     }
+}
+
+/// A case command that changes a case: its case, request id and change.
+fn lifecycle_change(
+    command: CaseCommand,
+) -> anyhow::Result<(String, client::RequestId, client::Change)> {
+    use client::Change;
+    Ok(match command {
+        CaseCommand::Open(_) | CaseCommand::Show { .. } | CaseCommand::List { .. } => {
+            anyhow::bail!("not a change to a case")
+        }
+        CaseCommand::Triage {
+            case_id,
+            queue,
+            priority,
+            request,
+        } => (
+            case_id,
+            request,
+            Change::triage(queue, priority.as_deref())?,
+        ),
+        CaseCommand::Assign {
+            case_id,
+            to,
+            request,
+        } => (case_id, request, Change::Assign(to)),
+        CaseCommand::Wait {
+            case_id,
+            on,
+            reason,
+            request,
+        } => (case_id, request, Change::wait(&on, reason)?),
+        CaseCommand::Resume { case_id, request } => (case_id, request, Change::Resume),
+        CaseCommand::Resolve {
+            case_id,
+            resolution,
+            request,
+        } => (case_id, request, Change::Resolve(resolution)),
+        CaseCommand::Close { case_id, request } => (case_id, request, Change::Close),
+        CaseCommand::Reopen {
+            case_id,
+            reason,
+            request,
+        } => (case_id, request, Change::Reopen(reason)),
+        CaseCommand::Escalate {
+            case_id,
+            level,
+            reason,
+            request,
+        } => (case_id, request, Change::Escalate { level, reason }),
+        CaseCommand::FlagRisk {
+            case_id,
+            reason,
+            request,
+        } => (case_id, request, Change::FlagRisk(reason)),
+        CaseCommand::ClearRisk {
+            case_id,
+            reason,
+            request,
+        } => (case_id, request, Change::ClearRisk(reason)),
+    })
 }

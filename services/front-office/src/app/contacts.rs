@@ -8,7 +8,7 @@ use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use uuid::Uuid;
 
-use super::{Cases, Error, READ_YOUR_WRITES};
+use super::{Cases, Error, READ_YOUR_WRITES, caller_idempotency};
 use crate::case::{self, CaseCommand, CaseError, Channel, CustomerPhone};
 use crate::contact::{Contact, ContactCommand, ContactError, ContactView, CustomerField, Speaker};
 
@@ -29,23 +29,6 @@ impl Contacts {
             contacts: Executor::new(store, relay),
             cases,
             list,
-        }
-    }
-
-    fn idempotency(
-        context: &CommandContext,
-        scope: &str,
-        request_id: Option<&str>,
-        hash: impl FnOnce() -> Vec<u8>,
-    ) -> Idempotency {
-        match request_id {
-            // Scoped to the caller, like the case commands.
-            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-                scope,
-                &[&context.actor.subject, request_id],
-            ))
-            .with_request_hash(hash()),
-            None => Idempotency::none(),
         }
     }
 
@@ -72,7 +55,7 @@ impl Contacts {
             known_fields,
         };
         let idempotency =
-            Self::idempotency(context, "front-office/start-contact", request_id, || {
+            caller_idempotency(context, "front-office/start-contact", request_id, || {
                 // The contact id is new on every call: the hash is of what was asked.
                 command.request_hash(Uuid::nil())
             });
@@ -99,7 +82,7 @@ impl Contacts {
             _ => None,
         };
         let idempotency =
-            Self::idempotency(context, "front-office/change-contact", request_id, || {
+            caller_idempotency(context, "front-office/change-contact", request_id, || {
                 command.request_hash(contact_id)
             });
         let changed = self

@@ -232,15 +232,9 @@ impl Cases {
             CustomerPhone::Known(_) | CustomerPhone::Erased => None,
         };
         let earlier_complaints = self.earlier_complaints(&details).await;
-        let idempotency = match request_id {
-            // Scoped to the caller, so nobody can fetch another caller's result by key.
-            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-                "front-office/open-case",
-                &[&context.actor.subject, request_id],
-            ))
-            .with_request_hash(details.request_hash()),
-            None => Idempotency::none(),
-        };
+        let idempotency = caller_idempotency(context, "front-office/open-case", request_id, || {
+            details.request_hash()
+        });
         let opened = self
             .cases
             .execute(
@@ -302,15 +296,10 @@ impl Cases {
         request_id: Option<&str>,
         command: CaseCommand,
     ) -> Result<CaseView, Error> {
-        let idempotency = match request_id {
-            // Scoped to the caller, like opening a case.
-            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-                "front-office/change-case",
-                &[&context.actor.subject, request_id],
-            ))
-            .with_request_hash(command.request_hash(case_id)),
-            None => Idempotency::none(),
-        };
+        let idempotency =
+            caller_idempotency(context, "front-office/change-case", request_id, || {
+                command.request_hash(case_id)
+            });
         let changed = self
             .cases
             .execute(case_id, Some(case_id), context, command, idempotency)
@@ -403,6 +392,25 @@ impl Cases {
         let (views, next) =
             crate::case_list::page(&self.list, &tables, &filter, page_size, after).await?;
         Ok((self.unseal_views(views).await?, next))
+    }
+}
+
+/// The idempotency of a caller's request: none without a request id; otherwise a key scoped
+/// to the caller (nobody can fetch another caller's result by key) and `scope`, with the
+/// request's hash so the same id with another request is refused.
+fn caller_idempotency(
+    context: &CommandContext,
+    scope: &str,
+    request_id: Option<&str>,
+    hash: impl FnOnce() -> Vec<u8>,
+) -> Idempotency {
+    match request_id {
+        Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+            scope,
+            &[&context.actor.subject, request_id],
+        ))
+        .with_request_hash(hash()),
+        None => Idempotency::none(),
     }
 }
 
