@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "svcops/common/v1/projections.proto",
         "svcops/frontoffice/v1/events.proto",
         "svcops/frontoffice/v1/front_office.proto",
+        "svcops/frontoffice/v1/customer.proto",
         "svcops/middleoffice/v1/events.proto",
         "svcops/middleoffice/v1/middle_office.proto",
         "svcops/backoffice/v1/events.proto",

@@ -779,6 +779,7 @@ async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
             Role::Agent,
             front::EraseCustomerDataRequest {
                 customer_phone: phone.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -789,6 +790,7 @@ async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
             Role::Manager,
             front::EraseCustomerDataRequest {
                 customer_phone: phone.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -841,6 +843,7 @@ async fn erasing_a_customer_makes_their_phone_unreadable_everywhere() {
             Role::Manager,
             front::EraseCustomerDataRequest {
                 customer_phone: phone.into(),
+                ..Default::default()
             },
         ))
         .await

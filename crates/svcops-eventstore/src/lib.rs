@@ -229,6 +229,37 @@ impl KeyState {
     }
 }
 
+/// The key a subject found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    pub key_id: uuid::Uuid,
+    pub key: Vec<u8>,
+    /// Whether this call made it (the subject had none).
+    pub created: bool,
+}
+
+/// What became of adding a subject to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectClaim {
+    /// The subject finds this key now (or already did).
+    Claimed,
+    /// Another key holds the subject.
+    HeldBy(uuid::Uuid),
+    /// The key is erased or was never made: nothing may find it.
+    NoKey,
+}
+
+impl SubjectClaim {
+    /// From the key the subject finds after an attempt to add it to `key_id`.
+    pub(crate) fn of(key_id: uuid::Uuid, holder: Option<uuid::Uuid>) -> Self {
+        match holder {
+            Some(holder) if holder == key_id => SubjectClaim::Claimed,
+            Some(holder) => SubjectClaim::HeldBy(holder),
+            None => SubjectClaim::NoKey,
+        }
+    }
+}
+
 /// Data keys for personal data (crypto-shredding): kept beside the log, mutable, erasable.
 ///
 /// Adapters store a keyed hash of the subject and the key wrapped with the personal data
@@ -237,11 +268,11 @@ impl KeyState {
 pub trait PersonalDataKeys: Send + Sync + 'static {
     /// The key of `subject`, created with `new_key` on first use (the first caller's key
     /// wins a race). A subject erased before gets a new key.
-    async fn key_for_subject(
-        &self,
-        subject: &str,
-        new_key: &[u8],
-    ) -> Result<(uuid::Uuid, Vec<u8>), Error>;
+    async fn key_for_subject(&self, subject: &str, new_key: &[u8]) -> Result<SubjectKey, Error>;
+
+    /// Adds `subject` to the subjects that find key `key_id` (a customer's second phone),
+    /// unless another key holds it already.
+    async fn add_subject(&self, key_id: uuid::Uuid, subject: &str) -> Result<SubjectClaim, Error>;
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<KeyState, Error>;
 

@@ -275,6 +275,26 @@ impl PostgresStore {
 }
 
 impl PostgresPersonalDataKeys {
+    /// The live key a subject hash finds, if any.
+    async fn subject_key(&self, subject_hash: &str) -> Result<Option<crate::SubjectKey>, Error> {
+        let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT k.key_id, k.wrapped_key FROM personal_data_subjects s \
+             JOIN personal_data_keys k ON k.key_id = s.key_id \
+             WHERE s.subject_hash = $1 AND k.wrapped_key IS NOT NULL",
+        )
+        .bind(subject_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(key_id, wrapped)| {
+            Ok(crate::SubjectKey {
+                key_id,
+                key: self.secret.unwrap_key(key_id, &wrapped)?,
+                created: false,
+            })
+        })
+        .transpose()
+    }
+
     /// Records the secret's fingerprint on first use; refuses any other secret after.
     async fn check_secret(&self) -> Result<(), Error> {
         sqlx::query(
@@ -310,10 +330,24 @@ impl PostgresPersonalDataKeys {
                  WHERE key_id = $1 AND key IS NOT NULL",
             )
             .bind(key_id)
-            .bind(subject.map(|subject| self.secret.subject_hash(&subject)))
+            .bind(
+                subject
+                    .as_deref()
+                    .map(|subject| self.secret.subject_hash(subject)),
+            )
             .bind(self.secret.wrap(key_id, &key)?)
             .execute(&self.pool)
             .await?;
+            if let Some(subject) = subject {
+                sqlx::query(
+                    "INSERT INTO personal_data_subjects (subject_hash, key_id) VALUES ($1, $2) \
+                     ON CONFLICT (subject_hash) DO NOTHING",
+                )
+                .bind(self.secret.subject_hash(&subject))
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -325,27 +359,71 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
         &self,
         subject: &str,
         new_key: &[u8],
-    ) -> Result<(Uuid, Vec<u8>), Error> {
+    ) -> Result<crate::SubjectKey, Error> {
         let subject_hash = self.secret.subject_hash(subject);
-        let key_id = Uuid::now_v7();
+        // Found, or made by this call; else another call made it meanwhile, or erased it
+        // (then look again and make a new one).
+        for _ in 0..3 {
+            if let Some(found) = self.subject_key(&subject_hash).await? {
+                return Ok(found);
+            }
+            // The subject row is the claim: of two first uses, the second waits on the
+            // first's row and then finds its key.
+            let key_id = Uuid::now_v7();
+            let mut transaction = self.pool.begin().await?;
+            let claimed = sqlx::query(
+                "INSERT INTO personal_data_subjects (subject_hash, key_id) VALUES ($1, $2) \
+                 ON CONFLICT (subject_hash) DO NOTHING",
+            )
+            .bind(&subject_hash)
+            .bind(key_id)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                transaction.rollback().await?;
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO personal_data_keys (key_id, subject_hash, wrapped_key) \
+                 VALUES ($1, $2, $3)",
+            )
+            .bind(key_id)
+            .bind(&subject_hash)
+            .bind(self.secret.wrap(key_id, new_key)?)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+            return Ok(crate::SubjectKey {
+                key_id,
+                key: new_key.to_vec(),
+                created: true,
+            });
+        }
+        Err(Error::Precondition(
+            "a subject's key kept changing while it was looked up; try again".into(),
+        ))
+    }
+
+    async fn add_subject(&self, key_id: Uuid, subject: &str) -> Result<crate::SubjectClaim, Error> {
+        let subject_hash = self.secret.subject_hash(subject);
         sqlx::query(
-            "INSERT INTO personal_data_keys (key_id, subject_hash, wrapped_key) \
-             VALUES ($1, $2, $3) ON CONFLICT (subject_hash) DO NOTHING",
+            "INSERT INTO personal_data_subjects (subject_hash, key_id) \
+             SELECT $1, key_id FROM personal_data_keys \
+             WHERE key_id = $2 AND wrapped_key IS NOT NULL \
+             ON CONFLICT (subject_hash) DO NOTHING",
         )
-        .bind(key_id)
         .bind(&subject_hash)
-        .bind(self.secret.wrap(key_id, new_key)?)
+        .bind(key_id)
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query(
-            "SELECT key_id, wrapped_key FROM personal_data_keys WHERE subject_hash = $1",
-        )
-        .bind(&subject_hash)
-        .fetch_one(&self.pool)
-        .await?;
-        let key_id: Uuid = row.try_get(0)?;
-        let wrapped: Vec<u8> = row.try_get(1)?;
-        Ok((key_id, self.secret.unwrap_key(key_id, &wrapped)?))
+        let holder: Option<Uuid> =
+            sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = $1")
+                .bind(&subject_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(crate::SubjectClaim::of(key_id, holder))
     }
 
     async fn key(&self, key_id: Uuid) -> Result<crate::KeyState, Error> {
@@ -373,7 +451,7 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
 
     async fn subject_key_id(&self, subject: &str) -> Result<Option<Uuid>, Error> {
         Ok(
-            sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = $1")
+            sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = $1")
                 .bind(self.secret.subject_hash(subject))
                 .fetch_optional(&self.pool)
                 .await?,
@@ -381,14 +459,20 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
     }
 
     async fn destroy_key(&self, key_id: Uuid) -> Result<bool, Error> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("DELETE FROM personal_data_subjects WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *transaction)
+            .await?;
         let destroyed = sqlx::query(
             "UPDATE personal_data_keys \
              SET subject_hash = NULL, wrapped_key = NULL, erased_at = now() \
              WHERE key_id = $1 AND wrapped_key IS NOT NULL",
         )
         .bind(key_id)
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         Ok(destroyed.rows_affected() > 0)
     }
 }

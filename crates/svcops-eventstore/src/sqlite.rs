@@ -412,6 +412,33 @@ impl SqliteStore {
 }
 
 impl SqlitePersonalDataKeys {
+    /// The live key a subject hash finds, if any.
+    async fn subject_key<'c, E>(
+        &self,
+        subject_hash: &str,
+        executor: E,
+    ) -> Result<Option<crate::SubjectKey>, Error>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    {
+        let row: Option<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT k.key_id, k.wrapped_key FROM personal_data_subjects s \
+             JOIN personal_data_keys k ON k.key_id = s.key_id \
+             WHERE s.subject_hash = ?1 AND k.wrapped_key IS NOT NULL",
+        )
+        .bind(subject_hash)
+        .fetch_optional(executor)
+        .await?;
+        row.map(|(key_id, wrapped)| {
+            Ok(crate::SubjectKey {
+                key_id,
+                key: self.secret.unwrap_key(key_id, &wrapped)?,
+                created: false,
+            })
+        })
+        .transpose()
+    }
+
     /// Records the secret's fingerprint on first use; refuses any other secret after.
     async fn check_secret(&self) -> Result<(), Error> {
         sqlx::query(
@@ -448,10 +475,24 @@ impl SqlitePersonalDataKeys {
                  WHERE key_id = ?1",
             )
             .bind(key_id)
-            .bind(subject.map(|subject| self.secret.subject_hash(&subject)))
+            .bind(
+                subject
+                    .as_deref()
+                    .map(|subject| self.secret.subject_hash(subject)),
+            )
             .bind(self.secret.wrap(key_id, &key)?)
             .execute(&mut *transaction)
             .await?;
+            if let Some(subject) = subject {
+                sqlx::query(
+                    "INSERT INTO personal_data_subjects (subject_hash, key_id) VALUES (?1, ?2) \
+                     ON CONFLICT (subject_hash) DO NOTHING",
+                )
+                .bind(self.secret.subject_hash(&subject))
+                .bind(key_id)
+                .execute(&mut *transaction)
+                .await?;
+            }
         }
         transaction.commit().await?;
         Ok(())
@@ -464,28 +505,65 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
         &self,
         subject: &str,
         new_key: &[u8],
-    ) -> Result<(uuid::Uuid, Vec<u8>), Error> {
+    ) -> Result<crate::SubjectKey, Error> {
         let subject_hash = self.secret.subject_hash(subject);
+        if let Some(found) = self.subject_key(&subject_hash, &self.readers).await? {
+            return Ok(found);
+        }
+        // One writer: the look-up and the claim in one transaction cannot race.
+        let mut transaction = self.writer.begin().await?;
+        if let Some(found) = self.subject_key(&subject_hash, &mut *transaction).await? {
+            transaction.commit().await?;
+            return Ok(found);
+        }
         let key_id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO personal_data_subjects (subject_hash, key_id) VALUES (?1, ?2)")
+            .bind(&subject_hash)
+            .bind(key_id)
+            .execute(&mut *transaction)
+            .await?;
         sqlx::query(
             "INSERT INTO personal_data_keys (key_id, subject_hash, wrapped_key, created_at) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (subject_hash) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4)",
         )
         .bind(key_id)
         .bind(&subject_hash)
         .bind(self.secret.wrap(key_id, new_key)?)
         .bind(format_time(OffsetDateTime::now_utc())?)
-        .execute(&self.writer)
+        .execute(&mut *transaction)
         .await?;
-        let row = sqlx::query(
-            "SELECT key_id, wrapped_key FROM personal_data_keys WHERE subject_hash = ?1",
+        transaction.commit().await?;
+        Ok(crate::SubjectKey {
+            key_id,
+            key: new_key.to_vec(),
+            created: true,
+        })
+    }
+
+    async fn add_subject(
+        &self,
+        key_id: uuid::Uuid,
+        subject: &str,
+    ) -> Result<crate::SubjectClaim, Error> {
+        let subject_hash = self.secret.subject_hash(subject);
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO personal_data_subjects (subject_hash, key_id) \
+             SELECT ?1, key_id FROM personal_data_keys \
+             WHERE key_id = ?2 AND wrapped_key IS NOT NULL \
+             ON CONFLICT (subject_hash) DO NOTHING",
         )
         .bind(&subject_hash)
-        .fetch_one(&self.writer)
+        .bind(key_id)
+        .execute(&mut *transaction)
         .await?;
-        let key_id: uuid::Uuid = row.try_get(0)?;
-        let wrapped: Vec<u8> = row.try_get(1)?;
-        Ok((key_id, self.secret.unwrap_key(key_id, &wrapped)?))
+        let holder: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = ?1")
+                .bind(&subject_hash)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        transaction.commit().await?;
+        Ok(crate::SubjectClaim::of(key_id, holder))
     }
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<crate::KeyState, Error> {
@@ -521,7 +599,7 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
 
     async fn subject_key_id(&self, subject: &str) -> Result<Option<uuid::Uuid>, Error> {
         Ok(
-            sqlx::query_scalar("SELECT key_id FROM personal_data_keys WHERE subject_hash = ?1")
+            sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = ?1")
                 .bind(self.secret.subject_hash(subject))
                 .fetch_optional(&self.readers)
                 .await?,
@@ -529,6 +607,11 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
     }
 
     async fn destroy_key(&self, key_id: uuid::Uuid) -> Result<bool, Error> {
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query("DELETE FROM personal_data_subjects WHERE key_id = ?1")
+            .bind(key_id)
+            .execute(&mut *transaction)
+            .await?;
         let destroyed = sqlx::query(
             "UPDATE personal_data_keys \
              SET subject_hash = NULL, wrapped_key = NULL, erased_at = ?2 \
@@ -536,8 +619,9 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
         )
         .bind(key_id)
         .bind(format_time(OffsetDateTime::now_utc())?)
-        .execute(&self.writer)
+        .execute(&mut *transaction)
         .await?;
+        transaction.commit().await?;
         Ok(destroyed.rows_affected() > 0)
     }
 }

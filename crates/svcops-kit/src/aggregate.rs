@@ -328,6 +328,32 @@ impl<A: Aggregate> Executor<A> {
         Ok(fold(&events)?)
     }
 
+    /// The first result of a request whose idempotency key was used already, before any
+    /// work is done for it again (work outside the aggregate: claiming a customer's phone).
+    /// `None` for a new key or no key; a key reused with another request is refused.
+    pub async fn first_result(
+        &self,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Executed<A>>, ExecuteError<A::Error>> {
+        let Some(key) = &idempotency.key else {
+            return Ok(None);
+        };
+        let Some(first) = self
+            .store
+            .idempotent_retry(key, idempotency.request_hash.as_deref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (state, version) = self.load_until(&first).await?;
+        Ok(Some(Executed {
+            stream_id: first.stream_id,
+            state,
+            version,
+            appended: false,
+        }))
+    }
+
     /// [`Executor::load`] by stream id.
     pub async fn load_stream(&self, stream: &StreamId) -> Result<(A, u64), ExecuteError<A::Error>> {
         let events = svcops_eventstore::read_whole_stream(self.store.as_ref(), stream).await?;

@@ -33,6 +33,9 @@ pub enum ApiError {
     NotFound { resource: &'static str, id: String },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What the request would create exists already (another customer holds the phone).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A concurrent change won; the caller may re-read and retry.
     #[error("{0}")]
     Conflict(String),
@@ -69,6 +72,7 @@ impl ApiError {
             Self::InvalidArgument(_) => (Code::InvalidArgument, "INVALID_ARGUMENT"),
             Self::NotFound { .. } => (Code::NotFound, "NOT_FOUND"),
             Self::FailedPrecondition(_) => (Code::FailedPrecondition, "FAILED_PRECONDITION"),
+            Self::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
             Self::Conflict(_) => (Code::Aborted, "CONCURRENT_MODIFICATION"),
             Self::Unavailable(_) => (Code::Unavailable, "DEPENDENCY_UNAVAILABLE"),
             Self::PermissionDenied(_) => (Code::PermissionDenied, "PERMISSION_DENIED"),

@@ -68,6 +68,35 @@ pub fn mask_phone(phone: &str) -> String {
     )
 }
 
+/// A name as a role that does not need it sees it: its first character, the rest starred
+/// ("李**", "J***").
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => format!("{first}{}", "*".repeat(chars.count().max(1))),
+        None => String::new(),
+    }
+}
+
+/// An email as a role that does not need it sees it: the first character of the local
+/// part and the domain ("l***@example.com").
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".to_owned(),
+    }
+}
+
+/// Free personal text (an address) as a role that does not need it sees it: nothing but
+/// that there is some.
+pub fn mask_text(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        "***".to_owned()
+    }
+}
+
 fn cipher(key: &[u8]) -> Result<Aes256Gcm, Error> {
     Aes256Gcm::new_from_slice(key).map_err(|_| Error::BadKey)
 }
@@ -75,6 +104,17 @@ fn cipher(key: &[u8]) -> Result<Aes256Gcm, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_emails_and_addresses_are_masked() {
+        assert_eq!(mask_name("李伟"), "李*");
+        assert_eq!(mask_name("Jane Doe"), "J*******");
+        assert_eq!(mask_name("X"), "X*");
+        assert_eq!(mask_name(""), "");
+        assert_eq!(mask_email("li.wei@example.com"), "l***@example.com");
+        assert_eq!(mask_text("上海市浦东新区 1 号"), "***");
+        assert_eq!(mask_text(""), "");
+    }
 
     #[test]
     fn sealed_data_opens_with_its_key_only() {

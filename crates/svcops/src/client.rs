@@ -477,21 +477,6 @@ impl Client {
         Ok(())
     }
 
-    pub async fn erase_customer(&mut self, phone: &str, output: Output) -> anyhow::Result<()> {
-        let response = CaseServiceClient::new(self.channel.clone())
-            .erase_customer_data(self.request(front::EraseCustomerDataRequest {
-                customer_phone: phone.to_owned(),
-            }))
-            .await?
-            .into_inner();
-        match output {
-            Output::Json => println!("{}", serde_json::json!({ "erased": response.erased })),
-            Output::Table if response.erased => println!("erased"),
-            Output::Table => println!("nothing to erase"),
-        }
-        Ok(())
-    }
-
     pub async fn listen(
         &mut self,
         case_id: &str,

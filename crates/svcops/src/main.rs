@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod contact;
+mod customer;
 mod embedded;
 
 use std::net::SocketAddr;
@@ -90,9 +91,9 @@ enum Command {
     /// Conversations about cases, with their transcripts.
     #[command(subcommand)]
     Contact(contact::ContactCommand),
-    /// Customers' personal data.
+    /// Customers: consumers and business accounts, projects, merges, erasure.
     #[command(subcommand)]
-    Customer(CustomerCommand),
+    Customer(customer::CustomerCommand),
     /// Operate the cluster: the offices' projections (read models).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -227,15 +228,6 @@ enum ProjectionCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum CustomerCommand {
-    /// Erase a customer's personal data (destroys their data key; cannot be undone).
-    Erase {
-        #[arg(long)]
-        phone: String,
-    },
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -316,9 +308,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::Client::connect(&global).await?;
             contact::run(&client, command, global.output).await
         }
-        Command::Customer(CustomerCommand::Erase { phone }) => {
-            let mut client = client::Client::connect(&global).await?;
-            client.erase_customer(&phone, global.output).await
+        Command::Customer(command) => {
+            let client = client::Client::connect(&global).await?;
+            customer::run(&client, command, global.output).await
         }
         Command::Admin(command) => {
             let client = client::Client::connect(&global).await?;

@@ -438,6 +438,7 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         }),
     };
     Ok(CaseView {
+        customer_id: details.customer_phone.key_id(),
         case_id: row.uuid(0)?,
         details,
         lifecycle,

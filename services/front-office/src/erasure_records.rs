@@ -47,7 +47,7 @@ impl Projection for ErasureRecordsProjection {
                         .execute(&insert, &[key_id.into(), recorded.position.into()])
                         .await?;
                 }
-                Ok(None) => {}
+                Ok(Some(_) | None) => {}
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "undecodable erasure record");
                 }

@@ -4,7 +4,7 @@
 //!   codec to protobuf; given/when/then tests on the kit's testkit);
 //! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
 //!   go through the kit's executor), the dead-letter handler;
-//! - `case_list`, `contact_list`, `erasure_records`: persisted projections (read models in the office's
+//! - `case_list`, `contact_list`, `customer_list`, `erasure_records`: persisted projections (read models in the office's
 //!   database, fed from its log);
 //! - `grpc`: the gRPC edge.
 
@@ -14,6 +14,7 @@ pub mod case_list;
 pub mod contact;
 pub mod contact_list;
 pub mod customer;
+pub mod customer_list;
 pub mod erasure_records;
 pub mod grpc;
 
@@ -31,6 +32,9 @@ use svcops_proto::frontoffice::v1::case_service_server::{
 use svcops_proto::frontoffice::v1::contact_service_server::{
     ContactServiceServer, SERVICE_NAME as CONTACT_SERVICE_NAME,
 };
+use svcops_proto::frontoffice::v1::customer_service_server::{
+    CustomerServiceServer, SERVICE_NAME as CUSTOMER_SERVICE_NAME,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -41,6 +45,7 @@ pub const SERVICE: &str = "front-office";
 pub struct FrontOffice {
     cases: Arc<app::Cases>,
     contacts: Arc<app::Contacts>,
+    customers: Arc<app::Customers>,
     projections: ProjectionAdmin,
     backpressure: svcops_bus::lag::Backpressure,
     tasks: Vec<JoinHandle<()>>,
@@ -62,6 +67,9 @@ impl Office for FrontOffice {
         let contact_list = ports
             .start_projection(Arc::new(contact_list::ContactListProjection), &shutdown)
             .await?;
+        let customer_list = ports
+            .start_projection(Arc::new(customer_list::CustomerListProjection), &shutdown)
+            .await?;
         let erasures = ports
             .start_projection(
                 Arc::new(erasure_records::ErasureRecordsProjection),
@@ -74,6 +82,12 @@ impl Office for FrontOffice {
             topics::FRONT_OFFICE,
             "svcops/front-office",
         );
+        let customers = Arc::new(app::Customers::new(
+            ports.store.clone(),
+            keys.clone(),
+            relay.waker(),
+            customer_list.read_model(),
+        ));
         let cases = Arc::new(app::Cases::new(
             ports.store.clone(),
             keys,
@@ -108,10 +122,16 @@ impl Office for FrontOffice {
         Ok(Self {
             cases,
             contacts,
+            customers,
             backpressure: ports.backpressure,
             projections: ProjectionAdmin::new(
                 ports.store.clone(),
-                vec![Arc::new(list), Arc::new(contact_list), Arc::new(erasures)],
+                vec![
+                    Arc::new(list),
+                    Arc::new(contact_list),
+                    Arc::new(customer_list),
+                    Arc::new(erasures),
+                ],
             ),
             tasks,
         })
@@ -127,6 +147,10 @@ impl Office for FrontOffice {
             ),
             authenticator.interceptor(),
         ));
+        routes.add_service(CustomerServiceServer::with_interceptor(
+            grpc::CustomerGrpc::new(self.customers.clone()),
+            authenticator.interceptor(),
+        ));
         routes.add_service(ContactServiceServer::with_interceptor(
             grpc::ContactGrpc::new(self.contacts.clone(), self.backpressure),
             authenticator.interceptor(),
@@ -137,6 +161,7 @@ impl Office for FrontOffice {
         vec![
             CASE_SERVICE_NAME.to_owned(),
             CONTACT_SERVICE_NAME.to_owned(),
+            CUSTOMER_SERVICE_NAME.to_owned(),
         ]
     }
 

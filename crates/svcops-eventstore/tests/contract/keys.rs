@@ -16,7 +16,25 @@ contract_suite! {
         the_key_table_holds_neither_subjects_nor_keys,
         keys_open_only_with_the_secret_they_were_stored_with,
         plain_rows_from_before_are_protected_at_start,
+        a_key_is_found_by_each_of_its_subjects,
+        a_subject_is_held_by_one_key,
+        erasure_frees_every_subject_of_the_key,
+        the_first_use_says_it_made_the_key,
     ],
+}
+
+/// `key_for_subject` as the id and key (whether this call made it aside).
+#[async_trait::async_trait]
+trait KeyOf {
+    async fn key_of(&self, subject: &str, new_key: &[u8]) -> Result<(Uuid, Vec<u8>), Error>;
+}
+
+#[async_trait::async_trait]
+impl KeyOf for Keys {
+    async fn key_of(&self, subject: &str, new_key: &[u8]) -> Result<(Uuid, Vec<u8>), Error> {
+        let found = self.key_for_subject(subject, new_key).await?;
+        Ok((found.key_id, found.key))
+    }
 }
 
 /// A fresh secret per test: never a real one.
@@ -204,19 +222,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod cases {
     use svcops_eventstore::KeyState;
 
+    pub use super::subject_cases::*;
     use super::*;
 
     pub async fn a_subject_keeps_its_first_key(port: Arc<dyn KeyPort>) {
         let keys = port.keys(test_secret()).await;
-        let (id, key) = keys
-            .key_for_subject("+8613800001234", &[1; 32])
-            .await
-            .expect("key");
+        let (id, key) = keys.key_of("+8613800001234", &[1; 32]).await.expect("key");
         assert_eq!(key, vec![1; 32]);
-        let (again, key) = keys
-            .key_for_subject("+8613800001234", &[2; 32])
-            .await
-            .expect("key");
+        let (again, key) = keys.key_of("+8613800001234", &[2; 32]).await.expect("key");
         assert_eq!((again, key), (id, vec![1; 32]), "the first key stays");
         assert_eq!(
             keys.key(id).await.expect("lookup"),
@@ -235,10 +248,7 @@ mod cases {
             None,
             "looking a subject up creates no key"
         );
-        let (other, _) = keys
-            .key_for_subject("+8613900000000", &[3; 32])
-            .await
-            .expect("key");
+        let (other, _) = keys.key_of("+8613900000000", &[3; 32]).await.expect("key");
         assert_ne!(other, id);
     }
 
@@ -247,7 +257,7 @@ mod cases {
         let tasks: Vec<_> = (0..8u8)
             .map(|n| {
                 let keys = keys.clone();
-                tokio::spawn(async move { keys.key_for_subject("subject", &[n; 32]).await })
+                tokio::spawn(async move { keys.key_of("subject", &[n; 32]).await })
             })
             .collect();
         let mut seen = std::collections::HashSet::new();
@@ -259,8 +269,8 @@ mod cases {
 
     pub async fn many_keys_are_looked_up_at_once(port: Arc<dyn KeyPort>) {
         let keys = port.keys(test_secret()).await;
-        let (active, _) = keys.key_for_subject("kept", &[1; 32]).await.expect("key");
-        let (erased, _) = keys.key_for_subject("erased", &[2; 32]).await.expect("key");
+        let (active, _) = keys.key_of("kept", &[1; 32]).await.expect("key");
+        let (erased, _) = keys.key_of("erased", &[2; 32]).await.expect("key");
         assert!(keys.destroy_key(erased).await.expect("destroy"));
         let unknown = Uuid::new_v4();
         let found = keys
@@ -276,10 +286,7 @@ mod cases {
 
     pub async fn erasure_destroys_the_key_for_good(port: Arc<dyn KeyPort>) {
         let keys = port.keys(test_secret()).await;
-        let (id, _) = keys
-            .key_for_subject("erase-me", &[7; 32])
-            .await
-            .expect("key");
+        let (id, _) = keys.key_of("erase-me", &[7; 32]).await.expect("key");
         assert!(keys.destroy_key(id).await.expect("destroy"));
         assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
         assert_eq!(keys.subject_key_id("erase-me").await.expect("lookup"), None);
@@ -287,10 +294,7 @@ mod cases {
             !keys.destroy_key(id).await.expect("destroy again"),
             "destroying twice is harmless"
         );
-        let (new_id, key) = keys
-            .key_for_subject("erase-me", &[8; 32])
-            .await
-            .expect("key");
+        let (new_id, key) = keys.key_of("erase-me", &[8; 32]).await.expect("key");
         assert_ne!(new_id, id, "a returning subject gets a new key");
         assert_eq!(key, vec![8; 32]);
         assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
@@ -308,10 +312,7 @@ mod cases {
 
     pub async fn the_key_table_holds_neither_subjects_nor_keys(port: Arc<dyn KeyPort>) {
         let keys = port.keys(test_secret()).await;
-        let (id, _) = keys
-            .key_for_subject("+8613800001234", &[9; 32])
-            .await
-            .expect("key");
+        let (id, _) = keys.key_of("+8613800001234", &[9; 32]).await.expect("key");
         let rows = port.rows().await;
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
@@ -334,7 +335,7 @@ mod cases {
         let (id, _) = port
             .keys(secret.clone())
             .await
-            .key_for_subject("+8613800001234", &[5; 32])
+            .key_of("+8613800001234", &[5; 32])
             .await
             .expect("key");
         match port.try_keys(test_secret()).await {
@@ -360,9 +361,7 @@ mod cases {
             "what was sealed before stays readable"
         );
         assert_eq!(
-            keys.key_for_subject("+8613800001234", &[6; 32])
-                .await
-                .expect("key"),
+            keys.key_of("+8613800001234", &[6; 32]).await.expect("key"),
             (id, vec![4; 32]),
             "the subject keeps its key"
         );
@@ -386,10 +385,7 @@ async fn sqlite_erasure_leaves_no_trace_of_the_key_row_in_the_file() {
     let fixture = SqliteFixture::new().await;
     let port = SqliteKeys::over(&fixture);
     let keys = port.keys(test_secret()).await;
-    let (id, _) = keys
-        .key_for_subject("+8613800001234", &[3; 32])
-        .await
-        .expect("key");
+    let (id, _) = keys.key_of("+8613800001234", &[3; 32]).await.expect("key");
     let stored = port.rows().await.pop().expect("one row");
     let wrapped = stored.wrapped_key.expect("wrapped key");
     let subject_hash = stored.subject_hash.expect("subject hash");
@@ -421,5 +417,111 @@ async fn sqlite_erasure_leaves_no_trace_of_the_key_row_in_the_file() {
                 .any(|part| contains(&bytes, part)),
             "{file} still holds part of the erased subject's hash"
         );
+    }
+}
+
+mod subject_cases {
+    use svcops_eventstore::{KeyState, SubjectClaim};
+
+    use super::*;
+
+    pub async fn a_key_is_found_by_each_of_its_subjects(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        let (id, _) = keys.key_of("+8613800001234", &[1; 32]).await.expect("key");
+        assert_eq!(
+            keys.add_subject(id, "email:li@example.com")
+                .await
+                .expect("add"),
+            SubjectClaim::Claimed
+        );
+        assert_eq!(
+            keys.add_subject(id, "email:li@example.com")
+                .await
+                .expect("add again"),
+            SubjectClaim::Claimed,
+            "adding twice is harmless"
+        );
+        assert_eq!(
+            keys.key_of("email:li@example.com", &[2; 32])
+                .await
+                .expect("key"),
+            (id, vec![1; 32]),
+            "the second subject finds the first one's key"
+        );
+        assert_eq!(
+            keys.subject_key_id("email:li@example.com")
+                .await
+                .expect("lookup"),
+            Some(id)
+        );
+        let rows = port.rows().await;
+        assert_eq!(rows.len(), 1, "no second key: {rows:?}");
+    }
+
+    pub async fn a_subject_is_held_by_one_key(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        let (first, _) = keys.key_of("+8613800001234", &[1; 32]).await.expect("key");
+        let (second, _) = keys.key_of("+8613900000000", &[2; 32]).await.expect("key");
+        assert_eq!(
+            keys.add_subject(second, "+8613800001234")
+                .await
+                .expect("add"),
+            SubjectClaim::HeldBy(first)
+        );
+        assert_eq!(
+            keys.add_subject(Uuid::now_v7(), "account:H-1")
+                .await
+                .expect("add"),
+            SubjectClaim::NoKey,
+            "a key never made holds nothing"
+        );
+        assert_eq!(
+            keys.subject_key_id("account:H-1").await.expect("lookup"),
+            None
+        );
+    }
+
+    pub async fn erasure_frees_every_subject_of_the_key(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        let (id, _) = keys.key_of("+8613800001234", &[1; 32]).await.expect("key");
+        keys.add_subject(id, "email:li@example.com")
+            .await
+            .expect("add");
+        assert!(keys.destroy_key(id).await.expect("destroy"));
+        for subject in ["+8613800001234", "email:li@example.com"] {
+            assert_eq!(
+                keys.subject_key_id(subject).await.expect("lookup"),
+                None,
+                "{subject}"
+            );
+        }
+        assert_eq!(
+            keys.add_subject(id, "email:other@example.com")
+                .await
+                .expect("add"),
+            SubjectClaim::NoKey,
+            "an erased key takes no new subject"
+        );
+        let (new_id, _) = keys
+            .key_of("email:li@example.com", &[3; 32])
+            .await
+            .expect("key");
+        assert_ne!(new_id, id, "a returning subject gets a new key");
+        assert_eq!(keys.key(id).await.expect("lookup"), KeyState::Erased);
+    }
+
+    pub async fn the_first_use_says_it_made_the_key(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        let first = keys
+            .key_for_subject("+8613800001234", &[1; 32])
+            .await
+            .expect("key");
+        assert!(first.created);
+        let again = keys
+            .key_for_subject("+8613800001234", &[2; 32])
+            .await
+            .expect("key");
+        assert!(!again.created);
+        assert_eq!(again.key_id, first.key_id);
     }
 }

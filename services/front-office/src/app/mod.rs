@@ -4,15 +4,17 @@
 //! goes through the kit's executor.
 
 mod contacts;
+mod customers;
 
 pub use contacts::Contacts;
+pub use customers::{Changed, CustomerChange, Customers, NewCustomer, NewStakeholder};
 
 use std::sync::Arc;
 
 use svcops_bus::consumer::{DeadLetter, DeadLetterHandler, HandlerError};
 use svcops_eventstore::projection::ReadModel;
 use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys};
-use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency, NeverRefused};
+use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use svcops_kit::{ApiError, personal_data};
 use tokio::sync::Notify;
@@ -22,7 +24,7 @@ use crate::case::{
     Case, CaseCommand, CaseDetails, CaseError, CaseView, Category, CustomerPhone, Flag, PhoneNumber,
 };
 use crate::case_list::CaseFilter;
-use crate::customer::{Customer, CustomerCommand};
+use crate::customer::{Customer, CustomerCommand, CustomerError};
 
 /// How long a list waits for the case list to apply what was written before it was asked
 /// (read your writes), before answering UNAVAILABLE.
@@ -33,13 +35,22 @@ pub enum Error {
     #[error(transparent)]
     Case(#[from] ExecuteError<CaseError>),
     #[error(transparent)]
-    Customer(#[from] ExecuteError<NeverRefused>),
+    Customer(#[from] ExecuteError<crate::customer::CustomerError>),
     #[error(transparent)]
     Contact(#[from] ExecuteError<crate::contact::ContactError>),
     #[error("case {0} not found")]
     NotFound(Uuid),
     #[error("contact {0} not found")]
     ContactNotFound(Uuid),
+    #[error("customer {0} not found")]
+    CustomerNotFound(Uuid),
+    #[error("no customer has this {0}")]
+    NoCustomerFor(&'static str),
+    #[error("this {kind} is on file for customer {customer_id}: merge them, or use that customer")]
+    IdentityTaken {
+        kind: &'static str,
+        customer_id: Uuid,
+    },
     #[error(transparent)]
     Store(#[from] svcops_eventstore::Error),
     #[error("personal data: {0}")]
@@ -60,9 +71,24 @@ impl From<Error> for ApiError {
                 resource: "contact",
                 id: contact_id.to_string(),
             },
+            Error::CustomerNotFound(customer_id) => ApiError::NotFound {
+                resource: "customer",
+                id: customer_id.to_string(),
+            },
+            Error::NoCustomerFor(kind) => ApiError::NotFound {
+                resource: "customer with this",
+                id: kind.to_owned(),
+            },
+            error @ Error::IdentityTaken { .. } => ApiError::AlreadyExists(error.to_string()),
             Error::Store(error) => error.into(),
             Error::Sealing(error) => ApiError::Internal(error),
         }
+    }
+}
+
+impl From<crate::customer::CustomerError> for Error {
+    fn from(error: crate::customer::CustomerError) -> Self {
+        Error::Customer(ExecuteError::Domain(error))
     }
 }
 
@@ -89,17 +115,56 @@ impl Cases {
         }
     }
 
-    /// Seals a known phone with its customer's data key (created on first use).
-    async fn seal(&self, phone: CustomerPhone) -> Result<CustomerPhone, Error> {
+    /// Seals a known phone with its customer's data key. A phone svcops has never seen
+    /// makes a new customer (find-or-create on intake): a consumer known by that phone.
+    async fn seal(
+        &self,
+        context: &CommandContext,
+        phone: CustomerPhone,
+    ) -> Result<CustomerPhone, Error> {
         let CustomerPhone::Known(phone) = phone else {
             return Ok(phone);
         };
-        let (key_id, key) = self
+        let svcops_eventstore::SubjectKey {
+            key_id,
+            key,
+            created,
+        } = self
             .keys
             .key_for_subject(phone.as_str(), &personal_data::new_key())
             .await?;
         let sealed = personal_data::seal(&key, phone.as_str())
             .map_err(|error| Error::Sealing(error.to_string()))?;
+        if created {
+            let profile = crate::customer::Profile {
+                segment: crate::customer::Segment::Consumer,
+                name: None,
+                phones: vec![crate::customer::Sealed(sealed.clone())],
+                emails: Vec::new(),
+                account_number: None,
+                address: None,
+                tags: Default::default(),
+                consent: crate::customer::RecordingConsent::Unknown,
+            };
+            // The same key as `Customers::identify` registers under: whichever comes first.
+            let registered = self
+                .customers
+                .execute(
+                    key_id,
+                    None,
+                    context,
+                    CustomerCommand::Register {
+                        customer_id: key_id,
+                        profile,
+                    },
+                    Idempotency::key(format!("front-office/register-customer/{key_id}")),
+                )
+                .await;
+            match registered {
+                Ok(_) | Err(ExecuteError::Domain(CustomerError::AlreadyRegistered(_))) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         Ok(CustomerPhone::Sealed { key_id, sealed })
     }
 
@@ -167,6 +232,44 @@ impl Cases {
         let Some(key_id) = self.keys.subject_key_id(phone.as_str()).await? else {
             return Ok(false);
         };
+        self.erase_customer_id(context, key_id).await
+    }
+
+    /// [`Cases::erase_customer`] by customer id. A merged customer is the same person as
+    /// their survivor: the survivor is erased, and with them every customer merged into
+    /// them. Returns false when svcops held nothing of the customer.
+    pub async fn erase_customer_id(
+        &self,
+        context: &CommandContext,
+        customer_id: Uuid,
+    ) -> Result<bool, Error> {
+        let mut survivor = customer_id;
+        for _ in 0..8 {
+            match self.customers.load(survivor).await?.0.merged_into {
+                Some(next) => survivor = next,
+                None => break,
+            }
+        }
+        let mut pending = vec![survivor];
+        let mut seen = std::collections::HashSet::new();
+        let mut erased = false;
+        while let Some(key_id) = pending.pop() {
+            if !seen.insert(key_id) {
+                continue;
+            }
+            let (customer, version) = self.customers.load(key_id).await?;
+            pending.extend(customer.merged_ids.iter().copied());
+            let known = version > 0 || self.keys.key(key_id).await? != KeyState::Unknown;
+            if known {
+                self.erase_key(context, key_id).await?;
+                erased = true;
+            }
+        }
+        Ok(erased)
+    }
+
+    /// Records one data key's erasure, then destroys the key.
+    async fn erase_key(&self, context: &CommandContext, key_id: Uuid) -> Result<(), Error> {
         self.customers
             .execute(
                 key_id,
@@ -199,7 +302,7 @@ impl Cases {
             });
             return Err(error.into());
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Destroys the keys that erasure records name, for erasures that failed after their
@@ -226,7 +329,7 @@ impl Cases {
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
         let phone = details.customer_phone.clone();
-        details.customer_phone = self.seal(details.customer_phone).await?;
+        details.customer_phone = self.seal(context, details.customer_phone).await?;
         let sealed_with = match &details.customer_phone {
             CustomerPhone::Sealed { key_id, .. } => Some(*key_id),
             CustomerPhone::Known(_) | CustomerPhone::Erased => None,

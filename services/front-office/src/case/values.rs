@@ -10,7 +10,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> CaseError {
 }
 
 /// A customer phone number normalised to `+` and digits (E.164-like, 6 to 15 digits).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
@@ -51,6 +51,14 @@ pub enum CustomerPhone {
 }
 
 impl CustomerPhone {
+    /// The data key it is sealed with: the customer's id.
+    pub fn key_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            CustomerPhone::Sealed { key_id, .. } => Some(*key_id),
+            CustomerPhone::Known(_) | CustomerPhone::Erased => None,
+        }
+    }
+
     pub fn known(&self) -> Option<&PhoneNumber> {
         match self {
             CustomerPhone::Known(phone) => Some(phone),

@@ -10,6 +10,9 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseView {
     pub case_id: Uuid,
+    /// The customer whose phone opened it (their data key's id), kept when the phone is
+    /// opened or erased.
+    pub customer_id: Option<Uuid>,
     pub details: CaseDetails,
     pub lifecycle: Lifecycle,
     pub opened_at: OffsetDateTime,
@@ -32,6 +35,7 @@ impl CaseView {
         let opened = case.opened?;
         Some(Self {
             case_id: opened.case_id,
+            customer_id: opened.details.customer_phone.key_id(),
             details: opened.details,
             lifecycle: opened.lifecycle,
             opened_at: opened.opened_at,

@@ -2,8 +2,10 @@
 //! here, contacts in `contact`.
 
 mod contact;
+mod customer;
 
 pub use contact::ContactGrpc;
+pub use customer::CustomerGrpc;
 
 use std::sync::Arc;
 
@@ -86,6 +88,10 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
     });
     proto::Case {
         case_id: view.case_id.to_string(),
+        customer_id: view
+            .customer_id
+            .map(|customer_id| customer_id.to_string())
+            .unwrap_or_default(),
         customer_data_erased: matches!(view.details.customer_phone, CustomerPhone::Erased),
         customer_phone: phone.unwrap_or_default(),
         category: common::CaseCategory::from(view.details.category).into(),
@@ -623,14 +629,25 @@ impl CaseService for CaseGrpc {
         request: Request<proto::EraseCustomerDataRequest>,
     ) -> Result<Response<proto::EraseCustomerDataResponse>, Status> {
         let principal = authorize(&request, &[Role::Manager])?;
-        let phone = PhoneNumber::parse("customer_phone", &request.get_ref().customer_phone)
-            .map_err(status)?;
+        let body = request.get_ref();
         let context = CommandContext::from_caller(principal.clone());
-        let erased = self
-            .cases
-            .erase_customer(&context, &phone)
-            .await
-            .map_err(status)?;
+        let erased = match (body.customer_phone.trim(), body.customer_id.trim()) {
+            (phone, "") if !phone.is_empty() => {
+                let phone = PhoneNumber::parse("customer_phone", phone).map_err(status)?;
+                self.cases.erase_customer(&context, &phone).await
+            }
+            ("", customer_id) if !customer_id.is_empty() => {
+                let customer_id = parse_case_id("customer_id", customer_id)?;
+                self.cases.erase_customer_id(&context, customer_id).await
+            }
+            _ => {
+                return Err(invalid(vec![FieldViolation::new(
+                    "customer_phone",
+                    "give exactly one of customer_phone and customer_id",
+                )]));
+            }
+        }
+        .map_err(status)?;
         tracing::info!(erased, actor = %principal.subject, "customer data erasure requested");
         Ok(Response::new(proto::EraseCustomerDataResponse { erased }))
     }

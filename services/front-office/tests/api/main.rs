@@ -8,6 +8,8 @@ mod backpressure;
 mod case_list;
 mod contact_list;
 mod contacts;
+mod customer_list;
+mod customers;
 mod erasure;
 mod escalation;
 mod lifecycle;

@@ -43,6 +43,28 @@ const TABLE: &[(&str, &[Role])] = &[
         "GetContact",
         &[Service, Agent, Manager, Qa, Executive, Admin],
     ),
+    ("RegisterCustomer", &[Agent, Manager, Service, Admin]),
+    ("IdentifyCustomer", &[Agent, Manager, Service, Admin]),
+    (
+        "FindCustomer",
+        &[Agent, Technician, Service, Manager, Qa, Executive, Admin],
+    ),
+    (
+        "GetCustomer",
+        &[Agent, Technician, Service, Manager, Qa, Executive, Admin],
+    ),
+    (
+        "ListCustomers",
+        &[Agent, Technician, Service, Manager, Qa, Executive, Admin],
+    ),
+    ("AddCustomerContact", &[Agent, Manager, Service, Admin]),
+    ("UpdateCustomer", &[Agent, Manager, Service, Admin]),
+    ("TagCustomer", &[Agent, Manager, Service, Admin]),
+    ("UntagCustomer", &[Agent, Manager, Service, Admin]),
+    ("RecordConsent", &[Agent, Manager, Service, Admin]),
+    ("AddProject", &[Agent, Manager, Service, Admin]),
+    ("AddStakeholder", &[Agent, Manager, Service, Admin]),
+    ("MergeCustomers", &[Agent, Manager, Admin]),
 ];
 
 /// Calls `rpc` with an empty request as `role` (`None`: without a token); the outcome.
@@ -55,6 +77,7 @@ async fn call(office: &FrontOffice, rpc: &str, role: Option<Role>) -> Code {
     }
     let mut cases = office.cases.clone();
     let mut contacts = office.served.contacts().await;
+    let mut customers = office.served.customers().await;
     macro_rules! outcome {
         ($client:ident . $method:ident ( $message:expr )) => {
             match $client.$method(request(office, role, $message)).await {
@@ -99,6 +122,37 @@ async fn call(office: &FrontOffice, rpc: &str, role: Option<Role>) -> Code {
         }
         "EndContact" => outcome!(contacts.end_contact(proto::EndContactRequest::default())),
         "GetContact" => outcome!(contacts.get_contact(proto::GetContactRequest::default())),
+        "RegisterCustomer" => {
+            outcome!(customers.register_customer(proto::RegisterCustomerRequest::default()))
+        }
+        "IdentifyCustomer" => {
+            outcome!(customers.identify_customer(proto::IdentifyCustomerRequest::default()))
+        }
+        "FindCustomer" => outcome!(customers.find_customer(proto::FindCustomerRequest::default())),
+        "GetCustomer" => outcome!(customers.get_customer(proto::GetCustomerRequest::default())),
+        "ListCustomers" => {
+            outcome!(customers.list_customers(proto::ListCustomersRequest::default()))
+        }
+        "AddCustomerContact" => {
+            outcome!(customers.add_customer_contact(proto::AddCustomerContactRequest::default()))
+        }
+        "UpdateCustomer" => {
+            outcome!(customers.update_customer(proto::UpdateCustomerRequest::default()))
+        }
+        "TagCustomer" => outcome!(customers.tag_customer(proto::TagCustomerRequest::default())),
+        "UntagCustomer" => {
+            outcome!(customers.untag_customer(proto::UntagCustomerRequest::default()))
+        }
+        "RecordConsent" => {
+            outcome!(customers.record_consent(proto::RecordConsentRequest::default()))
+        }
+        "AddProject" => outcome!(customers.add_project(proto::AddProjectRequest::default())),
+        "AddStakeholder" => {
+            outcome!(customers.add_stakeholder(proto::AddStakeholderRequest::default()))
+        }
+        "MergeCustomers" => {
+            outcome!(customers.merge_customers(proto::MergeCustomersRequest::default()))
+        }
         other => panic!("no call for {other}: add it here and to TABLE"),
     }
 }
@@ -110,6 +164,7 @@ async fn every_rpc_with_every_role_is_allowed_or_denied_as_the_table_says() {
     let declared: Vec<String> = [
         svcops_proto::frontoffice::v1::case_service_server::SERVICE_NAME,
         svcops_proto::frontoffice::v1::contact_service_server::SERVICE_NAME,
+        svcops_proto::frontoffice::v1::customer_service_server::SERVICE_NAME,
     ]
     .iter()
     .flat_map(|service| rpcs_of(service))

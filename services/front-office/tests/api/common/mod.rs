@@ -94,6 +94,17 @@ impl Served {
         .unwrap()
     }
 
+    pub async fn customers(
+        &self,
+    ) -> svcops_proto::frontoffice::v1::customer_service_client::CustomerServiceClient<Channel>
+    {
+        svcops_proto::frontoffice::v1::customer_service_client::CustomerServiceClient::connect(
+            format!("http://{}", self.address),
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn cases(&self) -> CaseServiceClient<Channel> {
         CaseServiceClient::connect(format!("http://{}", self.address))
             .await
