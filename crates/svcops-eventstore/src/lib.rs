@@ -241,8 +241,10 @@ pub struct SubjectKey {
 /// What became of adding a subject to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubjectClaim {
-    /// The subject finds this key now (or already did).
+    /// The subject finds this key now; this call made it so.
     Claimed,
+    /// The subject found this key already.
+    AlreadyHeld,
     /// Another key holds the subject.
     HeldBy(uuid::Uuid),
     /// The key is erased or was never made: nothing may find it.
@@ -251,9 +253,10 @@ pub enum SubjectClaim {
 
 impl SubjectClaim {
     /// From the key the subject finds after an attempt to add it to `key_id`.
-    pub(crate) fn of(key_id: uuid::Uuid, holder: Option<uuid::Uuid>) -> Self {
+    pub(crate) fn of(key_id: uuid::Uuid, holder: Option<uuid::Uuid>, inserted: bool) -> Self {
         match holder {
-            Some(holder) if holder == key_id => SubjectClaim::Claimed,
+            Some(holder) if holder == key_id && inserted => SubjectClaim::Claimed,
+            Some(holder) if holder == key_id => SubjectClaim::AlreadyHeld,
             Some(holder) => SubjectClaim::HeldBy(holder),
             None => SubjectClaim::NoKey,
         }
@@ -273,6 +276,10 @@ pub trait PersonalDataKeys: Send + Sync + 'static {
     /// Adds `subject` to the subjects that find key `key_id` (a customer's second phone),
     /// unless another key holds it already.
     async fn add_subject(&self, key_id: uuid::Uuid, subject: &str) -> Result<SubjectClaim, Error>;
+
+    /// Takes `subject` off key `key_id` (a claim whose write failed after it); returns
+    /// whether it was there. Another key's subject is left alone.
+    async fn remove_subject(&self, key_id: uuid::Uuid, subject: &str) -> Result<bool, Error>;
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<KeyState, Error>;
 

@@ -368,9 +368,17 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
                 return Ok(found);
             }
             // The subject row is the claim: of two first uses, the second waits on the
-            // first's row and then finds its key.
+            // first's row and then finds its key. A row left pointing at an erased key
+            // (none should be) would block the subject for good: it goes first.
             let key_id = Uuid::now_v7();
             let mut transaction = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM personal_data_subjects s USING personal_data_keys k \
+                 WHERE s.subject_hash = $1 AND k.key_id = s.key_id AND k.wrapped_key IS NULL",
+            )
+            .bind(&subject_hash)
+            .execute(&mut *transaction)
+            .await?;
             let claimed = sqlx::query(
                 "INSERT INTO personal_data_subjects (subject_hash, key_id) VALUES ($1, $2) \
                  ON CONFLICT (subject_hash) DO NOTHING",
@@ -408,22 +416,37 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
 
     async fn add_subject(&self, key_id: Uuid, subject: &str) -> Result<crate::SubjectClaim, Error> {
         let subject_hash = self.secret.subject_hash(subject);
-        sqlx::query(
+        // FOR SHARE waits on a destroy in flight (which locks the key row before it
+        // deletes the key's subjects), then sees the key erased and claims nothing.
+        let inserted = sqlx::query(
             "INSERT INTO personal_data_subjects (subject_hash, key_id) \
              SELECT $1, key_id FROM personal_data_keys \
-             WHERE key_id = $2 AND wrapped_key IS NOT NULL \
+             WHERE key_id = $2 AND wrapped_key IS NOT NULL FOR SHARE \
              ON CONFLICT (subject_hash) DO NOTHING",
         )
         .bind(&subject_hash)
         .bind(key_id)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
         let holder: Option<Uuid> =
             sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = $1")
                 .bind(&subject_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(crate::SubjectClaim::of(key_id, holder))
+        Ok(crate::SubjectClaim::of(key_id, holder, inserted))
+    }
+
+    async fn remove_subject(&self, key_id: Uuid, subject: &str) -> Result<bool, Error> {
+        let removed = sqlx::query(
+            "DELETE FROM personal_data_subjects WHERE subject_hash = $1 AND key_id = $2",
+        )
+        .bind(self.secret.subject_hash(subject))
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(removed.rows_affected() > 0)
     }
 
     async fn key(&self, key_id: Uuid) -> Result<crate::KeyState, Error> {
@@ -459,11 +482,9 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
     }
 
     async fn destroy_key(&self, key_id: Uuid) -> Result<bool, Error> {
+        // The key row first: its lock holds off an `add_subject` in flight until the
+        // subjects are gone and the key reads erased.
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("DELETE FROM personal_data_subjects WHERE key_id = $1")
-            .bind(key_id)
-            .execute(&mut *transaction)
-            .await?;
         let destroyed = sqlx::query(
             "UPDATE personal_data_keys \
              SET subject_hash = NULL, wrapped_key = NULL, erased_at = now() \
@@ -472,6 +493,10 @@ impl crate::PersonalDataKeys for PostgresPersonalDataKeys {
         .bind(key_id)
         .execute(&mut *transaction)
         .await?;
+        sqlx::query("DELETE FROM personal_data_subjects WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(destroyed.rows_affected() > 0)
     }

@@ -547,7 +547,7 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
     ) -> Result<crate::SubjectClaim, Error> {
         let subject_hash = self.secret.subject_hash(subject);
         let mut transaction = self.writer.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO personal_data_subjects (subject_hash, key_id) \
              SELECT ?1, key_id FROM personal_data_keys \
              WHERE key_id = ?2 AND wrapped_key IS NOT NULL \
@@ -556,14 +556,27 @@ impl crate::PersonalDataKeys for SqlitePersonalDataKeys {
         .bind(&subject_hash)
         .bind(key_id)
         .execute(&mut *transaction)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
         let holder: Option<uuid::Uuid> =
             sqlx::query_scalar("SELECT key_id FROM personal_data_subjects WHERE subject_hash = ?1")
                 .bind(&subject_hash)
                 .fetch_optional(&mut *transaction)
                 .await?;
         transaction.commit().await?;
-        Ok(crate::SubjectClaim::of(key_id, holder))
+        Ok(crate::SubjectClaim::of(key_id, holder, inserted))
+    }
+
+    async fn remove_subject(&self, key_id: uuid::Uuid, subject: &str) -> Result<bool, Error> {
+        let removed = sqlx::query(
+            "DELETE FROM personal_data_subjects WHERE subject_hash = ?1 AND key_id = ?2",
+        )
+        .bind(self.secret.subject_hash(subject))
+        .bind(key_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(removed.rows_affected() > 0)
     }
 
     async fn key(&self, key_id: uuid::Uuid) -> Result<crate::KeyState, Error> {

@@ -20,6 +20,7 @@ contract_suite! {
         a_subject_is_held_by_one_key,
         erasure_frees_every_subject_of_the_key,
         the_first_use_says_it_made_the_key,
+        a_subject_added_while_its_key_is_destroyed_finds_nothing,
     ],
 }
 
@@ -438,7 +439,7 @@ mod subject_cases {
             keys.add_subject(id, "email:li@example.com")
                 .await
                 .expect("add again"),
-            SubjectClaim::Claimed,
+            SubjectClaim::AlreadyHeld,
             "adding twice is harmless"
         );
         assert_eq!(
@@ -456,6 +457,29 @@ mod subject_cases {
         );
         let rows = port.rows().await;
         assert_eq!(rows.len(), 1, "no second key: {rows:?}");
+        // A claim taken back: the subject finds nothing, and may be claimed again.
+        assert!(
+            keys.remove_subject(id, "email:li@example.com")
+                .await
+                .expect("remove")
+        );
+        assert!(
+            !keys
+                .remove_subject(Uuid::now_v7(), "+8613800001234")
+                .await
+                .expect("remove another key's"),
+            "another key's subject stays"
+        );
+        assert_eq!(
+            keys.subject_key_id("email:li@example.com")
+                .await
+                .expect("lookup"),
+            None
+        );
+        assert_eq!(
+            keys.subject_key_id("+8613800001234").await.expect("lookup"),
+            Some(id)
+        );
     }
 
     pub async fn a_subject_is_held_by_one_key(port: Arc<dyn KeyPort>) {
@@ -523,5 +547,31 @@ mod subject_cases {
             .expect("key");
         assert!(!again.created);
         assert_eq!(again.key_id, first.key_id);
+    }
+
+    pub async fn a_subject_added_while_its_key_is_destroyed_finds_nothing(port: Arc<dyn KeyPort>) {
+        let keys = port.keys(test_secret()).await;
+        for round in 0..20 {
+            let (id, _) = keys
+                .key_of(&format!("+86138000{round:05}"), &[1; 32])
+                .await
+                .expect("key");
+            let subject = format!("email:{round}@example.com");
+            let adding = {
+                let (keys, subject) = (keys.clone(), subject.clone());
+                tokio::spawn(async move { keys.add_subject(id, &subject).await })
+            };
+            let destroying = {
+                let keys = keys.clone();
+                tokio::spawn(async move { keys.destroy_key(id).await })
+            };
+            adding.await.expect("join").expect("add");
+            destroying.await.expect("join").expect("destroy");
+            assert_eq!(
+                keys.subject_key_id(&subject).await.expect("lookup"),
+                None,
+                "round {round}: a subject points at an erased key"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use svcops_eventstore::projection::ReadModel;
 use svcops_eventstore::{EventStore, KeyState, PersonalDataKeys, SubjectClaim};
-use svcops_kit::aggregate::{ExecuteError, Executed, Executor, Idempotency};
+use svcops_kit::aggregate::{Aggregate, ExecuteError, Executed, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use svcops_kit::personal_data;
 use tokio::sync::Notify;
@@ -22,9 +22,9 @@ use crate::customer::{
 };
 use crate::customer_list::{CustomerFilter, ListedCustomer};
 
-/// How many merges are followed from an id to its survivor: a survivor cannot be merged
-/// away itself without its duplicates following it, so real chains are short.
-const MAX_MERGE_HOPS: usize = 8;
+/// How many merges are followed from an id to its survivor before it is called a fault: a
+/// survivor merged away later makes a chain, but never one this long in practice.
+pub(crate) const MAX_MERGE_HOPS: usize = 64;
 
 /// A customer to register, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,8 @@ impl NewCustomer {
             self.phones.iter().cloned().map(Identity::Phone).collect();
         identities.extend(self.emails.iter().cloned().map(Identity::Email));
         identities.extend(self.account_number.clone().map(Identity::Account));
+        let mut seen = std::collections::HashSet::new();
+        identities.retain(|identity| seen.insert(identity.subject()));
         identities
     }
 }
@@ -154,7 +156,8 @@ impl Customers {
     /// A registered customer by id, following merges to the survivor.
     async fn resolve(&self, customer_id: Uuid) -> Result<(Customer, u64), Error> {
         let mut id = customer_id;
-        for _ in 0..=MAX_MERGE_HOPS {
+        let mut seen = std::collections::HashSet::new();
+        while seen.insert(id) && seen.len() <= MAX_MERGE_HOPS {
             let (customer, version) = self.customers.load(id).await?;
             match (customer.merged_into, customer.customer_id) {
                 (Some(survivor_id), _) => id = survivor_id,
@@ -162,9 +165,17 @@ impl Customers {
                 (None, None) => return Err(Error::CustomerNotFound(customer_id)),
             }
         }
-        Err(Error::Sealing(format!(
-            "customer {customer_id} is merged more than {MAX_MERGE_HOPS} times over"
-        )))
+        Err(Error::MergeChain(customer_id))
+    }
+
+    /// Takes back subjects this call claimed before a write that failed, so they find no
+    /// customer who does not list them. Best effort: a claim left behind is logged.
+    async fn release(&self, customer_id: Uuid, subjects: &[String]) {
+        for subject in subjects {
+            if let Err(error) = self.keys.remove_subject(customer_id, subject).await {
+                tracing::warn!(%customer_id, %error, "a claimed identity could not be released");
+            }
+        }
     }
 
     pub async fn get(&self, customer_id: Uuid) -> Result<CustomerView, Error> {
@@ -207,12 +218,11 @@ impl Customers {
         }
         let identities = new.identities();
         let Some(first_identity) = identities.first() else {
-            return Err(Error::Customer(ExecuteError::Domain(
-                CustomerError::Invalid {
-                    field: "phones",
-                    reason: "give at least one phone, email or account number".into(),
-                },
-            )));
+            return Err(CustomerError::Invalid {
+                field: "phones",
+                reason: "give at least one phone, email or account number".into(),
+            }
+            .into());
         };
         // Who holds each identity now; an unregistered holder can be adopted.
         let mut adopt = None;
@@ -242,65 +252,71 @@ impl Customers {
                 (made.key_id, made.key)
             }
         };
-        for identity in &identities {
-            match self
-                .keys
-                .add_subject(customer_id, &identity.subject())
-                .await?
-            {
-                SubjectClaim::Claimed => {}
-                SubjectClaim::HeldBy(holder) => {
-                    if adopt.is_none() {
-                        // Nothing was sealed with the new key yet: drop it with its claims.
-                        self.keys.destroy_key(customer_id).await?;
-                    }
-                    return Err(taken(identity, holder));
-                }
-                SubjectClaim::NoKey => {
-                    return Err(Error::Customer(ExecuteError::Domain(CustomerError::Erased)));
+        // Claimed by this call: released again if anything after fails. (A key this call
+        // made keeps its first subject: like an intake's, it is adopted later. It is never
+        // destroyed here: an intake may have sealed with it meanwhile.)
+        let mut claimed = Vec::new();
+        let registered = async {
+            for identity in &identities {
+                let subject = identity.subject();
+                match self.keys.add_subject(customer_id, &subject).await? {
+                    SubjectClaim::Claimed => claimed.push(subject),
+                    SubjectClaim::AlreadyHeld => {}
+                    SubjectClaim::HeldBy(holder) => return Err(taken(identity, holder)),
+                    SubjectClaim::NoKey => return Err(CustomerError::Erased.into()),
                 }
             }
+            let profile = Self::profile(&key, new)?;
+            let registered = self
+                .customers
+                .execute(
+                    customer_id,
+                    None,
+                    context,
+                    CustomerCommand::Register {
+                        customer_id,
+                        profile,
+                    },
+                    idempotency,
+                )
+                .await?;
+            self.view_of(registered).await
         }
-        let profile = Profile {
+        .await;
+        if registered.is_err() {
+            self.release(customer_id, &claimed).await;
+        }
+        registered
+    }
+
+    /// A new customer's profile, its personal fields sealed with `key`.
+    fn profile(key: &[u8], new: NewCustomer) -> Result<Profile, Error> {
+        Ok(Profile {
             segment: new.segment,
             name: new
                 .name
                 .as_deref()
-                .map(|name| Self::seal(&key, name))
+                .map(|name| Self::seal(key, name))
                 .transpose()?,
             phones: new
                 .phones
                 .iter()
-                .map(|phone| Self::seal(&key, phone.as_str()))
+                .map(|phone| Self::seal(key, phone.as_str()))
                 .collect::<Result<_, _>>()?,
             emails: new
                 .emails
                 .iter()
-                .map(|email| Self::seal(&key, email.as_str()))
+                .map(|email| Self::seal(key, email.as_str()))
                 .collect::<Result<_, _>>()?,
             account_number: new.account_number,
             address: new
                 .address
                 .as_deref()
-                .map(|address| Self::seal(&key, address))
+                .map(|address| Self::seal(key, address))
                 .transpose()?,
             tags: new.tags,
             consent: new.consent,
-        };
-        let registered = self
-            .customers
-            .execute(
-                customer_id,
-                None,
-                context,
-                CustomerCommand::Register {
-                    customer_id,
-                    profile,
-                },
-                idempotency,
-            )
-            .await?;
-        self.view_of(registered).await
+        })
     }
 
     /// Find-or-create by one identity: the customer it names, or a new one with just it.
@@ -388,7 +404,11 @@ impl Customers {
         let customer_id = customer
             .customer_id
             .ok_or(Error::CustomerNotFound(customer_id))?;
+        let asked = change.clone();
         let mut created = None;
+        // A contact is claimed in the key store before it is recorded, so a recorded
+        // contact always finds its customer; the claim is taken back if recording fails.
+        let mut claimed = None;
         let command = match change {
             CustomerChange::Tag(tag) => CustomerCommand::Tag(tag),
             CustomerChange::Untag(tag) => CustomerCommand::Untag(tag),
@@ -440,20 +460,8 @@ impl Customers {
                 }
             }
             CustomerChange::AddContact(identity) => {
-                // Claimed first: a contact on record is always one that finds the customer.
-                match self
-                    .keys
-                    .add_subject(customer_id, &identity.subject())
-                    .await?
-                {
-                    SubjectClaim::Claimed => {}
-                    SubjectClaim::HeldBy(holder) => return Err(taken(&identity, holder)),
-                    SubjectClaim::NoKey => {
-                        return Err(Error::Customer(ExecuteError::Domain(CustomerError::Erased)));
-                    }
-                }
                 let key = self.live_key(customer_id).await?;
-                CustomerCommand::AddContact(match &identity {
+                let command = CustomerCommand::AddContact(match &identity {
                     Identity::Phone(phone) => {
                         ContactPoint::Phone(Self::seal(&key, phone.as_str())?)
                     }
@@ -461,20 +469,49 @@ impl Customers {
                         ContactPoint::Email(Self::seal(&key, email.as_str())?)
                     }
                     Identity::Account(_) => {
-                        return Err(Error::Customer(ExecuteError::Domain(
-                            CustomerError::Invalid {
-                                field: "contact",
-                                reason: "must be a phone or an email".into(),
-                            },
-                        )));
+                        return Err(CustomerError::Invalid {
+                            field: "contact",
+                            reason: "must be a phone or an email".into(),
+                        }
+                        .into());
                     }
-                })
+                });
+                // The aggregate's rules first (one contact too many), then the claim.
+                customer.decide(command.clone())?;
+                let subject = identity.subject();
+                match self.keys.add_subject(customer_id, &subject).await? {
+                    SubjectClaim::Claimed => claimed = Some(subject),
+                    // Already this customer's: nothing to add.
+                    SubjectClaim::AlreadyHeld => {
+                        let (customer, version) = self.customers.load(customer_id).await?;
+                        return Ok(Changed {
+                            customer: self.view(&customer, version).await?,
+                            created: None,
+                        });
+                    }
+                    SubjectClaim::HeldBy(holder) => return Err(taken(&identity, holder)),
+                    SubjectClaim::NoKey => return Err(CustomerError::Erased.into()),
+                }
+                command
             }
         };
-        let changed = self
+        let changed = match self
             .customers
             .execute(customer_id, None, context, command, idempotency)
-            .await?;
+            .await
+        {
+            Ok(changed) => changed,
+            Err(error) => {
+                if let Some(subject) = claimed {
+                    self.release(customer_id, &[subject]).await;
+                }
+                return Err(error.into());
+            }
+        };
+        // A concurrent retry of the same request appended first: what it created.
+        if !changed.appended {
+            created = created_by(&changed.state, &asked);
+        }
         Ok(Changed {
             customer: self.view_of(changed).await?,
             created,
@@ -520,6 +557,9 @@ impl Customers {
         let (merged, _) = self.customers.load(merged_id).await?;
         if merged.customer_id.is_none() {
             return Err(Error::CustomerNotFound(merged_id));
+        }
+        if merged.erased {
+            return Err(CustomerError::Erased.into());
         }
         if let Some(into) = merged.merged_into
             && into != survivor_id

@@ -46,6 +46,8 @@ pub enum Error {
     CustomerNotFound(Uuid),
     #[error("no customer has this {0}")]
     NoCustomerFor(&'static str),
+    #[error("customer {0} is merged in a chain too long or circular to follow")]
+    MergeChain(Uuid),
     #[error("this {kind} is on file for customer {customer_id}: merge them, or use that customer")]
     IdentityTaken {
         kind: &'static str,
@@ -80,6 +82,7 @@ impl From<Error> for ApiError {
                 id: kind.to_owned(),
             },
             error @ Error::IdentityTaken { .. } => ApiError::AlreadyExists(error.to_string()),
+            error @ Error::MergeChain(_) => ApiError::FailedPrecondition(error.to_string()),
             Error::Store(error) => error.into(),
             Error::Sealing(error) => ApiError::Internal(error),
         }
@@ -243,22 +246,32 @@ impl Cases {
         context: &CommandContext,
         customer_id: Uuid,
     ) -> Result<bool, Error> {
+        // Up to the survivor (a seen set stops a cycle), then down every duplicate that
+        // is merged into the one that absorbed it, or not yet into anyone (a merge half
+        // done). A stale absorption (the duplicate went to another survivor in a race) is
+        // not followed: that is someone else.
         let mut survivor = customer_id;
-        for _ in 0..8 {
+        let mut seen = std::collections::HashSet::new();
+        while seen.insert(survivor) && seen.len() <= customers::MAX_MERGE_HOPS {
             match self.customers.load(survivor).await?.0.merged_into {
                 Some(next) => survivor = next,
                 None => break,
             }
         }
-        let mut pending = vec![survivor];
+        let mut pending = vec![(survivor, None)];
         let mut seen = std::collections::HashSet::new();
         let mut erased = false;
-        while let Some(key_id) = pending.pop() {
+        while let Some((key_id, absorbed_by)) = pending.pop() {
             if !seen.insert(key_id) {
                 continue;
             }
             let (customer, version) = self.customers.load(key_id).await?;
-            pending.extend(customer.merged_ids.iter().copied());
+            if let Some(absorbed_by) = absorbed_by
+                && customer.merged_into.is_some_and(|into| into != absorbed_by)
+            {
+                continue;
+            }
+            pending.extend(customer.merged_ids.iter().map(|id| (*id, Some(key_id))));
             let known = version > 0 || self.keys.key(key_id).await? != KeyState::Unknown;
             if known {
                 self.erase_key(context, key_id).await?;

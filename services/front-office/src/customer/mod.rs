@@ -46,6 +46,8 @@ pub enum CustomerError {
     Erased,
     #[error("a customer cannot be merged with itself")]
     MergeWithItself,
+    #[error("customer {0} was merged into this one: merging this one into it would make a cycle")]
+    MergeCycle(Uuid),
     #[error("only business accounts have projects; this customer is a consumer")]
     ProjectsNeedAnAccount,
     #[error("project {0} not found")]
@@ -79,6 +81,7 @@ impl ErrorStatus for CustomerError {
             | CustomerError::Merged(_)
             | CustomerError::Erased
             | CustomerError::MergeWithItself
+            | CustomerError::MergeCycle(_)
             | CustomerError::ProjectsNeedAnAccount
             | CustomerError::TooMany { .. } => ApiError::FailedPrecondition(self.to_string()),
         }
@@ -404,6 +407,11 @@ impl Aggregate for Customer {
             CustomerCommand::MergeInto { survivor_id } => {
                 if survivor_id == customer_id {
                     return Err(CustomerError::MergeWithItself);
+                }
+                // Two merges asked the other way round at once: the second must not close
+                // a loop.
+                if self.merged_ids.contains(&survivor_id) {
+                    return Err(CustomerError::MergeCycle(survivor_id));
                 }
                 vec![CustomerEvent::Merged {
                     customer_id,

@@ -412,3 +412,18 @@ fn every_event_survives_its_protobuf_round_trip() {
     .encode();
     assert_eq!(event_type, "svcops.frontoffice.v1.CustomerDataErased");
 }
+
+#[test]
+fn given_a_customer_that_absorbed_another_when_merged_into_it_then_refused_as_a_cycle() {
+    let a = Uuid::now_v7();
+    let b = Uuid::now_v7();
+    given::<Customer>([
+        registered(a, Segment::Consumer),
+        CustomerEvent::Absorbed {
+            customer_id: a,
+            merged_id: b,
+        },
+    ])
+    .when(CustomerCommand::MergeInto { survivor_id: b })
+    .then_expect_error(CustomerError::MergeCycle(b));
+}

@@ -71,12 +71,28 @@ impl CustomerGrpc {
     }
 }
 
-/// What a request asked for, as an idempotency request hash: its encoding without the
-/// request id (prost encodes the same message to the same bytes).
-fn request_hash<M: Message + Clone>(request: &M, clear_request_id: fn(&mut M)) -> Vec<u8> {
+/// What a request asked for, as an idempotency request hash: the RPC's name and the
+/// request's encoding without the request id (prost encodes the same message to the same
+/// bytes; the name tells apart two RPCs whose requests encode alike, Tag and Untag).
+fn request_hash<M: Message + Clone + prost::Name>(
+    request: &M,
+    clear_request_id: fn(&mut M),
+) -> Vec<u8> {
     let mut body = request.clone();
     clear_request_id(&mut body);
-    svcops_kit::events::request_hash(&[&body.encode_to_vec()])
+    svcops_kit::events::request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
+}
+
+/// Registering or adding a phone or an email answers whose it is (ALREADY_EXISTS names the
+/// customer, find-or-create returns them): only for roles that see personal data.
+fn may_name_by(principal: &Principal, identity_kind: &str) -> Result<(), Status> {
+    if principal.role.sees_personal_data() {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "role {} may not name customers by {identity_kind}",
+        principal.role
+    )))
 }
 
 /// A personal field as the caller's role may see it.
@@ -229,16 +245,21 @@ fn parse_register(request: &proto::RegisterCustomerRequest) -> Result<NewCustome
     let mut violations = Vec::new();
     let segment = parse_segment("segment", request.segment, None, &mut violations);
     let name = optional_text("name", &request.name, 200, &mut violations);
-    let phones: Vec<_> = request
+    let mut phones: Vec<_> = request
         .phones
         .iter()
         .filter_map(|raw| collect(customer::phone("phones", raw), &mut violations))
         .collect();
-    let emails: Vec<_> = request
+    let mut emails: Vec<_> = request
         .emails
         .iter()
         .filter_map(|raw| collect(EmailAddress::parse("emails", raw), &mut violations))
         .collect();
+    // The same phone twice (written two ways) is one phone.
+    let mut seen = std::collections::HashSet::new();
+    phones.retain(|phone| seen.insert(phone.clone()));
+    let mut seen = std::collections::HashSet::new();
+    emails.retain(|email| seen.insert(email.clone()));
     if phones.len() > customer::MAX_CONTACTS || emails.len() > customer::MAX_CONTACTS {
         violations.push(FieldViolation::new(
             "phones",
@@ -327,6 +348,9 @@ impl CustomerService for CustomerGrpc {
             return Err(invalid(violations));
         }
         let new = parse_register(body)?;
+        if !new.phones.is_empty() || !new.emails.is_empty() {
+            may_name_by(&principal, "phone or email")?;
+        }
         let hash = request_hash(body, |body| body.request_id.clear());
         let context = CommandContext::from_caller(principal.clone());
         let view = self
@@ -360,6 +384,9 @@ impl CustomerService for CustomerGrpc {
         else {
             return Err(invalid(violations));
         };
+        if !matches!(identity, Identity::Account(_)) {
+            may_name_by(&principal, identity.kind())?;
+        }
         let context = CommandContext::from_caller(principal.clone());
         let (view, registered) = self
             .customers
@@ -473,6 +500,7 @@ impl CustomerService for CustomerGrpc {
                 }
                 Some(identity)
             })?;
+        may_name_by(&principal, identity.kind())?;
         let hash = request_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(

@@ -629,6 +629,120 @@ async fn lists_filter_by_segment_and_changes_are_refused_where_they_do_not_fit()
         proto::RecordingConsent::Refused as i32
     );
 
+    // A refused registration takes back what it claimed: a phone named with another
+    // customer's email is free for the next registration.
+    let refused = customers
+        .register_customer(office.request(
+            Role::Agent,
+            proto::RegisterCustomerRequest {
+                request_id: "register-half".into(),
+                segment: proto::CustomerSegment::Consumer.into(),
+                phones: vec!["+8613700000099".into()],
+                emails: vec!["facilities@grandbund.example".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+    let again = customers
+        .register_customer(office.request(
+            Role::Agent,
+            proto::RegisterCustomerRequest {
+                request_id: "register-whole".into(),
+                segment: proto::CustomerSegment::Consumer.into(),
+                phones: vec!["+8613700000099".into(), "+86 137 0000 0099".into()],
+                emails: vec!["li.na@example.com".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap();
+    assert_eq!(again.phones.len(), 1, "the same phone twice is one");
+    for identity in [phone("+8613700000099"), email("li.na@example.com")] {
+        let found = find(&office, &mut customers, Role::Agent, identity)
+            .await
+            .unwrap();
+        assert_eq!(found.customer_id, again.customer_id);
+    }
+
+    // A contact the customer cannot take is not claimed either.
+    for n in 3..=5 {
+        customers
+            .add_customer_contact(office.request(
+                Role::Agent,
+                proto::AddCustomerContactRequest {
+                    customer_id: consumer.customer_id.clone(),
+                    contact: phone(&format!("+861370000000{n}")),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    let sixth = customers
+        .add_customer_contact(office.request(
+            Role::Agent,
+            proto::AddCustomerContactRequest {
+                customer_id: consumer.customer_id.clone(),
+                contact: phone("+8613700000006"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sixth.code(), Code::FailedPrecondition);
+    let unclaimed = find(
+        &office,
+        &mut customers,
+        Role::Agent,
+        phone("+8613700000006"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unclaimed.code(), Code::NotFound);
+
+    // Roles that see phones masked may not learn whose a phone is by registering it.
+    let oracle = customers
+        .identify_customer(office.request(
+            Role::Manager,
+            proto::IdentifyCustomerRequest {
+                identity: phone("+8613700000001"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(oracle.code(), Code::PermissionDenied);
+
+    // One request id, two different requests (alike but for the RPC): refused.
+    let tag = |role| {
+        office.request(
+            role,
+            proto::TagCustomerRequest {
+                customer_id: consumer.customer_id.clone(),
+                request_id: "same-id".into(),
+                tag: "callback".into(),
+            },
+        )
+    };
+    customers.tag_customer(tag(Role::Agent)).await.unwrap();
+    let untag = customers
+        .untag_customer(office.request(
+            Role::Agent,
+            proto::UntagCustomerRequest {
+                customer_id: consumer.customer_id.clone(),
+                request_id: "same-id".into(),
+                tag: "callback".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(untag.code(), Code::InvalidArgument, "{untag:?}");
+
     // Every bad field is named, nothing is written.
     let invalid = customers
         .register_customer(office.request(
