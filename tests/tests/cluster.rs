@@ -29,6 +29,7 @@ fn repair_case(phone: &str, request_id: &str) -> front::OpenCaseRequest {
         summary: "ceiling lamp flickers".into(),
         product: "PL-200".into(),
         serial_number: "SN-42".into(),
+        ..Default::default()
     }
 }
 

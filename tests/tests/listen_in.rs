@@ -37,6 +37,7 @@ async fn open_case(cluster: &mut Cluster) -> String {
                 summary: "lamp flickers".into(),
                 product: "PL-200".into(),
                 serial_number: "SN-7".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -34,6 +34,7 @@ fn repair_case(index: usize) -> front::OpenCaseRequest {
         summary: "ceiling lamp flickers".into(),
         product: "PL-200".into(),
         serial_number: format!("SN-{index}"),
+        ..Default::default()
     }
 }
 

@@ -323,6 +323,7 @@ fn repair_case(index: u64) -> front::OpenCaseRequest {
         summary: "ceiling lamp flickers".into(),
         product: "PL-200".into(),
         serial_number: format!("SN-{index}"),
+        ..Default::default()
     }
 }
 

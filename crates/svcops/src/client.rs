@@ -64,6 +64,13 @@ pub struct OpenCase {
     product: String,
     #[arg(long, default_value = "")]
     serial: String,
+    /// The customer it is for (a B2B account whose stakeholder calls); default: the
+    /// customer the phone names.
+    #[arg(long = "customer")]
+    customer_id: Option<String>,
+    /// A project of that customer's.
+    #[arg(long = "project")]
+    project_id: Option<String>,
     /// Idempotency key: retrying with the same one opens nothing new.
     #[arg(long, default_value = "")]
     request_id: String,
@@ -103,6 +110,15 @@ pub struct ListFilter {
     /// Only cases changed since this time (RFC 3339, e.g. 2026-11-27T08:00:00Z).
     #[arg(long)]
     updated_since: Option<String>,
+    /// consumer, real-estate, hotel, retail-chain, government-enterprise or other.
+    #[arg(long)]
+    segment: Option<String>,
+    /// The customer's id: their cases and their merged duplicates'.
+    #[arg(long = "customer")]
+    customer_id: Option<String>,
+    /// A B2B project's id.
+    #[arg(long = "project")]
+    project_id: Option<String>,
 }
 
 impl ListFilter {
@@ -141,6 +157,17 @@ impl ListFilter {
             at_risk: self.at_risk,
             min_escalation_level: self.min_escalation.unwrap_or_default(),
             updated_since,
+            segment: match &self.segment {
+                Some(segment) => parse_enum(
+                    "segment",
+                    &segment.replace('-', "_"),
+                    "CUSTOMER_SEGMENT_",
+                    |name| front::CustomerSegment::from_str_name(name).map(Into::into),
+                )?,
+                None => 0,
+            },
+            customer_id: self.customer_id.unwrap_or_default(),
+            project_id: self.project_id.unwrap_or_default(),
         })
     }
 }
@@ -249,6 +276,8 @@ impl Client {
             summary: open.summary,
             product: open.product,
             serial_number: open.serial,
+            customer_id: open.customer_id.unwrap_or_default(),
+            project_id: open.project_id.unwrap_or_default(),
         };
         let response = CaseServiceClient::new(self.channel.clone())
             .open_case(self.request(request))
@@ -584,8 +613,11 @@ fn case_json(case: &front::Case) -> serde_json::Value {
         "category": name(common::CaseCategory::try_from(case.category).ok().map(|c| c.as_str_name()), "CASE_CATEGORY_"),
         "priority": name(common::Priority::try_from(case.priority).ok().map(|p| p.as_str_name()), "PRIORITY_"),
         "channel": name(front::Channel::try_from(case.channel).ok().map(|c| c.as_str_name()), "CHANNEL_"),
+        "customer_id": case.customer_id,
         "customer_phone": case.customer_phone,
         "customer_data_erased": case.customer_data_erased,
+        "segment": name(front::CustomerSegment::try_from(case.segment).ok().filter(|s| *s != front::CustomerSegment::Unspecified).map(|s| s.as_str_name()), "CUSTOMER_SEGMENT_").replace('_', "-"),
+        "project_id": case.project_id,
         "summary": case.summary,
         "product": case.product,
         "serial_number": case.serial_number,

@@ -71,6 +71,8 @@ fn opened(n: usize) -> (Uuid, String, Vec<u8>) {
             summary: format!("ceiling lamp {n} flickers"),
             product: "PL-200".into(),
             serial_number: format!("SN{n:08}"),
+            segment: Some(front_office::customer::Segment::Consumer),
+            project_id: None,
         },
     };
     let (event_type, payload) = event.encode();

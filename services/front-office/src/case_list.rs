@@ -19,13 +19,14 @@ use crate::case::{
 
 /// Bump when the tables or what `apply` writes change: the list is rebuilt beside the live
 /// one at the next start.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// The columns of `{cases}` a view is read from, in [`view`]'s order.
 const CASE_COLUMNS: &str = "case_id, position, version, customer_key_id, customer_phone_sealed, \
      category, priority, channel, summary, product, serial_number, opened_at, opened_by, \
      opened_by_role, state, waiting_on, queue, assignee, resolution, reopened_count, \
-     escalation_level, escalation_reason, risk_trigger, risk_detail, risk_flagged_at, updated_at";
+     escalation_level, escalation_reason, risk_trigger, risk_detail, risk_flagged_at, updated_at, \
+     segment, project_id";
 
 pub struct CaseListProjection;
 
@@ -74,7 +75,9 @@ impl Projection for CaseListProjection {
                     risk_trigger BIGINT NOT NULL,
                     risk_detail TEXT,
                     risk_flagged_at BIGINT,
-                    updated_at BIGINT NOT NULL
+                    updated_at BIGINT NOT NULL,
+                    segment BIGINT NOT NULL,
+                    project_id TEXT
                 )",
                 blob = dialect.blob()
             ),
@@ -84,6 +87,8 @@ impl Projection for CaseListProjection {
             "CREATE INDEX {cases}_by_assignee ON {cases} (assignee, position)".into(),
             "CREATE INDEX {cases}_by_queue ON {cases} (queue, position)".into(),
             "CREATE INDEX {cases}_by_customer ON {cases} (customer_key_id, opened_at)".into(),
+            "CREATE INDEX {cases}_by_segment ON {cases} (segment, position)".into(),
+            "CREATE INDEX {cases}_by_project ON {cases} (project_id, position)".into(),
             "CREATE TABLE {flags} (
                 case_id TEXT NOT NULL,
                 version BIGINT NOT NULL,
@@ -131,6 +136,8 @@ impl Projection for CaseListProjection {
                 "risk_detail",
                 "risk_flagged_at",
                 "updated_at",
+                "segment",
+                "project_id",
             ],
             "",
         );
@@ -190,6 +197,13 @@ impl Projection for CaseListProjection {
                         None::<String>.into(),
                         None::<i64>.into(),
                         recorded.metadata.occurred_at.into(),
+                        details
+                            .segment
+                            .map_or(0, |segment| {
+                                i64::from(proto::CustomerSegment::from(segment) as i32)
+                            })
+                            .into(),
+                        details.project_id.map(|id| id.to_string()).into(),
                     ]);
                 }
                 CaseEvent::Flagged {
@@ -388,6 +402,15 @@ fn view(row: &SqlRow, flags: Vec<FlagNote>) -> Result<CaseView, Error> {
         summary: row.text(8)?.to_owned(),
         product: row.text(9)?.to_owned(),
         serial_number: row.text(10)?.to_owned(),
+        segment: crate::customer::segment_from_proto(wire(26, row)?).flatten(),
+        project_id: row
+            .optional_text(27)?
+            .map(|id| {
+                Uuid::parse_str(id).map_err(|error| Error::ReadModel {
+                    reason: format!("project id: {error}"),
+                })
+            })
+            .transpose()?,
     };
     let lifecycle = match proto::CaseState::try_from(wire(14, row)?) {
         Ok(proto::CaseState::Open) => Lifecycle::Open,
@@ -465,6 +488,10 @@ pub struct CaseFilter {
     pub assignee: Option<AgentName>,
     pub category: Option<Category>,
     pub customer_key_id: Option<Uuid>,
+    /// A customer and the duplicates merged into them: their cases, by key id.
+    pub customer_ids: Vec<Uuid>,
+    pub segment: Option<crate::customer::Segment>,
+    pub project_id: Option<Uuid>,
     pub at_risk: Option<bool>,
     pub min_escalation: Option<EscalationLevel>,
     pub updated_since: Option<time::OffsetDateTime>,
@@ -498,6 +525,15 @@ impl CaseFilter {
         if let Some(key_id) = self.customer_key_id {
             add("customer_key_id = ?", key_id.into());
         }
+        if let Some(segment) = self.segment {
+            add(
+                "segment = ?",
+                i64::from(proto::CustomerSegment::from(segment) as i32).into(),
+            );
+        }
+        if let Some(project_id) = self.project_id {
+            add("project_id = ?", project_id.into());
+        }
         match self.at_risk {
             Some(true) => add("risk_trigger <> ?", 0i64.into()),
             Some(false) => add("risk_trigger = ?", 0i64.into()),
@@ -508,6 +544,14 @@ impl CaseFilter {
         }
         if let Some(since) = self.updated_since {
             add("updated_at >= ?", since.into());
+        }
+        if !self.customer_ids.is_empty() {
+            let first = parameters.len() + 1;
+            let placeholders: Vec<String> = (first..first + self.customer_ids.len())
+                .map(|number| format!("${number}"))
+                .collect();
+            parameters.extend(self.customer_ids.iter().map(|id| SqlValue::from(*id)));
+            conditions.push(format!("customer_key_id IN ({})", placeholders.join(", ")));
         }
         (conditions, parameters)
     }

@@ -45,6 +45,14 @@ impl Contacts {
         let mut known_fields = Vec::new();
         if matches!(case.details.customer_phone, CustomerPhone::Known(_)) {
             known_fields.push(CustomerField::Phone);
+            // The rest of what the customer's record holds (an erased one holds nothing).
+            if let Some(customer_id) = case.customer_id {
+                for field in self.cases.fields_on_file(customer_id).await? {
+                    if !known_fields.contains(&field) {
+                        known_fields.push(field);
+                    }
+                }
+            }
         }
         let contact_id = Uuid::now_v7();
         let command = ContactCommand::Start {

@@ -124,9 +124,9 @@ impl Cases {
         &self,
         context: &CommandContext,
         phone: CustomerPhone,
-    ) -> Result<CustomerPhone, Error> {
+    ) -> Result<(CustomerPhone, bool), Error> {
         let CustomerPhone::Known(phone) = phone else {
-            return Ok(phone);
+            return Ok((phone, false));
         };
         let svcops_eventstore::SubjectKey {
             key_id,
@@ -168,7 +168,82 @@ impl Cases {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(CustomerPhone::Sealed { key_id, sealed })
+        Ok((CustomerPhone::Sealed { key_id, sealed }, created))
+    }
+
+    /// A registered customer by id, following merges to the survivor (a seen set stops a
+    /// cycle); `None` for an id that names no registered customer.
+    async fn survivor(&self, customer_id: Uuid) -> Result<Option<Customer>, Error> {
+        let mut id = customer_id;
+        let mut seen = std::collections::HashSet::new();
+        while seen.insert(id) && seen.len() <= customers::MAX_MERGE_HOPS {
+            let (customer, _) = self.customers.load(id).await?;
+            match customer.merged_into {
+                Some(next) => id = next,
+                None if customer.customer_id.is_some() => return Ok(Some(customer)),
+                None => return Ok(None),
+            }
+        }
+        Err(Error::MergeChain(customer_id))
+    }
+
+    /// Which of a customer's fields svcops has on file (none once erased).
+    pub async fn fields_on_file(
+        &self,
+        customer_id: Uuid,
+    ) -> Result<Vec<crate::contact::CustomerField>, Error> {
+        use crate::contact::CustomerField;
+        let Some(customer) = self.survivor(customer_id).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(profile) = customer.profile.filter(|_| !customer.erased) else {
+            return Ok(Vec::new());
+        };
+        let held = [
+            (CustomerField::Phone, !profile.phones.is_empty()),
+            (CustomerField::Name, profile.name.is_some()),
+            (CustomerField::Email, !profile.emails.is_empty()),
+            (CustomerField::Address, profile.address.is_some()),
+            (
+                CustomerField::AccountNumber,
+                profile.account_number.is_some(),
+            ),
+        ];
+        Ok(held
+            .into_iter()
+            .filter_map(|(field, held)| held.then_some(field))
+            .collect())
+    }
+
+    /// A customer and every duplicate merged into them, survivor first: up to the
+    /// survivor, then down every duplicate merged into the one that absorbed it, or not yet
+    /// into anyone (a merge half done). A stale absorption (the duplicate went to another
+    /// survivor in a race) is not followed: that is someone else.
+    pub async fn family(&self, customer_id: Uuid) -> Result<Vec<Uuid>, Error> {
+        let mut survivor = customer_id;
+        let mut seen = std::collections::HashSet::new();
+        while seen.insert(survivor) && seen.len() <= customers::MAX_MERGE_HOPS {
+            match self.customers.load(survivor).await?.0.merged_into {
+                Some(next) => survivor = next,
+                None => break,
+            }
+        }
+        let mut pending = vec![(survivor, None)];
+        let mut family = Vec::new();
+        while let Some((id, absorbed_by)) = pending.pop() {
+            if family.contains(&id) {
+                continue;
+            }
+            let (customer, _) = self.customers.load(id).await?;
+            if let Some(absorbed_by) = absorbed_by
+                && customer.merged_into.is_some_and(|into| into != absorbed_by)
+            {
+                continue;
+            }
+            pending.extend(customer.merged_ids.iter().map(|merged| (*merged, Some(id))));
+            family.push(id);
+        }
+        Ok(family)
     }
 
     /// Opens a sealed phone with its key's state, or says it was erased.
@@ -246,32 +321,9 @@ impl Cases {
         context: &CommandContext,
         customer_id: Uuid,
     ) -> Result<bool, Error> {
-        // Up to the survivor (a seen set stops a cycle), then down every duplicate that
-        // is merged into the one that absorbed it, or not yet into anyone (a merge half
-        // done). A stale absorption (the duplicate went to another survivor in a race) is
-        // not followed: that is someone else.
-        let mut survivor = customer_id;
-        let mut seen = std::collections::HashSet::new();
-        while seen.insert(survivor) && seen.len() <= customers::MAX_MERGE_HOPS {
-            match self.customers.load(survivor).await?.0.merged_into {
-                Some(next) => survivor = next,
-                None => break,
-            }
-        }
-        let mut pending = vec![(survivor, None)];
-        let mut seen = std::collections::HashSet::new();
         let mut erased = false;
-        while let Some((key_id, absorbed_by)) = pending.pop() {
-            if !seen.insert(key_id) {
-                continue;
-            }
-            let (customer, version) = self.customers.load(key_id).await?;
-            if let Some(absorbed_by) = absorbed_by
-                && customer.merged_into.is_some_and(|into| into != absorbed_by)
-            {
-                continue;
-            }
-            pending.extend(customer.merged_ids.iter().map(|id| (*id, Some(key_id))));
+        for key_id in self.family(customer_id).await? {
+            let (_, version) = self.customers.load(key_id).await?;
             let known = version > 0 || self.keys.key(key_id).await? != KeyState::Unknown;
             if known {
                 self.erase_key(context, key_id).await?;
@@ -338,11 +390,66 @@ impl Cases {
         &self,
         context: &CommandContext,
         request_id: Option<&str>,
+        details: CaseDetails,
+    ) -> Result<CaseView, Error> {
+        self.open_for(context, request_id, details, None).await
+    }
+
+    /// Opens a case for `customer` (a B2B account whose stakeholder calls: the phone is the
+    /// caller's, sealed under that customer), or without one for the customer the phone
+    /// names, made if svcops has never seen it. The case takes the customer's segment, and
+    /// a project of theirs if `details` names one.
+    pub async fn open_for(
+        &self,
+        context: &CommandContext,
+        request_id: Option<&str>,
         mut details: CaseDetails,
+        customer: Option<Uuid>,
     ) -> Result<CaseView, Error> {
         let case_id = Uuid::now_v7();
         let phone = details.customer_phone.clone();
-        details.customer_phone = self.seal(context, details.customer_phone).await?;
+        match customer {
+            Some(customer_id) => {
+                let survivor = self
+                    .survivor(customer_id)
+                    .await?
+                    .ok_or(Error::CustomerNotFound(customer_id))?;
+                let (Some(survivor_id), Some(profile)) =
+                    (survivor.customer_id, survivor.profile.as_ref())
+                else {
+                    return Err(Error::CustomerNotFound(customer_id));
+                };
+                if let Some(project_id) = details.project_id
+                    && survivor.project(project_id).is_none()
+                {
+                    return Err(CustomerError::UnknownProject(project_id).into());
+                }
+                let KeyState::Active(key) = self.keys.key(survivor_id).await? else {
+                    return Err(CustomerError::Erased.into());
+                };
+                details.segment = Some(profile.segment);
+                details.customer_phone = match &details.customer_phone {
+                    CustomerPhone::Known(phone) => CustomerPhone::Sealed {
+                        key_id: survivor_id,
+                        sealed: personal_data::seal(&key, phone.as_str())
+                            .map_err(|error| Error::Sealing(error.to_string()))?,
+                    },
+                    other => other.clone(),
+                };
+            }
+            None => {
+                let (sealed, created) = self.seal(context, details.customer_phone).await?;
+                details.customer_phone = sealed;
+                details.segment = match (&details.customer_phone, created) {
+                    (_, true) => Some(crate::customer::Segment::Consumer),
+                    (CustomerPhone::Sealed { key_id, .. }, false) => self
+                        .survivor(*key_id)
+                        .await?
+                        .and_then(|customer| customer.profile.map(|profile| profile.segment)),
+                    _ => None,
+                };
+            }
+        }
         let sealed_with = match &details.customer_phone {
             CustomerPhone::Sealed { key_id, .. } => Some(*key_id),
             CustomerPhone::Known(_) | CustomerPhone::Erased => None,
@@ -504,6 +611,12 @@ impl Cases {
                 None => return Ok((Vec::new(), None)),
             }
         }
+        // A customer's cases are also those of every duplicate merged into them.
+        let mut ids = Vec::new();
+        for customer_id in std::mem::take(&mut filter.customer_ids) {
+            ids.extend(self.family(customer_id).await?);
+        }
+        filter.customer_ids = ids;
         let tables = self.list.caught_up(READ_YOUR_WRITES).await?;
         let (views, next) =
             crate::case_list::page(&self.list, &tables, &filter, page_size, after).await?;

@@ -163,6 +163,10 @@ impl CaseDetails {
             self.summary.as_bytes(),
             self.product.as_bytes(),
             self.serial_number.as_bytes(),
+            self.project_id
+                .map(|project_id| project_id.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
         ])
     }
 }
@@ -248,6 +252,12 @@ fn opened(event_type: &str, opened: proto::CaseOpened) -> Result<CaseEvent, Deco
         summary: opened.summary,
         product: opened.product,
         serial_number: opened.serial_number,
+        segment: crate::customer::segment_from_proto(opened.segment).flatten(),
+        project_id: if opened.project_id.is_empty() {
+            None
+        } else {
+            Some(uuid(event_type, &opened.project_id)?)
+        },
     };
     Ok(CaseEvent::Opened {
         case_id: uuid(event_type, &opened.case_id)?,
@@ -373,6 +383,14 @@ impl DomainEvent for CaseEvent {
                     summary: details.summary.clone(),
                     product: details.product.clone(),
                     serial_number: details.serial_number.clone(),
+                    segment: details
+                        .segment
+                        .map(|segment| proto::CustomerSegment::from(segment).into())
+                        .unwrap_or_default(),
+                    project_id: details
+                        .project_id
+                        .map(|project_id| project_id.to_string())
+                        .unwrap_or_default(),
                 })
             }
             CaseEvent::Flagged {
@@ -514,6 +532,8 @@ mod tests {
                     summary: "install".into(),
                     product: "PL-200".into(),
                     serial_number: "SN1".into(),
+                    segment: Some(crate::customer::Segment::Hotel),
+                    project_id: Some(Uuid::now_v7()),
                 },
             },
             CaseEvent::Flagged {

@@ -188,6 +188,11 @@ pub struct CaseDetails {
     pub summary: String,
     pub product: String,
     pub serial_number: String,
+    /// The customer's segment when the case was opened (set by the application from the
+    /// customer; `None` for cases from before segments).
+    pub segment: Option<crate::customer::Segment>,
+    /// The B2B project the case is about.
+    pub project_id: Option<uuid::Uuid>,
 }
 
 impl CaseDetails {
@@ -215,6 +220,8 @@ impl CaseDetails {
                 summary,
                 product,
                 serial_number,
+                segment: None,
+                project_id: None,
             }),
             (phone, summary, product, serial) => {
                 Err([phone.err(), summary.err(), product.err(), serial.err()]

@@ -92,6 +92,16 @@ fn to_proto(view: CaseView, principal: &Principal) -> proto::Case {
             .customer_id
             .map(|customer_id| customer_id.to_string())
             .unwrap_or_default(),
+        segment: view
+            .details
+            .segment
+            .map(|segment| proto::CustomerSegment::from(segment).into())
+            .unwrap_or_default(),
+        project_id: view
+            .details
+            .project_id
+            .map(|project_id| project_id.to_string())
+            .unwrap_or_default(),
         customer_data_erased: matches!(view.details.customer_phone, CustomerPhone::Erased),
         customer_phone: phone.unwrap_or_default(),
         category: common::CaseCategory::from(view.details.category).into(),
@@ -230,7 +240,11 @@ pub(crate) fn invalid(violations: Vec<FieldViolation>) -> Status {
     ApiError::InvalidArgument(violations).into()
 }
 
-fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseDetails), Status> {
+/// An open request, parsed: its request id, the case, and the customer it is for if the
+/// caller named one.
+type ParsedOpen = (Option<String>, CaseDetails, Option<Uuid>);
+
+fn parse_open(request: &proto::OpenCaseRequest) -> Result<ParsedOpen, Status> {
     let mut violations = Vec::new();
     let request_id = parse_request_id(&request.request_id, &mut violations);
     let category = case::category_from_proto(request.category);
@@ -248,6 +262,25 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
     if channel.is_none() {
         violations.push(FieldViolation::new("channel", "unknown channel"));
     }
+    let mut uuid_of = |field: &'static str, raw: &str| {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        let id = Uuid::parse_str(raw).ok();
+        if id.is_none() {
+            violations.push(FieldViolation::new(field, "must be a UUID"));
+        }
+        id
+    };
+    let customer_id = uuid_of("customer_id", &request.customer_id);
+    let project_id = uuid_of("project_id", &request.project_id);
+    if !request.project_id.trim().is_empty() && request.customer_id.trim().is_empty() {
+        violations.push(FieldViolation::new(
+            "project_id",
+            "needs the customer_id of the account it belongs to",
+        ));
+    }
     let details = CaseDetails::parse(
         &request.customer_phone,
         category.unwrap_or(Category::Consultation),
@@ -258,7 +291,10 @@ fn parse_open(request: &proto::OpenCaseRequest) -> Result<(Option<String>, CaseD
         &request.serial_number,
     );
     match details {
-        Ok(details) if violations.is_empty() => Ok((request_id, details)),
+        Ok(mut details) if violations.is_empty() => {
+            details.project_id = project_id;
+            Ok((request_id, details, customer_id))
+        }
         Ok(_) => Err(ApiError::InvalidArgument(violations).into()),
         Err(errors) => {
             violations.extend(errors.iter().filter_map(CaseError::field_violation));
@@ -304,6 +340,24 @@ fn parse_filter(
     };
     let customer = optional(&request.customer_phone)
         .and_then(|raw| collect(PhoneNumber::parse("customer_phone", raw), &mut violations));
+    let segment = match crate::customer::segment_from_proto(request.segment) {
+        Some(segment) => segment,
+        None => {
+            violations.push(FieldViolation::new("segment", "unknown segment"));
+            None
+        }
+    };
+    let mut uuid_of = |field: &'static str, raw: &str| {
+        optional(raw).and_then(|raw| match Uuid::parse_str(raw) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                violations.push(FieldViolation::new(field, "must be a UUID"));
+                None
+            }
+        })
+    };
+    let customer_id = uuid_of("customer_id", &request.customer_id);
+    let project_id = uuid_of("project_id", &request.project_id);
     let min_escalation = match request.min_escalation_level {
         0 => None,
         level => collect(
@@ -330,6 +384,9 @@ fn parse_filter(
         assignee,
         category,
         customer_key_id: None,
+        customer_ids: customer_id.into_iter().collect(),
+        segment,
+        project_id,
         at_risk: request.at_risk,
         min_escalation,
         updated_since,
@@ -549,12 +606,12 @@ impl CaseService for CaseGrpc {
         request: Request<proto::OpenCaseRequest>,
     ) -> Result<Response<proto::OpenCaseResponse>, Status> {
         let principal = authorize(&request, &[Role::Agent, Role::Service, Role::Manager])?;
-        let (request_id, details) = parse_open(request.get_ref())?;
+        let (request_id, details, customer) = parse_open(request.get_ref())?;
         self.backpressure.check().map_err(status)?;
         let context = CommandContext::from_caller(principal.clone());
         let view = self
             .cases
-            .open(&context, request_id.as_deref(), details)
+            .open_for(&context, request_id.as_deref(), details, customer)
             .await
             .map_err(status)?;
         tracing::info!(case_id = %view.case_id, actor = %principal.subject, "case opened");

@@ -25,6 +25,7 @@ fn open_case() -> proto::OpenCaseRequest {
         summary: "lamp flickers".into(),
         product: "PL-200".into(),
         serial_number: "SN-1".into(),
+        ..Default::default()
     }
 }
 

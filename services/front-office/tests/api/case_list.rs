@@ -355,6 +355,45 @@ async fn pages_newest_first_equal_to_the_streams(office: Office) {
         cases(&[1, 0]),
         "changed at or after case 1's last change"
     );
+    // Every phone was new: consumers, each case its own customer's.
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                segment: Some(front_office::customer::Segment::Consumer),
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[6, 5, 4, 3, 2, 1, 0])
+    );
+    let third = listed
+        .iter()
+        .find(|case| case.case_id == opened[3])
+        .unwrap();
+    assert_eq!(
+        filtered(
+            CaseFilter {
+                segment: Some(front_office::customer::Segment::Consumer),
+                customer_ids: vec![third.customer_id.unwrap()],
+                ..Default::default()
+            },
+            None
+        )
+        .await,
+        cases(&[3])
+    );
+    assert!(
+        filtered(
+            CaseFilter {
+                segment: Some(front_office::customer::Segment::Hotel),
+                ..Default::default()
+            },
+            None
+        )
+        .await
+        .is_empty()
+    );
     office.shutdown.cancel();
 }
 

@@ -250,6 +250,117 @@ async fn a_hotel_account_with_a_project_and_three_stakeholders() {
             .is_ok()
     );
 
+    // The property manager calls about the project: a case of the hotel's, in its segment,
+    // about its project; the caller's phone is kept under the hotel.
+    let mut cases = office.cases.clone();
+    let complaint = cases
+        .open_case(office.request(
+            Role::Agent,
+            proto::OpenCaseRequest {
+                request_id: "hotel-complaint".into(),
+                customer_phone: "+8613900000003".into(),
+                category: types::CaseCategory::Complaint.into(),
+                summary: "lobby downlights failing again".into(),
+                customer_id: registered.customer_id.clone(),
+                project_id: project_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(complaint.customer_id, registered.customer_id);
+    assert_eq!(complaint.segment, proto::CustomerSegment::Hotel as i32);
+    assert_eq!(complaint.project_id, project_id);
+    assert_eq!(complaint.customer_phone, "+8613900000003");
+    for filter in [
+        proto::ListCasesRequest {
+            segment: proto::CustomerSegment::Hotel.into(),
+            ..Default::default()
+        },
+        proto::ListCasesRequest {
+            project_id: project_id.clone(),
+            ..Default::default()
+        },
+        proto::ListCasesRequest {
+            customer_id: registered.customer_id.clone(),
+            ..Default::default()
+        },
+    ] {
+        let listed = cases
+            .list_cases(office.request(Role::Manager, filter.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| c.case_id.as_str())
+                .collect::<Vec<_>>(),
+            [complaint.case_id.as_str()],
+            "{filter:?}"
+        );
+    }
+    // A contact on it knows what the hotel's record holds: nobody need ask again.
+    let mut contacts = office.served.contacts().await;
+    let contact = contacts
+        .start_contact(office.request(
+            Role::Service,
+            proto::StartContactRequest {
+                request_id: "hotel-call".into(),
+                case_id: complaint.case_id.clone(),
+                channel: proto::Channel::Hotline.into(),
+                with_bot: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    assert_eq!(
+        contact.known_fields,
+        [
+            proto::CustomerField::Phone as i32,
+            proto::CustomerField::Name as i32,
+            proto::CustomerField::Email as i32,
+            proto::CustomerField::Address as i32,
+            proto::CustomerField::AccountNumber as i32,
+        ]
+    );
+    let orphan_project = cases
+        .open_case(office.request(
+            Role::Agent,
+            proto::OpenCaseRequest {
+                customer_phone: "+8613900000003".into(),
+                category: types::CaseCategory::Complaint.into(),
+                summary: "no account named".into(),
+                project_id: project_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&orphan_project), ["project_id"]);
+    let wrong_project = cases
+        .open_case(office.request(
+            Role::Agent,
+            proto::OpenCaseRequest {
+                customer_phone: "+8613900000003".into(),
+                category: types::CaseCategory::Complaint.into(),
+                summary: "another account's project".into(),
+                customer_id: registered.customer_id.clone(),
+                project_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_project.code(), Code::NotFound);
+
     // A stakeholder of a project that does not exist, and one nobody can reach.
     let unknown = customers
         .add_stakeholder(office.request(
@@ -401,6 +512,29 @@ async fn intake_makes_a_customer_that_merges_and_erases_with_its_duplicate() {
         .await
         .unwrap_err();
     assert_eq!(itself.code(), Code::FailedPrecondition);
+
+    // The survivor's cases are the duplicate's too.
+    let survivors_cases = office
+        .cases
+        .list_cases(office.request(
+            Role::Agent,
+            proto::ListCasesRequest {
+                customer_id: survivor.customer_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(
+        survivors_cases
+            .iter()
+            .map(|c| c.case_id.as_str())
+            .collect::<Vec<_>>(),
+        [case.case_id.as_str()]
+    );
+    assert_eq!(case.segment, proto::CustomerSegment::Consumer as i32);
 
     // The list shows the survivor only.
     let listed = customers

@@ -1,0 +1,544 @@
+//! The front office's day, over gRPC against the four offices as processes on PostgreSQL
+//! and the broker: a consumer's hotline repair, and a hotel's complaint about a project with
+//! three stakeholders, from intake through a bot hand-off, a public-opinion risk flag,
+//! escalation and reassignment. Both journeys share one cluster.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use svcops_kit::auth::Role;
+use svcops_proto::common::v1 as common;
+use svcops_proto::frontoffice::v1 as front;
+use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
+use svcops_proto::frontoffice::v1::contact_service_client::ContactServiceClient;
+use svcops_proto::frontoffice::v1::customer_service_client::CustomerServiceClient;
+use svcops_proto::middleoffice::v1 as middle;
+use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
+use tests::{Cluster, eventually};
+use tonic::transport::Channel;
+
+const FLOW_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Front<'c> {
+    cluster: &'c Cluster,
+    cases: CaseServiceClient<Channel>,
+    contacts: ContactServiceClient<Channel>,
+    customers: CustomerServiceClient<Channel>,
+    work_orders: WorkOrderServiceClient<Channel>,
+}
+
+impl Front<'_> {
+    async fn say(
+        &mut self,
+        role: Role,
+        contact_id: &str,
+        speaker: front::Speaker,
+        text: &str,
+        at_ms: u32,
+    ) {
+        self.contacts
+            .append_utterance(self.cluster.request(
+                role,
+                front::AppendUtteranceRequest {
+                    request_id: format!("{contact_id}/{at_ms}"),
+                    contact_id: contact_id.into(),
+                    speaker: speaker.into(),
+                    text: text.into(),
+                    start_ms: at_ms,
+                    end_ms: at_ms + 2_000,
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    async fn case(&mut self, role: Role, case_id: &str) -> front::GetCaseResponse {
+        self.cases
+            .get_case(self.cluster.request(
+                role,
+                front::GetCaseRequest {
+                    case_id: case_id.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+async fn a_consumer_s_hotline_repair(front: &mut Front<'_>) {
+    let cluster = front.cluster;
+    // The call comes in: the phone is new, so intake makes the consumer.
+    let case = front
+        .cases
+        .open_case(cluster.request(
+            Role::Agent,
+            front::OpenCaseRequest {
+                request_id: "b2c-hotline-1".into(),
+                customer_phone: "+86 139 1111 2222".into(),
+                category: common::CaseCategory::Repair.into(),
+                channel: front::Channel::Hotline.into(),
+                summary: "washing machine stops mid-cycle with error E21".into(),
+                product: "WM-8".into(),
+                serial_number: "WM8-000917".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(case.segment, front::CustomerSegment::Consumer as i32);
+    let customer = front
+        .customers
+        .get_customer(cluster.request(
+            Role::Agent,
+            front::GetCustomerRequest {
+                customer_id: case.customer_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap();
+    assert_eq!(customer.phones, ["+8613911112222"]);
+
+    // The conversation, as telephony transcribes it.
+    let contact = front
+        .contacts
+        .start_contact(cluster.request(
+            Role::Service,
+            front::StartContactRequest {
+                request_id: "b2c-call-1".into(),
+                case_id: case.case_id.clone(),
+                channel: front::Channel::Hotline.into(),
+                with_bot: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    let id = contact.contact_id.clone();
+    front
+        .say(
+            Role::Service,
+            &id,
+            front::Speaker::Customer,
+            "It stops with E21 every time.",
+            0,
+        )
+        .await;
+    front
+        .say(
+            Role::Service,
+            &id,
+            front::Speaker::Agent,
+            "A technician will come; which day suits you?",
+            2_500,
+        )
+        .await;
+    front
+        .contacts
+        .end_contact(cluster.request(
+            Role::Service,
+            front::EndContactRequest {
+                request_id: "b2c-call-1-end".into(),
+                contact_id: id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Through its lifecycle while the middle office takes the repair.
+    let case_id = case.case_id.clone();
+    front
+        .cases
+        .triage_case(cluster.request(
+            Role::Agent,
+            front::TriageCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-triage".into(),
+                queue: "repair".into(),
+                priority: common::Priority::High.into(),
+            },
+        ))
+        .await
+        .unwrap();
+    front
+        .cases
+        .assign_case(cluster.request(
+            Role::Agent,
+            front::AssignCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-assign".into(),
+                assignee: "agent-7".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    front
+        .cases
+        .set_case_waiting(cluster.request(
+            Role::Agent,
+            front::SetCaseWaitingRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-wait".into(),
+                waiting_on: front::WaitingOn::MiddleOffice.into(),
+                reason: "technician visit booked".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let work_orders = front.work_orders.clone();
+    eventually("the middle office's work order", FLOW_TIMEOUT, || {
+        let mut work_orders = work_orders.clone();
+        let request = cluster.request(
+            Role::Technician,
+            middle::ListWorkOrdersRequest {
+                case_id: case_id.clone(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        );
+        async move {
+            let listed = work_orders
+                .list_work_orders(request)
+                .await
+                .ok()?
+                .into_inner();
+            (listed.work_orders.len() == 1).then_some(())
+        }
+    })
+    .await;
+    front
+        .cases
+        .resume_case(cluster.request(
+            Role::Agent,
+            front::ResumeCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-resume".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    front
+        .cases
+        .resolve_case(cluster.request(
+            Role::Agent,
+            front::ResolveCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-resolve".into(),
+                resolution: "drain pump replaced".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // The customer confirmed: the back office's callback closes it.
+    front
+        .cases
+        .close_case(cluster.request(
+            Role::Service,
+            front::CloseCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2c-close".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let done = front.case(Role::Agent, &case_id).await;
+    let closed = done.case.unwrap();
+    assert_eq!(closed.state, front::CaseState::Closed as i32);
+    assert_eq!(closed.resolution, "drain pump replaced");
+    assert_eq!(closed.assignee, "agent-7");
+    assert_eq!(done.contacts.len(), 1);
+    assert_eq!(done.contacts[0].transcript.len(), 2);
+    assert_eq!(done.contacts[0].state, front::ContactState::Ended as i32);
+
+    // Their cases, by customer.
+    let theirs = front
+        .cases
+        .list_cases(cluster.request(
+            Role::Agent,
+            front::ListCasesRequest {
+                customer_id: case.customer_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].case_id, case_id);
+}
+
+async fn a_hotel_s_complaint_about_a_project(front: &mut Front<'_>) {
+    let cluster = front.cluster;
+    let hotel = front
+        .customers
+        .register_customer(cluster.request(
+            Role::Agent,
+            front::RegisterCustomerRequest {
+                request_id: "b2b-hotel".into(),
+                segment: front::CustomerSegment::Hotel.into(),
+                name: "Jade Garden Hotel".into(),
+                phones: vec!["+86 571 8800 0000".into()],
+                emails: vec!["engineering@jadegarden.example".into()],
+                account_number: "HZ-0042".into(),
+                address: "9 Lakeside Road, Hangzhou".into(),
+                tags: vec!["key-account".into()],
+                recording_consent: front::RecordingConsent::Given.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap();
+    let project_id = front
+        .customers
+        .add_project(cluster.request(
+            Role::Agent,
+            front::AddProjectRequest {
+                customer_id: hotel.customer_id.clone(),
+                request_id: "b2b-project".into(),
+                name: "Banquet hall lighting".into(),
+                site: "Banquet hall, 2nd floor".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .project_id;
+    for (role, name, phone) in [
+        (front::StakeholderRole::Owner, "Zhou Min", "+8613800010001"),
+        (
+            front::StakeholderRole::Contractor,
+            "Hu Gang",
+            "+8613800010002",
+        ),
+        (
+            front::StakeholderRole::PropertyManager,
+            "Xu Li",
+            "+8613800010003",
+        ),
+    ] {
+        front
+            .customers
+            .add_stakeholder(cluster.request(
+                Role::Agent,
+                front::AddStakeholderRequest {
+                    customer_id: hotel.customer_id.clone(),
+                    request_id: format!("b2b-{name}"),
+                    project_id: project_id.clone(),
+                    role: role.into(),
+                    name: name.into(),
+                    phone: phone.into(),
+                    email: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    // The property manager writes in on chat; the case is the hotel's, about the project.
+    let case = front
+        .cases
+        .open_case(cluster.request(
+            Role::Service,
+            front::OpenCaseRequest {
+                request_id: "b2b-chat-case".into(),
+                customer_phone: "+8613800010003".into(),
+                category: common::CaseCategory::Complaint.into(),
+                channel: front::Channel::Chat.into(),
+                summary: "banquet hall downlights flicker during events".into(),
+                customer_id: hotel.customer_id.clone(),
+                project_id: project_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(case.segment, front::CustomerSegment::Hotel as i32);
+    assert_eq!(case.project_id, project_id);
+    let case_id = case.case_id.clone();
+
+    // The bot answers first, hears a threat to go to the press, and hands over.
+    let contact = front
+        .contacts
+        .start_contact(cluster.request(
+            Role::Service,
+            front::StartContactRequest {
+                request_id: "b2b-chat".into(),
+                case_id: case_id.clone(),
+                channel: front::Channel::Chat.into(),
+                with_bot: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    assert!(
+        contact
+            .known_fields
+            .contains(&(front::CustomerField::AccountNumber as i32)),
+        "the account is on file: {:?}",
+        contact.known_fields
+    );
+    let id = contact.contact_id.clone();
+    front
+        .say(
+            Role::Service,
+            &id,
+            front::Speaker::Bot,
+            "Hello, how can I help?",
+            0,
+        )
+        .await;
+    front
+        .say(
+            Role::Service,
+            &id,
+            front::Speaker::Customer,
+            "Third time this month. If it fails at Saturday's wedding I will post it on 微博 and expose you.",
+            3_000,
+        )
+        .await;
+    front
+        .contacts
+        .hand_off_contact(cluster.request(
+            Role::Service,
+            front::HandOffContactRequest {
+                request_id: "b2b-hand-off".into(),
+                contact_id: id.clone(),
+                queue: "complaints-b2b".into(),
+                reason: "angry key account".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    front
+        .say(
+            Role::Agent,
+            &id,
+            front::Speaker::Agent,
+            "I am sorry. I am sending an engineer today.",
+            9_000,
+        )
+        .await;
+
+    // Escalated, assigned, then reassigned to the key-account lead.
+    front
+        .cases
+        .escalate_case(cluster.request(
+            Role::Agent,
+            front::EscalateCaseRequest {
+                case_id: case_id.clone(),
+                request_id: "b2b-escalate".into(),
+                level: 2,
+                reason: "repeated failure at a key account".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    for (request_id, assignee) in [("b2b-assign", "agent-3"), ("b2b-reassign", "agent-lead")] {
+        front
+            .cases
+            .assign_case(cluster.request(
+                Role::Manager,
+                front::AssignCaseRequest {
+                    case_id: case_id.clone(),
+                    request_id: request_id.into(),
+                    assignee: assignee.into(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    let seen = front.case(Role::Agent, &case_id).await;
+    let now = seen.case.unwrap();
+    assert_eq!(now.escalation_level, 2);
+    assert_eq!(now.assignee, "agent-lead");
+    let risk = now.risk.expect("the customer's words flag the case");
+    assert_eq!(risk.trigger, front::RiskTrigger::Keyword as i32);
+    assert_eq!(now.priority, common::Priority::Urgent as i32);
+    let transcript = &seen.contacts[0].transcript;
+    assert_eq!(
+        transcript
+            .iter()
+            .map(|utterance| utterance.speaker)
+            .collect::<Vec<_>>(),
+        [
+            front::Speaker::Bot as i32,
+            front::Speaker::Customer as i32,
+            front::Speaker::Agent as i32,
+        ]
+    );
+    assert_eq!(seen.contacts[0].handed_off_to, "complaints-b2b");
+
+    // The manager's board: the hotel segment's cases at risk; phones masked for them.
+    let board = front
+        .cases
+        .list_cases(cluster.request(
+            Role::Manager,
+            front::ListCasesRequest {
+                segment: front::CustomerSegment::Hotel.into(),
+                at_risk: Some(true),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(board.len(), 1);
+    assert_eq!(board[0].case_id, case_id);
+    assert_eq!(board[0].customer_phone, "+86*******0003");
+    let stakeholders = front
+        .customers
+        .get_customer(cluster.request(
+            Role::Executive,
+            front::GetCustomerRequest {
+                customer_id: hotel.customer_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .customer
+        .unwrap()
+        .projects[0]
+        .stakeholders
+        .clone();
+    assert_eq!(stakeholders.len(), 3);
+    assert!(
+        stakeholders.iter().all(|s| s.phone.contains('*')),
+        "executives see stakeholders' phones masked: {stakeholders:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_s_repair_and_a_hotel_s_complaint_through_the_front_office() {
+    let mut cluster = Cluster::start().await;
+    let channel = cluster.service("front-office").channel().await;
+    let work_orders = WorkOrderServiceClient::new(cluster.service("middle-office").channel().await);
+    let mut front = Front {
+        cluster: &cluster,
+        cases: CaseServiceClient::new(channel.clone()),
+        contacts: ContactServiceClient::new(channel.clone()),
+        customers: CustomerServiceClient::new(channel),
+        work_orders,
+    };
+    a_consumer_s_hotline_repair(&mut front).await;
+    a_hotel_s_complaint_about_a_project(&mut front).await;
+}
