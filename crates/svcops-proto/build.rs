@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "svcops/frontoffice/v1/events.proto",
         "svcops/frontoffice/v1/front_office.proto",
         "svcops/frontoffice/v1/customer.proto",
+        "svcops/frontoffice/v1/routing.proto",
         "svcops/middleoffice/v1/events.proto",
         "svcops/middleoffice/v1/middle_office.proto",
         "svcops/backoffice/v1/events.proto",

@@ -5,6 +5,7 @@ mod client;
 mod contact;
 mod customer;
 mod embedded;
+mod routing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,12 @@ enum Command {
     /// Customers: consumers and business accounts, projects, merges, erasure.
     #[command(subcommand)]
     Customer(customer::CustomerCommand),
+    /// Agents' skills, segments, capacity and availability, for routing.
+    #[command(subcommand)]
+    Agent(routing::AgentCommand),
+    /// Queues by case category and customer segment, for routing.
+    #[command(subcommand)]
+    Queue(routing::QueueCommand),
     /// Operate the cluster: the offices' projections (read models).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -124,7 +131,8 @@ enum CaseCommand {
     /// Route a case to a queue (and set its priority).
     Triage {
         case_id: String,
-        #[arg(long)]
+        /// The queue; without one, routing picks the queue that takes the case.
+        #[arg(long, default_value = "")]
         queue: String,
         /// low, normal, high or urgent; unchanged when not given.
         #[arg(long)]
@@ -135,8 +143,9 @@ enum CaseCommand {
     /// Give a case to an agent (or to another one).
     Assign {
         case_id: String,
-        /// The agent's subject, as in their token.
-        #[arg(long)]
+        /// The agent's subject, as in their token; without one, routing picks the
+        /// least-loaded available agent who fits the case and has room.
+        #[arg(long, default_value = "")]
         to: String,
         #[command(flatten)]
         request: client::RequestId,
@@ -307,6 +316,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact(command) => {
             let client = client::Client::connect(&global).await?;
             contact::run(&client, command, global.output).await
+        }
+        Command::Agent(command) => {
+            let client = client::Client::connect(&global).await?;
+            routing::agent(&client, command, global.output).await
+        }
+        Command::Queue(command) => {
+            let client = client::Client::connect(&global).await?;
+            routing::queue(&client, command, global.output).await
         }
         Command::Customer(command) => {
             let client = client::Client::connect(&global).await?;

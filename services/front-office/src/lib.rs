@@ -4,10 +4,12 @@
 //!   codec to protobuf; given/when/then tests on the kit's testkit);
 //! - `app`: what is not an aggregate: personal-data sealing around the commands (which all
 //!   go through the kit's executor), the dead-letter handler;
-//! - `case_list`, `contact_list`, `customer_list`, `erasure_records`: persisted projections (read models in the office's
+//! - `agent`, `queue`: routing's aggregates; `routing`: its choices, pure;
+//! - `case_list`, `contact_list`, `customer_list`, `routing_board`, `erasure_records`: persisted projections (read models in the office's
 //!   database, fed from its log);
 //! - `grpc`: the gRPC edge.
 
+pub mod agent;
 pub mod app;
 pub mod case;
 pub mod case_list;
@@ -17,6 +19,9 @@ pub mod customer;
 pub mod customer_list;
 pub mod erasure_records;
 pub mod grpc;
+pub mod queue;
+pub mod routing;
+pub mod routing_board;
 
 use std::sync::Arc;
 
@@ -35,6 +40,9 @@ use svcops_proto::frontoffice::v1::contact_service_server::{
 use svcops_proto::frontoffice::v1::customer_service_server::{
     CustomerServiceServer, SERVICE_NAME as CUSTOMER_SERVICE_NAME,
 };
+use svcops_proto::frontoffice::v1::routing_service_server::{
+    RoutingServiceServer, SERVICE_NAME as ROUTING_SERVICE_NAME,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -46,6 +54,7 @@ pub struct FrontOffice {
     cases: Arc<app::Cases>,
     contacts: Arc<app::Contacts>,
     customers: Arc<app::Customers>,
+    routing: Arc<app::Routing>,
     projections: ProjectionAdmin,
     backpressure: svcops_bus::lag::Backpressure,
     tasks: Vec<JoinHandle<()>>,
@@ -70,6 +79,9 @@ impl Office for FrontOffice {
         let customer_list = ports
             .start_projection(Arc::new(customer_list::CustomerListProjection), &shutdown)
             .await?;
+        let routing_board = ports
+            .start_projection(Arc::new(routing_board::RoutingBoardProjection), &shutdown)
+            .await?;
         let erasures = ports
             .start_projection(
                 Arc::new(erasure_records::ErasureRecordsProjection),
@@ -87,6 +99,11 @@ impl Office for FrontOffice {
             keys.clone(),
             relay.waker(),
             customer_list.read_model(),
+        ));
+        let routing = Arc::new(app::Routing::new(
+            ports.store.clone(),
+            relay.waker(),
+            routing_board.read_model(),
         ));
         let cases = Arc::new(app::Cases::new(
             ports.store.clone(),
@@ -123,6 +140,7 @@ impl Office for FrontOffice {
             cases,
             contacts,
             customers,
+            routing,
             backpressure: ports.backpressure,
             projections: ProjectionAdmin::new(
                 ports.store.clone(),
@@ -130,6 +148,7 @@ impl Office for FrontOffice {
                     Arc::new(list),
                     Arc::new(contact_list),
                     Arc::new(customer_list),
+                    Arc::new(routing_board),
                     Arc::new(erasures),
                 ],
             ),
@@ -142,6 +161,7 @@ impl Office for FrontOffice {
             grpc::CaseGrpc::new(
                 self.cases.clone(),
                 self.contacts.clone(),
+                self.routing.clone(),
                 self.projections.clone(),
                 self.backpressure,
             ),
@@ -149,6 +169,10 @@ impl Office for FrontOffice {
         ));
         routes.add_service(CustomerServiceServer::with_interceptor(
             grpc::CustomerGrpc::new(self.customers.clone()),
+            authenticator.interceptor(),
+        ));
+        routes.add_service(RoutingServiceServer::with_interceptor(
+            grpc::RoutingGrpc::new(self.routing.clone()),
             authenticator.interceptor(),
         ));
         routes.add_service(ContactServiceServer::with_interceptor(
@@ -162,6 +186,7 @@ impl Office for FrontOffice {
             CASE_SERVICE_NAME.to_owned(),
             CONTACT_SERVICE_NAME.to_owned(),
             CUSTOMER_SERVICE_NAME.to_owned(),
+            ROUTING_SERVICE_NAME.to_owned(),
         ]
     }
 

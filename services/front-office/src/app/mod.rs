@@ -5,9 +5,11 @@
 
 mod contacts;
 mod customers;
+mod routing;
 
 pub use contacts::Contacts;
 pub use customers::{Changed, CustomerChange, Customers, NewCustomer, NewStakeholder};
+pub use routing::Routing;
 
 use std::sync::Arc;
 
@@ -48,6 +50,16 @@ pub enum Error {
     NoCustomerFor(&'static str),
     #[error("customer {0} is merged in a chain too long or circular to follow")]
     MergeChain(Uuid),
+    #[error("no queue takes {0}: define one, or name the queue")]
+    NoQueue(String),
+    #[error("no available agent fits {0} with room for it: name the agent, or free one up")]
+    NoAgent(String),
+    #[error("{agent} is at capacity ({capacity} open cases)")]
+    AtCapacity { agent: String, capacity: u32 },
+    #[error(transparent)]
+    Agent(#[from] ExecuteError<crate::agent::AgentError>),
+    #[error(transparent)]
+    Queue(#[from] ExecuteError<svcops_kit::aggregate::NeverRefused>),
     #[error("this {kind} is on file for customer {customer_id}: merge them, or use that customer")]
     IdentityTaken {
         kind: &'static str,
@@ -82,7 +94,12 @@ impl From<Error> for ApiError {
                 id: kind.to_owned(),
             },
             error @ Error::IdentityTaken { .. } => ApiError::AlreadyExists(error.to_string()),
-            error @ Error::MergeChain(_) => ApiError::FailedPrecondition(error.to_string()),
+            error @ (Error::MergeChain(_)
+            | Error::NoQueue(_)
+            | Error::NoAgent(_)
+            | Error::AtCapacity { .. }) => ApiError::FailedPrecondition(error.to_string()),
+            Error::Agent(error) => error.into(),
+            Error::Queue(error) => error.into(),
             Error::Store(error) => error.into(),
             Error::Sealing(error) => ApiError::Internal(error),
         }
@@ -523,6 +540,39 @@ impl Cases {
             caller_idempotency(context, "front-office/change-case", request_id, || {
                 command.request_hash(case_id)
             });
+        let changed = self
+            .cases
+            .execute(case_id, Some(case_id), context, command, idempotency)
+            .await
+            .map_err(|error| match error {
+                ExecuteError::Domain(CaseError::NotOpened) => Error::NotFound(case_id),
+                other => Error::Case(other),
+            })?;
+        let view = CaseView::of(changed.state, changed.version).ok_or(Error::NotFound(case_id))?;
+        self.unseal_view(view).await
+    }
+
+    /// A lifecycle move whose command is worked out from the case (routing: the queue that
+    /// takes it, the agent who gets it). `asked` is the request's hash as the caller asked
+    /// it, so a retry answers with the first result even if routing would choose another
+    /// way now.
+    pub async fn change_worked_out(
+        &self,
+        context: &CommandContext,
+        case_id: Uuid,
+        request_id: Option<&str>,
+        asked: Vec<u8>,
+        work_out: impl AsyncFnOnce(&CaseView) -> Result<CaseCommand, Error>,
+    ) -> Result<CaseView, Error> {
+        let idempotency =
+            caller_idempotency(context, "front-office/change-case", request_id, || asked);
+        if let Some(first) = self.cases.first_result(&idempotency).await? {
+            let view = CaseView::of(first.state, first.version).ok_or(Error::NotFound(case_id))?;
+            return self.unseal_view(view).await;
+        }
+        let (case, version) = self.cases.load(case_id).await?;
+        let current = CaseView::of(case, version).ok_or(Error::NotFound(case_id))?;
+        let command = work_out(&current).await?;
         let changed = self
             .cases
             .execute(case_id, Some(case_id), context, command, idempotency)

@@ -3,9 +3,11 @@
 
 mod contact;
 mod customer;
+mod routing;
 
 pub use contact::ContactGrpc;
 pub use customer::CustomerGrpc;
+pub use routing::RoutingGrpc;
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use svcops_proto::frontoffice::v1::case_service_server::CaseService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{Cases, Contacts};
+use crate::app::{Cases, Contacts, Routing};
 use crate::case::{
     self, AgentName, CaseCommand, CaseDetails, CaseError, CaseView, Category, Channel,
     CustomerPhone, EscalationLevel, Lifecycle, PhoneNumber, Priority, QueueName, Stage,
@@ -48,6 +50,7 @@ const CASE_LISTERS: &[Role] = &[
 pub struct CaseGrpc {
     cases: Arc<Cases>,
     contacts: Arc<Contacts>,
+    routing: Arc<Routing>,
     projections: ProjectionAdmin,
     /// New cases wait while the pipeline behind the front door lags past its bound.
     backpressure: Backpressure,
@@ -57,12 +60,14 @@ impl CaseGrpc {
     pub fn new(
         cases: Arc<Cases>,
         contacts: Arc<Contacts>,
+        routing: Arc<Routing>,
         projections: ProjectionAdmin,
         backpressure: Backpressure,
     ) -> Self {
         Self {
             cases,
             contacts,
+            routing,
             projections,
             backpressure,
         }
@@ -422,6 +427,43 @@ impl CaseGrpc {
         );
         Ok(Some(to_proto(view, &principal)))
     }
+
+    /// A lifecycle move routing works out from the case; `asked` is what the caller asked
+    /// (hashed for idempotency).
+    async fn change_routed(
+        &self,
+        principal: Principal,
+        target: Target,
+        asked: &[&[u8]],
+        work_out: impl AsyncFnOnce(&Routing, &CaseView) -> Result<CaseCommand, crate::app::Error>,
+    ) -> Result<Option<proto::Case>, Status> {
+        self.backpressure.check().map_err(status)?;
+        let context = CommandContext::from_caller(principal.clone());
+        let case_id = target.case_id.to_string();
+        let mut parts = vec![case_id.as_bytes()];
+        parts.extend_from_slice(asked);
+        let routing = self.routing.clone();
+        let view = self
+            .cases
+            .change_worked_out(
+                &context,
+                target.case_id,
+                target.request_id.as_deref(),
+                svcops_kit::events::request_hash(&parts),
+                async move |case: &CaseView| work_out(&routing, case).await,
+            )
+            .await
+            .map_err(status)?;
+        tracing::info!(
+            case_id = %view.case_id,
+            state = view.lifecycle.name(),
+            queue = view.queue.as_ref().map(QueueName::as_str),
+            assignee = view.assignee.as_ref().map(AgentName::as_str),
+            actor = %principal.subject,
+            "case routed"
+        );
+        Ok(Some(to_proto(view, &principal)))
+    }
 }
 
 #[tonic::async_trait]
@@ -434,7 +476,12 @@ impl CaseService for CaseGrpc {
         let body = request.get_ref();
         let mut violations = Vec::new();
         let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
-        let queue = collect(QueueName::parse("queue", &body.queue), &mut violations);
+        // No queue: routing picks the one that takes the case.
+        let queue = if body.queue.trim().is_empty() {
+            Some(None)
+        } else {
+            collect(QueueName::parse("queue", &body.queue), &mut violations).map(Some)
+        };
         let priority = case::priority_from_proto(body.priority);
         if priority.is_none() {
             violations.push(FieldViolation::new("priority", "unknown priority"));
@@ -442,9 +489,24 @@ impl CaseService for CaseGrpc {
         let (Some(target), Some(queue), Some(priority)) = (target, queue, priority) else {
             return Err(invalid(violations));
         };
-        let case = self
-            .change(principal, target, CaseCommand::Triage { queue, priority })
-            .await?;
+        let case = match queue {
+            Some(queue) => {
+                self.change(principal, target, CaseCommand::Triage { queue, priority })
+                    .await?
+            }
+            None => {
+                let priority_wire = body.priority.to_le_bytes();
+                self.change_routed(
+                    principal,
+                    target,
+                    &[b"triage-routed", &priority_wire],
+                    async move |routing: &Routing, case: &CaseView| {
+                        routing.triage(case, priority).await
+                    },
+                )
+                .await?
+            }
+        };
         Ok(Response::new(proto::TriageCaseResponse { case }))
     }
 
@@ -456,16 +518,42 @@ impl CaseService for CaseGrpc {
         let body = request.get_ref();
         let mut violations = Vec::new();
         let target = Target::parse(&body.case_id, &body.request_id, &mut violations);
-        let assignee = collect(
-            AgentName::parse("assignee", &body.assignee),
-            &mut violations,
-        );
+        // No assignee: routing picks the agent who gets the case.
+        let assignee = if body.assignee.trim().is_empty() {
+            Some(None)
+        } else {
+            collect(
+                AgentName::parse("assignee", &body.assignee),
+                &mut violations,
+            )
+            .map(Some)
+        };
         let (Some(target), Some(assignee)) = (target, assignee) else {
             return Err(invalid(violations));
         };
-        let case = self
-            .change(principal, target, CaseCommand::Assign { assignee })
-            .await?;
+        let case = match assignee {
+            Some(assignee) => {
+                let asked = assignee.as_str().as_bytes().to_vec();
+                self.change_routed(
+                    principal,
+                    target,
+                    &[b"assign", &asked],
+                    async move |routing: &Routing, case: &CaseView| {
+                        routing.assign_to(case, assignee).await
+                    },
+                )
+                .await?
+            }
+            None => {
+                self.change_routed(
+                    principal,
+                    target,
+                    &[b"assign-next"],
+                    async move |routing: &Routing, case: &CaseView| routing.assign_next(case).await,
+                )
+                .await?
+            }
+        };
         Ok(Response::new(proto::AssignCaseResponse { case }))
     }
 

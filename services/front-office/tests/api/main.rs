@@ -14,3 +14,4 @@ mod erasure;
 mod escalation;
 mod lifecycle;
 mod roles;
+mod routing;

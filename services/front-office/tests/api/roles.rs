@@ -65,6 +65,17 @@ const TABLE: &[(&str, &[Role])] = &[
     ("AddProject", &[Agent, Manager, Service, Admin]),
     ("AddStakeholder", &[Agent, Manager, Service, Admin]),
     ("MergeCustomers", &[Agent, Manager, Admin]),
+    ("SetAgentProfile", &[Manager, Admin]),
+    ("SetAgentAvailability", &[Agent, Manager, Admin]),
+    ("DefineQueue", &[Manager, Admin]),
+    (
+        "ListAgents",
+        &[Agent, Manager, Qa, Executive, Service, Admin],
+    ),
+    (
+        "ListQueues",
+        &[Agent, Manager, Qa, Executive, Service, Admin],
+    ),
 ];
 
 /// Calls `rpc` with an empty request as `role` (`None`: without a token); the outcome.
@@ -78,6 +89,7 @@ async fn call(office: &FrontOffice, rpc: &str, role: Option<Role>) -> Code {
     let mut cases = office.cases.clone();
     let mut contacts = office.served.contacts().await;
     let mut customers = office.served.customers().await;
+    let mut routing = office.served.routing().await;
     macro_rules! outcome {
         ($client:ident . $method:ident ( $message:expr )) => {
             match $client.$method(request(office, role, $message)).await {
@@ -153,6 +165,15 @@ async fn call(office: &FrontOffice, rpc: &str, role: Option<Role>) -> Code {
         "MergeCustomers" => {
             outcome!(customers.merge_customers(proto::MergeCustomersRequest::default()))
         }
+        "SetAgentProfile" => {
+            outcome!(routing.set_agent_profile(proto::SetAgentProfileRequest::default()))
+        }
+        "SetAgentAvailability" => {
+            outcome!(routing.set_agent_availability(proto::SetAgentAvailabilityRequest::default()))
+        }
+        "DefineQueue" => outcome!(routing.define_queue(proto::DefineQueueRequest::default())),
+        "ListAgents" => outcome!(routing.list_agents(proto::ListAgentsRequest::default())),
+        "ListQueues" => outcome!(routing.list_queues(proto::ListQueuesRequest::default())),
         other => panic!("no call for {other}: add it here and to TABLE"),
     }
 }
@@ -165,6 +186,7 @@ async fn every_rpc_with_every_role_is_allowed_or_denied_as_the_table_says() {
         svcops_proto::frontoffice::v1::case_service_server::SERVICE_NAME,
         svcops_proto::frontoffice::v1::contact_service_server::SERVICE_NAME,
         svcops_proto::frontoffice::v1::customer_service_server::SERVICE_NAME,
+        svcops_proto::frontoffice::v1::routing_service_server::SERVICE_NAME,
     ]
     .iter()
     .flat_map(|service| rpcs_of(service))

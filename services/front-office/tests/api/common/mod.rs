@@ -105,6 +105,16 @@ impl Served {
         .unwrap()
     }
 
+    pub async fn routing(
+        &self,
+    ) -> svcops_proto::frontoffice::v1::routing_service_client::RoutingServiceClient<Channel> {
+        svcops_proto::frontoffice::v1::routing_service_client::RoutingServiceClient::connect(
+            format!("http://{}", self.address),
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn cases(&self) -> CaseServiceClient<Channel> {
         CaseServiceClient::connect(format!("http://{}", self.address))
             .await
