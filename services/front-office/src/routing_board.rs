@@ -86,9 +86,14 @@ impl Projection for RoutingBoardProjection {
         events: &[RecordedEvent],
     ) -> Result<(), Error> {
         for recorded in events {
-            let (sql, parameters): (&str, Vec<SqlValue>) = if let Ok(Some(event)) =
-                CaseEvent::decode(&recorded.event_type, &recorded.payload)
-            {
+            let case_event = match CaseEvent::decode(&recorded.event_type, &recorded.payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::error!(%error, position = recorded.position, "routing board passes over an undecodable event");
+                    continue;
+                }
+            };
+            let (sql, parameters): (&str, Vec<SqlValue>) = if let Some(event) = case_event {
                 match event {
                     CaseEvent::Assigned { case_id, assignee } => (
                         "INSERT INTO {assignments} (case_id, assignee, active) VALUES ($1, $2, 1) \

@@ -40,7 +40,9 @@ impl AgentProfile {
         (self.skills.is_empty() || self.skills.contains(&category))
             && match segment {
                 Some(segment) => self.segments.is_empty() || self.segments.contains(&segment),
-                None => true,
+                // A case of no known segment (from before segments) only goes where any
+                // segment does, never to a segment's desk.
+                None => self.segments.is_empty(),
             }
     }
 }

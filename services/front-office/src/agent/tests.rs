@@ -66,7 +66,10 @@ fn availability_needs_a_profile_and_changes_once() {
 fn an_agent_fits_cases_of_their_skills_and_segments() {
     let agent = profile(5);
     assert!(agent.fits(Category::Repair, Some(Segment::Hotel)));
-    assert!(agent.fits(Category::Repair, None), "no segment fits anyone");
+    assert!(
+        !agent.fits(Category::Repair, None),
+        "a case of no known segment is not for a segment's desk"
+    );
     assert!(!agent.fits(Category::Installation, Some(Segment::Hotel)));
     assert!(!agent.fits(Category::Repair, Some(Segment::Consumer)));
     let generalist = AgentProfile {
@@ -75,6 +78,7 @@ fn an_agent_fits_cases_of_their_skills_and_segments() {
         ..profile(5)
     };
     assert!(generalist.fits(Category::Return, Some(Segment::RetailChain)));
+    assert!(generalist.fits(Category::Return, None));
 }
 
 #[test]

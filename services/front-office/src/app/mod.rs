@@ -137,6 +137,7 @@ impl Cases {
 
     /// Seals a known phone with its customer's data key. A phone svcops has never seen
     /// makes a new customer (find-or-create on intake): a consumer known by that phone.
+    /// Also says whether this call registered that consumer.
     async fn seal(
         &self,
         context: &CommandContext,
@@ -181,11 +182,16 @@ impl Cases {
                 )
                 .await;
             match registered {
+                // Registered by this call: a consumer. Else someone (`IdentifyCustomer`)
+                // registered the key first, perhaps as an account: look it up.
+                Ok(executed) if executed.appended => {
+                    return Ok((CustomerPhone::Sealed { key_id, sealed }, true));
+                }
                 Ok(_) | Err(ExecuteError::Domain(CustomerError::AlreadyRegistered(_))) => {}
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok((CustomerPhone::Sealed { key_id, sealed }, created))
+        Ok((CustomerPhone::Sealed { key_id, sealed }, false))
     }
 
     /// A registered customer by id, following merges to the survivor (a seen set stops a

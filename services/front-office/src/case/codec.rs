@@ -155,7 +155,8 @@ impl CaseDetails {
             (common::Priority::from(self.priority) as i32).to_le_bytes(),
             (proto::Channel::from(self.channel) as i32).to_le_bytes(),
         );
-        svcops_kit::events::request_hash(&[
+        let project = self.project_id.map(|project_id| project_id.to_string());
+        let mut fields: Vec<&[u8]> = vec![
             phone.as_bytes(),
             &category,
             &priority,
@@ -163,11 +164,12 @@ impl CaseDetails {
             self.summary.as_bytes(),
             self.product.as_bytes(),
             self.serial_number.as_bytes(),
-            self.project_id
-                .map(|project_id| project_id.to_string())
-                .unwrap_or_default()
-                .as_bytes(),
-        ])
+        ];
+        // Only when given: a request without one hashes as it always did.
+        if let Some(project) = &project {
+            fields.push(project.as_bytes());
+        }
+        svcops_kit::events::request_hash(&fields)
     }
 }
 

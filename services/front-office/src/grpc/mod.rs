@@ -434,14 +434,11 @@ impl CaseGrpc {
         &self,
         principal: Principal,
         target: Target,
-        asked: &[&[u8]],
+        asked: Vec<u8>,
         work_out: impl AsyncFnOnce(&Routing, &CaseView) -> Result<CaseCommand, crate::app::Error>,
     ) -> Result<Option<proto::Case>, Status> {
         self.backpressure.check().map_err(status)?;
         let context = CommandContext::from_caller(principal.clone());
-        let case_id = target.case_id.to_string();
-        let mut parts = vec![case_id.as_bytes()];
-        parts.extend_from_slice(asked);
         let routing = self.routing.clone();
         let view = self
             .cases
@@ -449,7 +446,7 @@ impl CaseGrpc {
                 &context,
                 target.case_id,
                 target.request_id.as_deref(),
-                svcops_kit::events::request_hash(&parts),
+                asked,
                 async move |case: &CaseView| work_out(&routing, case).await,
             )
             .await
@@ -495,11 +492,15 @@ impl CaseService for CaseGrpc {
                     .await?
             }
             None => {
-                let priority_wire = body.priority.to_le_bytes();
+                let asked = svcops_kit::events::request_hash(&[
+                    target.case_id.to_string().as_bytes(),
+                    b"triage-routed",
+                    &body.priority.to_le_bytes(),
+                ]);
                 self.change_routed(
                     principal,
                     target,
-                    &[b"triage-routed", &priority_wire],
+                    asked,
                     async move |routing: &Routing, case: &CaseView| {
                         routing.triage(case, priority).await
                     },
@@ -533,11 +534,15 @@ impl CaseService for CaseGrpc {
         };
         let case = match assignee {
             Some(assignee) => {
-                let asked = assignee.as_str().as_bytes().to_vec();
+                // Hashed as an assignment always was.
+                let asked = CaseCommand::Assign {
+                    assignee: assignee.clone(),
+                }
+                .request_hash(target.case_id);
                 self.change_routed(
                     principal,
                     target,
-                    &[b"assign", &asked],
+                    asked,
                     async move |routing: &Routing, case: &CaseView| {
                         routing.assign_to(case, assignee).await
                     },
@@ -545,10 +550,14 @@ impl CaseService for CaseGrpc {
                 .await?
             }
             None => {
+                let asked = svcops_kit::events::request_hash(&[
+                    target.case_id.to_string().as_bytes(),
+                    b"assign-next",
+                ]);
                 self.change_routed(
                     principal,
                     target,
-                    &[b"assign-next"],
+                    asked,
                     async move |routing: &Routing, case: &CaseView| routing.assign_next(case).await,
                 )
                 .await?

@@ -39,7 +39,9 @@ impl QueueRule {
         (self.categories.is_empty() || self.categories.contains(&category))
             && match segment {
                 Some(segment) => self.segments.is_empty() || self.segments.contains(&segment),
-                None => true,
+                // A case of no known segment (from before segments) only goes where any
+                // segment does, never to a segment's desk.
+                None => self.segments.is_empty(),
             }
     }
 }
@@ -143,7 +145,7 @@ mod tests {
     fn a_queue_takes_cases_of_its_categories_and_segments() {
         let queue = rule(1);
         assert!(queue.takes(Category::Complaint, Some(Segment::Hotel)));
-        assert!(queue.takes(Category::Complaint, None));
+        assert!(!queue.takes(Category::Complaint, None));
         assert!(!queue.takes(Category::Complaint, Some(Segment::Consumer)));
         assert!(!queue.takes(Category::Repair, Some(Segment::Hotel)));
     }
