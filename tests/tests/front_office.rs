@@ -214,6 +214,230 @@ async fn a_consumer_s_hotline_repair(front: &mut Front<'_>) {
         }
     })
     .await;
+    // The visit: agreed, dispatched (to the wrong technician first), en route, on site
+    // late, done; self-service follows each step.
+    let work_order_id = {
+        let mut work_orders = front.work_orders.clone();
+        work_orders
+            .list_work_orders(cluster.request(
+                Role::Agent,
+                middle::ListWorkOrdersRequest {
+                    case_id: case_id.clone(),
+                    page_size: 1,
+                    page_token: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .work_orders[0]
+            .work_order_id
+            .clone()
+    };
+    let now = svcops_kit::events::now_micros();
+    let window = (
+        now - time::Duration::hours(3),
+        now - time::Duration::hours(1),
+    );
+    front
+        .work_orders
+        .schedule_visit(cluster.request(
+            Role::Agent,
+            middle::ScheduleVisitRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "visit-window".into(),
+                window_start: Some(svcops_kit::events::to_timestamp(window.0)),
+                window_end: Some(svcops_kit::events::to_timestamp(window.1)),
+            },
+        ))
+        .await
+        .unwrap();
+    let not_theirs_to_dispatch = front
+        .work_orders
+        .dispatch_technician(cluster.request(
+            Role::Agent,
+            middle::DispatchTechnicianRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "dispatch-by-agent".into(),
+                technician: "test-technician".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_theirs_to_dispatch.code(), tonic::Code::PermissionDenied);
+    for (request_id, technician) in [
+        ("dispatch-1", "other-technician"),
+        ("dispatch-2", "test-technician"),
+    ] {
+        front
+            .work_orders
+            .dispatch_technician(cluster.request(
+                Role::Manager,
+                middle::DispatchTechnicianRequest {
+                    work_order_id: work_order_id.clone(),
+                    request_id: request_id.into(),
+                    technician: technician.into(),
+                },
+            ))
+            .await
+            .unwrap();
+        if technician == "other-technician" {
+            let not_theirs = front
+                .work_orders
+                .report_en_route(cluster.request(
+                    Role::Technician,
+                    middle::ReportEnRouteRequest {
+                        work_order_id: work_order_id.clone(),
+                        request_id: "en-route-too-soon".into(),
+                        eta: Some(svcops_kit::events::to_timestamp(now)),
+                    },
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(not_theirs.code(), tonic::Code::PermissionDenied);
+        }
+    }
+    let eta = now + time::Duration::minutes(20);
+    front
+        .work_orders
+        .report_en_route(cluster.request(
+            Role::Technician,
+            middle::ReportEnRouteRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "en-route".into(),
+                eta: Some(svcops_kit::events::to_timestamp(eta)),
+            },
+        ))
+        .await
+        .unwrap();
+    let progress = |front: &Front<'_>| {
+        let mut cases = front.cases.clone();
+        let request = cluster.request(
+            Role::Service,
+            front::GetCaseProgressRequest {
+                case_id: case_id.clone(),
+                customer_phone: "+8613911112222".into(),
+            },
+        );
+        async move { cases.get_case_progress(request).await.unwrap().into_inner() }
+    };
+    let en_route = eventually(
+        "self-service sees the technician en route",
+        FLOW_TIMEOUT,
+        || {
+            let progress = progress(front);
+            async move {
+                let answer = progress.await;
+                let visit = answer.visits.first()?;
+                (visit.stage == front::VisitStage::TechnicianEnRoute as i32).then(|| visit.clone())
+            }
+        },
+    )
+    .await;
+    assert_eq!(en_route.eta, Some(svcops_kit::events::to_timestamp(eta)));
+    assert!(en_route.technician_assigned);
+    assert_eq!(
+        en_route.window_start,
+        Some(svcops_kit::events::to_timestamp(window.0))
+    );
+    let someone_else = front
+        .cases
+        .get_case_progress(cluster.request(
+            Role::Service,
+            front::GetCaseProgressRequest {
+                case_id: case_id.clone(),
+                customer_phone: "+8613900000000".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        someone_else.code(),
+        tonic::Code::NotFound,
+        "only their own cases"
+    );
+    let arrived = front
+        .work_orders
+        .record_arrival(cluster.request(
+            Role::Technician,
+            middle::RecordArrivalRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "arrived".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    assert_eq!(arrived.punctuality, middle::Punctuality::Late as i32);
+    assert!(arrived.punctuality_minutes >= 59, "{arrived:?}");
+    front
+        .work_orders
+        .complete_work_order(cluster.request(
+            Role::Technician,
+            middle::CompleteWorkOrderRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "done".into(),
+                outcome: middle::VisitOutcome::FixedOnSite.into(),
+                note: "drain pump replaced".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let done = eventually("self-service sees the visit done", FLOW_TIMEOUT, || {
+        let progress = progress(front);
+        async move {
+            let answer = progress.await;
+            let visit = answer.visits.first()?;
+            (visit.stage == front::VisitStage::Done as i32).then(|| visit.clone())
+        }
+    })
+    .await;
+    assert_eq!(done.outcome, "fixed on site");
+    assert!(done.arrived_at.is_some());
+    let no_phone = front
+        .cases
+        .get_case_progress(cluster.request(
+            Role::Service,
+            front::GetCaseProgressRequest {
+                case_id: case_id.clone(),
+                customer_phone: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(no_phone.code(), tonic::Code::InvalidArgument);
+    // The middle office's list follows the visit too.
+    let listed = eventually(
+        "the work-order list shows the visit done",
+        FLOW_TIMEOUT,
+        || {
+            let mut work_orders = front.work_orders.clone();
+            let request = cluster.request(
+                Role::Manager,
+                middle::ListWorkOrdersRequest {
+                    case_id: case_id.clone(),
+                    page_size: 1,
+                    page_token: String::new(),
+                },
+            );
+            async move {
+                let order = work_orders
+                    .list_work_orders(request)
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .work_orders
+                    .pop()?;
+                (order.state == middle::WorkOrderState::Completed as i32).then_some(order)
+            }
+        },
+    )
+    .await;
+    assert_eq!(listed.technician, "test-technician");
+    assert!(listed.window_start.is_some());
+
     front
         .cases
         .resume_case(cluster.request(

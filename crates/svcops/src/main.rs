@@ -6,6 +6,7 @@ mod contact;
 mod customer;
 mod embedded;
 mod routing;
+mod workorder;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +96,9 @@ enum Command {
     /// Customers: consumers and business accounts, projects, merges, erasure.
     #[command(subcommand)]
     Customer(customer::CustomerCommand),
+    /// The middle office's work orders: visits, dispatch, arrival, outcome.
+    #[command(subcommand)]
+    Workorder(workorder::WorkOrderCommand),
     /// Agents' skills, segments, capacity and availability, for routing.
     #[command(subcommand)]
     Agent(routing::AgentCommand),
@@ -119,6 +123,13 @@ enum CaseCommand {
     Open(client::OpenCase),
     /// Show one case.
     Show { case_id: String },
+    /// Where a case's field work stands, as self-service tells the customer (with
+    /// --phone, as a self-service channel must give it).
+    Progress {
+        case_id: String,
+        #[arg(long)]
+        phone: Option<String>,
+    },
     /// List cases, newest first.
     List {
         #[arg(long, default_value_t = 50)]
@@ -296,6 +307,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 CaseCommand::Open(open) => client.open_case(open, global.output).await,
                 CaseCommand::Show { case_id } => client.show_case(&case_id, global.output).await,
+                CaseCommand::Progress { case_id, phone } => {
+                    workorder::progress(&client, case_id, phone, global.output).await
+                }
                 CaseCommand::List {
                     page_size,
                     page_token,
@@ -316,6 +330,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contact(command) => {
             let client = client::Client::connect(&global).await?;
             contact::run(&client, command, global.output).await
+        }
+        Command::Workorder(command) => {
+            let client = client::Client::connect(&global).await?;
+            workorder::run(&client, command, global.output).await
         }
         Command::Agent(command) => {
             let client = client::Client::connect(&global).await?;
@@ -351,7 +369,10 @@ fn lifecycle_change(
 ) -> anyhow::Result<(String, client::RequestId, client::Change)> {
     use client::Change;
     Ok(match command {
-        CaseCommand::Open(_) | CaseCommand::Show { .. } | CaseCommand::List { .. } => {
+        CaseCommand::Open(_)
+        | CaseCommand::Show { .. }
+        | CaseCommand::Progress { .. }
+        | CaseCommand::List { .. } => {
             anyhow::bail!("not a change to a case")
         }
         CaseCommand::Triage {

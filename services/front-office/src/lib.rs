@@ -19,6 +19,8 @@ pub mod customer;
 pub mod customer_list;
 pub mod erasure_records;
 pub mod grpc;
+pub mod middle_office_events;
+pub mod progress;
 pub mod queue;
 pub mod routing;
 pub mod routing_board;
@@ -123,6 +125,16 @@ impl Office for FrontOffice {
                 format!("{SERVICE}.dead-letters"),
                 &topics::ALL,
                 Arc::new(app::DeadLetters(cases.clone())),
+                shutdown.clone(),
+            ),
+            consumer::spawn(
+                ports.bus.clone(),
+                SERVICE,
+                &[topics::MIDDLE_OFFICE],
+                Arc::new(middle_office_events::MiddleOfficeEvents::new(
+                    ports.store.clone(),
+                    relay.waker(),
+                )),
                 shutdown.clone(),
             ),
             tokio::spawn(finish_erasures(

@@ -205,6 +205,56 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
                 short(&e.work_order_id)
             )))
         })
+        .on::<middle::VisitScheduled>(|_, e| {
+            let window = format!(
+                "{} to {}",
+                time(e.window_start.as_ref()),
+                time(e.window_end.as_ref())
+            );
+            Ok(Line::ByActor(if e.previous_start.is_some() {
+                format!("moved the visit to {window}")
+            } else {
+                format!("agreed a visit {window}")
+            }))
+        })
+        .on::<middle::TechnicianDispatched>(|_, e| {
+            Ok(Line::ByActor(format!(
+                "dispatched technician {} to work order {}",
+                e.technician,
+                short(&e.work_order_id)
+            )))
+        })
+        .on::<middle::TechnicianEnRoute>(|_, e| {
+            Ok(Line::Text(format!(
+                "technician {} en route, arriving about {}",
+                e.technician,
+                time(e.eta.as_ref())
+            )))
+        })
+        .on::<middle::TechnicianArrived>(|_, e| {
+            let punctuality = match middle::Punctuality::try_from(e.punctuality) {
+                Ok(middle::Punctuality::Early) => format!("{} min early", e.minutes),
+                Ok(middle::Punctuality::OnTime) => "on time".to_owned(),
+                Ok(middle::Punctuality::Late) => format!("{} min late", e.minutes),
+                _ => "at an unknown time".to_owned(),
+            };
+            Ok(Line::Text(format!(
+                "technician {} arrived on site, {punctuality}",
+                e.technician
+            )))
+        })
+        .on::<middle::WorkOrderCompleted>(|_, e| {
+            let outcome = enum_name(
+                middle::VisitOutcome::try_from(e.outcome)
+                    .ok()
+                    .map(|o| o.as_str_name()),
+                "VISIT_OUTCOME_",
+            );
+            Ok(Line::ByActor(format!(
+                "completed work order {}: {outcome}",
+                short(&e.work_order_id)
+            )))
+        })
         .on::<back::SlaClockStarted>(|_, e| {
             Ok(Line::Text(format!(
                 "SLA clock started ({}): first response due {}, resolution due {}",
@@ -313,6 +363,37 @@ mod tests {
             "alice",
         );
         assert!(text.contains("customer (personal data sealed)"), "{text}");
+    }
+
+    #[test]
+    fn a_visit_is_told_step_by_step() {
+        let arrived = middle::TechnicianArrived {
+            technician: "tech-9".into(),
+            punctuality: middle::Punctuality::Late.into(),
+            minutes: 15,
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(
+                "svcops.middleoffice.v1.TechnicianArrived",
+                &arrived.encode_to_vec(),
+                "tech-9"
+            ),
+            "technician tech-9 arrived on site, 15 min late"
+        );
+        let completed = middle::WorkOrderCompleted {
+            work_order_id: "0123456789".into(),
+            outcome: middle::VisitOutcome::NeedsParts.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(
+                "svcops.middleoffice.v1.WorkOrderCompleted",
+                &completed.encode_to_vec(),
+                "tech-9"
+            ),
+            "tech-9 completed work order 01234567: needs parts"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::front_office_events::{self, work_needed};
-use crate::work_order::{self, Command, Lifecycle, WorkOrder, WorkOrderDetails, work_order_id};
+use crate::work_order::{
+    self, Command, Lifecycle, Visit, WorkOrder, WorkOrderDetails, work_order_id,
+};
 
 /// How long a list waits for the work-order list to apply what was written before it was
 /// asked, before answering UNAVAILABLE.
@@ -30,6 +32,8 @@ pub enum Error {
     Load(#[from] ExecuteError<work_order::Error>),
     #[error(transparent)]
     ReadModel(#[from] svcops_eventstore::Error),
+    #[error("work order {0} is not dispatched to you")]
+    NotTheirs(Uuid),
 }
 
 impl From<Error> for ApiError {
@@ -41,6 +45,7 @@ impl From<Error> for ApiError {
             },
             Error::Load(error) => error.into(),
             Error::ReadModel(error) => error.into(),
+            error @ Error::NotTheirs(_) => ApiError::PermissionDenied(error.to_string()),
         }
     }
 }
@@ -51,6 +56,7 @@ pub struct WorkOrderView {
     pub lifecycle: Lifecycle,
     pub opened_at: OffsetDateTime,
     pub version: u64,
+    pub visit: Visit,
 }
 
 pub struct WorkOrders {
@@ -74,6 +80,56 @@ impl WorkOrders {
             lifecycle: opened.lifecycle,
             opened_at: opened.opened_at,
             version,
+            visit: opened.visit,
+        })
+    }
+
+    /// A step of the visit. A technician acts only on a work order dispatched to them
+    /// (`technician`: their subject); the technical department on any. With a request id,
+    /// a retry answers with the first result.
+    pub async fn change(
+        &self,
+        context: &CommandContext,
+        work_order_id: Uuid,
+        request_id: Option<&str>,
+        request_hash: Vec<u8>,
+        technician: Option<&str>,
+        command: Command,
+    ) -> Result<WorkOrderView, Error> {
+        let idempotency = match request_id {
+            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+                "middle-office/work-order",
+                &[&context.actor.subject, request_id],
+            ))
+            .with_request_hash(request_hash),
+            None => Idempotency::none(),
+        };
+        if let Some(technician) = technician {
+            let (order, _) = self.orders.load(work_order_id).await?;
+            let opened = order.opened.ok_or(Error::NotFound(work_order_id))?;
+            if opened.visit.technician.as_deref() != Some(technician) {
+                return Err(Error::NotTheirs(work_order_id));
+            }
+        }
+        let case_of =
+            |order: &WorkOrder| order.opened.as_ref().map(|opened| opened.details.case_id);
+        let changed = self
+            .orders
+            .execute_on_case(work_order_id, case_of, context, command, idempotency)
+            .await
+            .map_err(|error| match error {
+                ExecuteError::Domain(work_order::Error::NotOpened) => {
+                    Error::NotFound(work_order_id)
+                }
+                other => Error::Load(other),
+            })?;
+        let opened = changed.state.opened.ok_or(Error::NotFound(work_order_id))?;
+        Ok(WorkOrderView {
+            details: opened.details,
+            lifecycle: opened.lifecycle,
+            opened_at: opened.opened_at,
+            version: changed.version,
+            visit: opened.visit,
         })
     }
 

@@ -12,8 +12,22 @@ use svcops_proto::middleoffice::v1::work_order_service_server::WorkOrderService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use prost::Message;
+use svcops_kit::Principal;
+use svcops_kit::error::FieldViolation;
+use svcops_kit::events::{CommandContext, from_timestamp};
+
 use crate::app::{WorkOrderView, WorkOrders};
-use crate::work_order::Lifecycle;
+use crate::work_order::codec::{outcome_from_proto, punctuality_to_proto};
+use crate::work_order::{Command, Lifecycle, Window};
+
+/// Who agrees visits with customers: agents on the phone, the technical department, and
+/// systems (a booking page).
+const SCHEDULERS: &[Role] = &[Role::Agent, Role::Manager, Role::Service];
+/// Who dispatches: the technical department.
+const DISPATCHERS: &[Role] = &[Role::Manager];
+/// Who reports from the field: technicians (their own work orders) and the department.
+const FIELD: &[Role] = &[Role::Technician, Role::Manager];
 
 pub struct WorkOrderGrpc {
     orders: Arc<WorkOrders>,
@@ -43,12 +57,26 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
 }
 
 fn to_proto(view: WorkOrderView) -> proto::WorkOrder {
+    let visit = view.visit;
+    let (punctuality, punctuality_minutes) = visit
+        .arrival
+        .map(|(_, punctuality)| punctuality_to_proto(punctuality))
+        .map_or((proto::Punctuality::Unspecified, 0), |(p, m)| (p, m));
+    let (outcome, outcome_note) = visit
+        .outcome
+        .map(|(outcome, note)| (proto::VisitOutcome::from(outcome), note))
+        .unwrap_or((proto::VisitOutcome::Unspecified, String::new()));
     proto::WorkOrder {
         work_order_id: view.details.work_order_id.to_string(),
         case_id: view.details.case_id.to_string(),
         kind: proto::WorkOrderKind::from(view.details.kind).into(),
         state: match view.lifecycle {
             Lifecycle::Open => proto::WorkOrderState::Open,
+            Lifecycle::Scheduled => proto::WorkOrderState::Scheduled,
+            Lifecycle::Dispatched => proto::WorkOrderState::Dispatched,
+            Lifecycle::EnRoute => proto::WorkOrderState::EnRoute,
+            Lifecycle::OnSite => proto::WorkOrderState::OnSite,
+            Lifecycle::Completed => proto::WorkOrderState::Completed,
         }
         .into(),
         product: view.details.product,
@@ -56,7 +84,103 @@ fn to_proto(view: WorkOrderView) -> proto::WorkOrder {
         summary: view.details.summary,
         opened_at: Some(to_timestamp(view.opened_at)),
         version: view.version,
+        window_start: visit.window.map(|window| to_timestamp(window.start)),
+        window_end: visit.window.map(|window| to_timestamp(window.end)),
+        reschedules: visit.reschedules,
+        technician: visit.technician.unwrap_or_default(),
+        eta: visit.eta.map(to_timestamp),
+        arrived_at: visit.arrival.map(|(at, _)| to_timestamp(at)),
+        punctuality: punctuality.into(),
+        punctuality_minutes,
+        outcome: outcome.into(),
+        outcome_note,
     }
+}
+
+fn invalid(violations: Vec<FieldViolation>) -> Status {
+    ApiError::InvalidArgument(violations).into()
+}
+
+fn request_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+    let raw = raw.trim();
+    if raw.len() > 128 || raw.chars().any(char::is_control) {
+        violations.push(FieldViolation::new(
+            "request_id",
+            "must be at most 128 characters, no control characters",
+        ));
+    }
+    (!raw.is_empty()).then(|| raw.to_owned())
+}
+
+fn time(
+    field: &'static str,
+    timestamp: Option<&prost_types::Timestamp>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<time::OffsetDateTime> {
+    let parsed = timestamp.and_then(from_timestamp);
+    if parsed.is_none() {
+        violations.push(FieldViolation::new(field, "must be a valid time"));
+    }
+    parsed
+}
+
+/// A technician's subject: 1 to 128 characters, no spaces or control characters.
+fn technician(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+    let raw = raw.trim();
+    if raw.is_empty()
+        || raw.chars().count() > 128
+        || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        violations.push(FieldViolation::new(
+            "technician",
+            "must be 1 to 128 characters without spaces",
+        ));
+        return None;
+    }
+    Some(raw.to_owned())
+}
+
+fn request_hash<M: Message + Clone + prost::Name>(request: &M, clear: fn(&mut M)) -> Vec<u8> {
+    let mut body = request.clone();
+    clear(&mut body);
+    svcops_kit::events::request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
+}
+
+impl WorkOrderGrpc {
+    /// Runs a step for its caller: a technician only on their own work orders.
+    async fn step(
+        &self,
+        principal: Principal,
+        work_order_id: uuid::Uuid,
+        request_id: Option<String>,
+        hash: Vec<u8>,
+        command: Command,
+    ) -> Result<Option<proto::WorkOrder>, Status> {
+        let technician = (principal.role == Role::Technician).then(|| principal.subject.clone());
+        let context = CommandContext::from_caller(principal);
+        let view = self
+            .orders
+            .change(
+                &context,
+                work_order_id,
+                request_id.as_deref(),
+                hash,
+                technician.as_deref(),
+                command,
+            )
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
+        tracing::info!(work_order_id = %view.details.work_order_id, state = view.lifecycle.name(), "work order changed");
+        Ok(Some(to_proto(view)))
+    }
+}
+
+fn work_order_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<Uuid> {
+    let id = Uuid::parse_str(raw.trim()).ok();
+    if id.is_none() {
+        violations.push(FieldViolation::new("work_order_id", "must be a UUID"));
+    }
+    id
 }
 
 #[tonic::async_trait]
@@ -97,6 +221,147 @@ impl WorkOrderService for WorkOrderGrpc {
         Ok(Response::new(proto::ListWorkOrdersResponse {
             work_orders: views.into_iter().map(to_proto).collect(),
             next_page_token: paging::token(next),
+        }))
+    }
+
+    async fn schedule_visit(
+        &self,
+        request: Request<proto::ScheduleVisitRequest>,
+    ) -> Result<Response<proto::ScheduleVisitResponse>, Status> {
+        let principal = authorize(&request, SCHEDULERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let start = time("window_start", body.window_start.as_ref(), &mut violations);
+        let end = time("window_end", body.window_end.as_ref(), &mut violations);
+        let window = match (start, end) {
+            (Some(start), Some(end)) => match Window::new(start, end) {
+                Ok(window) => Some(window),
+                Err(crate::work_order::Error::Invalid { field, reason }) => {
+                    violations.push(FieldViolation::new(field, reason));
+                    None
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let (Some(id), Some(window), true) = (id, window, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let work_order = self
+            .step(principal, id, request_id, hash, Command::Schedule(window))
+            .await?;
+        Ok(Response::new(proto::ScheduleVisitResponse { work_order }))
+    }
+
+    async fn dispatch_technician(
+        &self,
+        request: Request<proto::DispatchTechnicianRequest>,
+    ) -> Result<Response<proto::DispatchTechnicianResponse>, Status> {
+        let principal = authorize(&request, DISPATCHERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let technician = technician(&body.technician, &mut violations);
+        let (Some(id), Some(technician), true) = (id, technician, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let work_order = self
+            .step(
+                principal,
+                id,
+                request_id,
+                hash,
+                Command::Dispatch { technician },
+            )
+            .await?;
+        Ok(Response::new(proto::DispatchTechnicianResponse {
+            work_order,
+        }))
+    }
+
+    async fn report_en_route(
+        &self,
+        request: Request<proto::ReportEnRouteRequest>,
+    ) -> Result<Response<proto::ReportEnRouteResponse>, Status> {
+        let principal = authorize(&request, FIELD)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let eta = time("eta", body.eta.as_ref(), &mut violations);
+        let (Some(id), Some(eta), true) = (id, eta, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let work_order = self
+            .step(principal, id, request_id, hash, Command::EnRoute { eta })
+            .await?;
+        Ok(Response::new(proto::ReportEnRouteResponse { work_order }))
+    }
+
+    async fn record_arrival(
+        &self,
+        request: Request<proto::RecordArrivalRequest>,
+    ) -> Result<Response<proto::RecordArrivalResponse>, Status> {
+        let principal = authorize(&request, FIELD)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let (Some(id), true) = (id, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let at = svcops_kit::events::now_micros();
+        let work_order = self
+            .step(principal, id, request_id, hash, Command::Arrive { at })
+            .await?;
+        Ok(Response::new(proto::RecordArrivalResponse { work_order }))
+    }
+
+    async fn complete_work_order(
+        &self,
+        request: Request<proto::CompleteWorkOrderRequest>,
+    ) -> Result<Response<proto::CompleteWorkOrderResponse>, Status> {
+        let principal = authorize(&request, FIELD)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let outcome = outcome_from_proto(body.outcome);
+        if outcome.is_none() {
+            violations.push(FieldViolation::new(
+                "outcome",
+                "must be fixed on site, needs parts, needs factory repair or not a product fault",
+            ));
+        }
+        let note = body.note.trim().to_owned();
+        if note.chars().count() > 2000 || note.chars().any(|c| c.is_control() && c != '\n') {
+            violations.push(FieldViolation::new(
+                "note",
+                "must be at most 2000 characters, no control characters",
+            ));
+        }
+        let (Some(id), Some(outcome), true) = (id, outcome, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let work_order = self
+            .step(
+                principal,
+                id,
+                request_id,
+                hash,
+                Command::Complete { outcome, note },
+            )
+            .await?;
+        Ok(Response::new(proto::CompleteWorkOrderResponse {
+            work_order,
         }))
     }
 

@@ -11,7 +11,7 @@ use svcops_kit::aggregate::DomainEvent;
 use uuid::Uuid;
 
 use crate::app::WorkOrderView;
-use crate::work_order::{Event, Kind, Lifecycle, WorkOrderDetails};
+use crate::work_order::{Event, Kind, Lifecycle, Visit, Window, WorkOrderDetails};
 
 pub struct WorkOrderListProjection;
 
@@ -39,7 +39,7 @@ impl Projection for WorkOrderListProjection {
     }
 
     fn version(&self) -> i64 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -58,11 +58,16 @@ impl Projection for WorkOrderListProjection {
                 serial_number TEXT NOT NULL,
                 summary TEXT NOT NULL,
                 lifecycle TEXT NOT NULL,
-                opened_at BIGINT NOT NULL
+                opened_at BIGINT NOT NULL,
+                technician TEXT,
+                window_start BIGINT,
+                window_end BIGINT
             )"
             .into(),
             "CREATE UNIQUE INDEX {work_orders}_by_position ON {work_orders} (position)".into(),
             "CREATE INDEX {work_orders}_by_case ON {work_orders} (case_id, position)".into(),
+            "CREATE INDEX {work_orders}_by_technician ON {work_orders} (technician, lifecycle)"
+                .into(),
         ]
     }
 
@@ -88,39 +93,107 @@ impl Projection for WorkOrderListProjection {
             ],
             "",
         );
+        // Later events change rows; applied after the inserts (a work order opened in this
+        // batch is a row by then), in event order.
+        let mut changes: Vec<(String, Vec<SqlValue>)> = Vec::new();
         for recorded in events {
-            let details = match Event::decode(&recorded.event_type, &recorded.payload) {
-                Ok(Some(Event::Opened(details))) => details,
+            let event = match Event::decode(&recorded.event_type, &recorded.payload) {
+                Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(error) => {
                     tracing::error!(%error, position = recorded.position, "work order list passes over an undecodable event");
                     continue;
                 }
             };
-            work_orders.push([
-                details.work_order_id.into(),
-                recorded.position.into(),
-                (recorded.version as i64).into(),
-                details.case_id.into(),
-                kind_name(details.kind).into(),
-                details.product.into(),
-                details.serial_number.into(),
-                details.summary.into(),
-                "open".into(),
-                recorded.metadata.occurred_at.into(),
-            ]);
+            let version = recorded.version as i64;
+            let (work_order_id, set, mut parameters): (Uuid, &str, Vec<SqlValue>) = match event {
+                Event::Opened(details) => {
+                    work_orders.push([
+                        details.work_order_id.into(),
+                        recorded.position.into(),
+                        version.into(),
+                        details.case_id.into(),
+                        kind_name(details.kind).into(),
+                        details.product.into(),
+                        details.serial_number.into(),
+                        details.summary.into(),
+                        lifecycle_name(Lifecycle::Open).into(),
+                        recorded.metadata.occurred_at.into(),
+                    ]);
+                    continue;
+                }
+                Event::Scheduled {
+                    work_order_id,
+                    window,
+                    ..
+                } => (
+                    work_order_id,
+                    "window_start = $1, window_end = $2, \
+                     lifecycle = CASE WHEN lifecycle = 'open' THEN 'scheduled' ELSE lifecycle END",
+                    vec![window.start.into(), window.end.into()],
+                ),
+                Event::Dispatched {
+                    work_order_id,
+                    technician,
+                    ..
+                } => (
+                    work_order_id,
+                    "technician = $1, lifecycle = 'dispatched'",
+                    vec![technician.into()],
+                ),
+                Event::EnRoute { work_order_id, .. } => {
+                    (work_order_id, "lifecycle = 'en-route'", vec![])
+                }
+                Event::Arrived { work_order_id, .. } => {
+                    (work_order_id, "lifecycle = 'on-site'", vec![])
+                }
+                Event::Completed { work_order_id, .. } => {
+                    (work_order_id, "lifecycle = 'completed'", vec![])
+                }
+            };
+            // SQLite numbers `$N` by first appearance: the version and id come last.
+            parameters.push(version.into());
+            let version_parameter = parameters.len();
+            parameters.push(work_order_id.into());
+            let id_parameter = parameters.len();
+            changes.push((
+                tables.sql(&format!(
+                    "UPDATE {{work_orders}} SET {set}, version = ${version_parameter} \
+                     WHERE work_order_id = ${id_parameter}"
+                )),
+                parameters,
+            ));
         }
         work_orders.flush(transaction).await?;
+        for (sql, parameters) in changes {
+            transaction.execute(&sql, &parameters).await?;
+        }
         Ok(())
     }
 }
 
+fn lifecycle_name(lifecycle: Lifecycle) -> &'static str {
+    match lifecycle {
+        Lifecycle::Open => "open",
+        Lifecycle::Scheduled => "scheduled",
+        Lifecycle::Dispatched => "dispatched",
+        Lifecycle::EnRoute => "en-route",
+        Lifecycle::OnSite => "on-site",
+        Lifecycle::Completed => "completed",
+    }
+}
+
 const COLUMNS: &str = "work_order_id, position, version, case_id, kind, product, \
-     serial_number, summary, lifecycle, opened_at";
+     serial_number, summary, lifecycle, opened_at, technician, window_start, window_end";
 
 fn view(row: &SqlRow) -> Result<WorkOrderView, Error> {
     let lifecycle = match row.text(8)? {
         "open" => Lifecycle::Open,
+        "scheduled" => Lifecycle::Scheduled,
+        "dispatched" => Lifecycle::Dispatched,
+        "en-route" => Lifecycle::EnRoute,
+        "on-site" => Lifecycle::OnSite,
+        "completed" => Lifecycle::Completed,
         other => {
             return Err(Error::ReadModel {
                 reason: format!("unknown work order lifecycle {other:?}"),
@@ -139,6 +212,19 @@ fn view(row: &SqlRow) -> Result<WorkOrderView, Error> {
         lifecycle,
         opened_at: row.timestamp(9)?,
         version: row.integer(2)? as u64,
+        // The list holds the technician and the window; the rest of a visit is read from
+        // the work order's stream (`GetWorkOrder`).
+        visit: Visit {
+            technician: row.optional_text(10)?.map(str::to_owned),
+            window: match (row.optional_integer(11)?, row.optional_integer(12)?) {
+                (Some(_), Some(_)) => Some(Window {
+                    start: row.timestamp(11)?,
+                    end: row.timestamp(12)?,
+                }),
+                _ => None,
+            },
+            ..Visit::default()
+        },
     })
 }
 

@@ -58,8 +58,9 @@ pub enum Error {
     AtCapacity { agent: String, capacity: u32 },
     #[error(transparent)]
     Agent(#[from] ExecuteError<crate::agent::AgentError>),
+    /// Of an aggregate that never refuses (a queue, a case's progress).
     #[error(transparent)]
-    Queue(#[from] ExecuteError<svcops_kit::aggregate::NeverRefused>),
+    Record(#[from] ExecuteError<svcops_kit::aggregate::NeverRefused>),
     #[error("this {kind} is on file for customer {customer_id}: merge them, or use that customer")]
     IdentityTaken {
         kind: &'static str,
@@ -99,7 +100,7 @@ impl From<Error> for ApiError {
             | Error::NoAgent(_)
             | Error::AtCapacity { .. }) => ApiError::FailedPrecondition(error.to_string()),
             Error::Agent(error) => error.into(),
-            Error::Queue(error) => error.into(),
+            Error::Record(error) => error.into(),
             Error::Store(error) => error.into(),
             Error::Sealing(error) => ApiError::Internal(error),
         }
@@ -116,6 +117,7 @@ impl From<crate::customer::CustomerError> for Error {
 pub struct Cases {
     cases: Executor<Case>,
     customers: Executor<Customer>,
+    progress: Executor<crate::progress::Progress>,
     keys: Arc<dyn PersonalDataKeys>,
     list: ReadModel,
 }
@@ -129,7 +131,8 @@ impl Cases {
     ) -> Self {
         Self {
             cases: Executor::new(store.clone(), relay.clone()),
-            customers: Executor::new(store, relay),
+            customers: Executor::new(store.clone(), relay.clone()),
+            progress: Executor::new(store, relay),
             keys,
             list,
         }
@@ -589,6 +592,28 @@ impl Cases {
             })?;
         let view = CaseView::of(changed.state, changed.version).ok_or(Error::NotFound(case_id))?;
         self.unseal_view(view).await
+    }
+
+    /// A case with its field work's progress. With `phone` (self-service), only if the
+    /// case was opened with that phone: anyone else's case reads as not found.
+    pub async fn progress(
+        &self,
+        case_id: Uuid,
+        phone: Option<&PhoneNumber>,
+    ) -> Result<(CaseView, crate::progress::Progress), Error> {
+        let case = self.get(case_id).await?;
+        if let Some(phone) = phone {
+            let theirs = case
+                .details
+                .customer_phone
+                .known()
+                .is_some_and(|known| known == phone);
+            if !theirs {
+                return Err(Error::NotFound(case_id));
+            }
+        }
+        let (progress, _) = self.progress.load(case_id).await?;
+        Ok((case, progress))
     }
 
     pub async fn get(&self, case_id: Uuid) -> Result<CaseView, Error> {

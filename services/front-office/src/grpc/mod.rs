@@ -717,6 +717,66 @@ impl CaseService for CaseGrpc {
         }))
     }
 
+    async fn get_case_progress(
+        &self,
+        request: Request<proto::GetCaseProgressRequest>,
+    ) -> Result<Response<proto::GetCaseProgressResponse>, Status> {
+        let principal = authorize(&request, &[Role::Service, Role::Agent, Role::Manager])?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let case_id = Uuid::parse_str(body.case_id.trim()).ok();
+        if case_id.is_none() {
+            violations.push(FieldViolation::new("case_id", "must be a UUID"));
+        }
+        let phone = if body.customer_phone.trim().is_empty() {
+            if principal.role == Role::Service {
+                // A self-service channel answers a customer: only about their own cases.
+                violations.push(FieldViolation::new(
+                    "customer_phone",
+                    "self-service must give the phone the case was opened with",
+                ));
+            }
+            None
+        } else {
+            collect(
+                PhoneNumber::parse("customer_phone", &body.customer_phone),
+                &mut violations,
+            )
+        };
+        let (Some(case_id), true) = (case_id, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let (case, progress) = self
+            .cases
+            .progress(case_id, phone.as_ref())
+            .await
+            .map_err(status)?;
+        let state = to_proto(case.clone(), &principal).state;
+        Ok(Response::new(proto::GetCaseProgressResponse {
+            case_id: case.case_id.to_string(),
+            state,
+            updated_at: Some(to_timestamp(
+                progress
+                    .updated_at
+                    .map_or(case.updated_at, |at| at.max(case.updated_at)),
+            )),
+            visits: progress
+                .visits
+                .into_iter()
+                .map(|visit| proto::VisitProgress {
+                    work_order_id: visit.work_order_id.to_string(),
+                    stage: proto::VisitStage::from(visit.stage).into(),
+                    window_start: visit.window.map(|(start, _)| to_timestamp(start)),
+                    window_end: visit.window.map(|(_, end)| to_timestamp(end)),
+                    eta: visit.eta.map(to_timestamp),
+                    arrived_at: visit.arrived_at.map(to_timestamp),
+                    outcome: visit.outcome.unwrap_or_default(),
+                    technician_assigned: visit.technician.is_some(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_case(
         &self,
         request: Request<proto::GetCaseRequest>,

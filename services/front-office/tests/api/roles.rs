@@ -22,6 +22,7 @@ const TABLE: &[(&str, &[Role])] = &[
         "ListCases",
         &[Agent, Service, Manager, Qa, Executive, Admin],
     ),
+    ("GetCaseProgress", &[Service, Agent, Manager, Admin]),
     ("TriageCase", &[Agent, Manager, Admin]),
     ("AssignCase", &[Agent, Manager, Admin]),
     ("SetCaseWaiting", &[Agent, Manager, Admin]),
@@ -102,6 +103,9 @@ async fn call(office: &FrontOffice, rpc: &str, role: Option<Role>) -> Code {
         "OpenCase" => outcome!(cases.open_case(proto::OpenCaseRequest::default())),
         "GetCase" => outcome!(cases.get_case(proto::GetCaseRequest::default())),
         "ListCases" => outcome!(cases.list_cases(proto::ListCasesRequest::default())),
+        "GetCaseProgress" => {
+            outcome!(cases.get_case_progress(proto::GetCaseProgressRequest::default()))
+        }
         "TriageCase" => outcome!(cases.triage_case(proto::TriageCaseRequest::default())),
         "AssignCase" => outcome!(cases.assign_case(proto::AssignCaseRequest::default())),
         "SetCaseWaiting" => {

@@ -1,6 +1,6 @@
 //! The work order aggregate (stream `workorder-<id>`): field work a case needs. Pure.
 
-mod codec;
+pub mod codec;
 #[cfg(test)]
 mod tests;
 
@@ -13,14 +13,89 @@ use uuid::Uuid;
 pub enum Error {
     #[error("work order {0} already exists")]
     AlreadyOpened(Uuid),
+    #[error("the work order is not open")]
+    NotOpened,
+    #[error("cannot {action} a work order that is {state}")]
+    NotAllowed {
+        action: &'static str,
+        state: &'static str,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
 }
 
 impl ErrorStatus for Error {
     fn api_error(&self) -> ApiError {
         match self {
-            Error::AlreadyOpened(_) => ApiError::FailedPrecondition(self.to_string()),
+            Error::Invalid { field, reason } => ApiError::invalid(*field, reason),
+            Error::NotOpened => ApiError::NotFound {
+                resource: "work order",
+                id: String::new(),
+            },
+            Error::AlreadyOpened(_) | Error::NotAllowed { .. } => {
+                ApiError::FailedPrecondition(self.to_string())
+            }
         }
     }
+}
+
+/// The appointment window agreed with the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: OffsetDateTime,
+    pub end: OffsetDateTime,
+}
+
+/// Longest window a customer is asked to wait in.
+pub const MAX_WINDOW: time::Duration = time::Duration::hours(12);
+
+impl Window {
+    pub fn new(start: OffsetDateTime, end: OffsetDateTime) -> Result<Self, Error> {
+        if end <= start {
+            return Err(Error::Invalid {
+                field: "window_end",
+                reason: "must be after window_start".into(),
+            });
+        }
+        if end - start > MAX_WINDOW {
+            return Err(Error::Invalid {
+                field: "window_end",
+                reason: "must be at most 12 hours after window_start".into(),
+            });
+        }
+        Ok(Self { start, end })
+    }
+}
+
+/// How an arrival stood against the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Punctuality {
+    /// Before the window opened, by this many whole minutes.
+    Early(u32),
+    OnTime,
+    /// After the window closed, by this many whole minutes (at least 1).
+    Late(u32),
+}
+
+/// Classifies an arrival: before the window is early, within it on time, after it late.
+pub fn punctuality(window: Window, arrived_at: OffsetDateTime) -> Punctuality {
+    let minutes =
+        |duration: time::Duration| u32::try_from(duration.whole_minutes()).unwrap_or(u32::MAX);
+    if arrived_at < window.start {
+        Punctuality::Early(minutes(window.start - arrived_at))
+    } else if arrived_at <= window.end {
+        Punctuality::OnTime
+    } else {
+        Punctuality::Late(minutes(arrived_at - window.end).max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    FixedOnSite,
+    NeedsParts,
+    NeedsFactoryRepair,
+    NotAProductFault,
 }
 
 /// Field work a case needs.
@@ -52,16 +127,80 @@ pub struct WorkOrderDetails {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Open(WorkOrderDetails),
+    Schedule(Window),
+    Dispatch { technician: String },
+    EnRoute { eta: OffsetDateTime },
+    Arrive { at: OffsetDateTime },
+    Complete { outcome: Outcome, note: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Opened(WorkOrderDetails),
+    Scheduled {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        window: Window,
+        previous: Option<Window>,
+    },
+    Dispatched {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        technician: String,
+    },
+    EnRoute {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        technician: String,
+        eta: OffsetDateTime,
+    },
+    Arrived {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        technician: String,
+        at: OffsetDateTime,
+        punctuality: Punctuality,
+    },
+    Completed {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        outcome: Outcome,
+        note: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
     Open,
+    Scheduled,
+    Dispatched,
+    EnRoute,
+    OnSite,
+    Completed,
+}
+
+impl Lifecycle {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lifecycle::Open => "open",
+            Lifecycle::Scheduled => "scheduled",
+            Lifecycle::Dispatched => "dispatched",
+            Lifecycle::EnRoute => "en route",
+            Lifecycle::OnSite => "on site",
+            Lifecycle::Completed => "completed",
+        }
+    }
+}
+
+/// The visit as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Visit {
+    pub window: Option<Window>,
+    pub reschedules: u32,
+    pub technician: Option<String>,
+    pub eta: Option<OffsetDateTime>,
+    pub arrival: Option<(OffsetDateTime, Punctuality)>,
+    pub outcome: Option<(Outcome, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,6 +213,7 @@ pub struct OpenedWorkOrder {
     pub details: WorkOrderDetails,
     pub lifecycle: Lifecycle,
     pub opened_at: OffsetDateTime,
+    pub visit: Visit,
 }
 
 impl Aggregate for WorkOrder {
@@ -83,24 +223,145 @@ impl Aggregate for WorkOrder {
     type Error = Error;
 
     fn decide(&self, command: Command) -> Result<Vec<Event>, Error> {
-        match command {
-            Command::Open(details) => {
-                if self.opened.is_some() {
-                    return Err(Error::AlreadyOpened(details.work_order_id));
-                }
-                Ok(vec![Event::Opened(details)])
+        if let Command::Open(details) = command {
+            if self.opened.is_some() {
+                return Err(Error::AlreadyOpened(details.work_order_id));
             }
+            return Ok(vec![Event::Opened(details)]);
         }
+        let opened = self.opened.as_ref().ok_or(Error::NotOpened)?;
+        let (work_order_id, case_id) = (opened.details.work_order_id, opened.details.case_id);
+        let state = opened.lifecycle;
+        let refuse = |action: &'static str| Error::NotAllowed {
+            action,
+            state: state.name(),
+        };
+        let visit = &opened.visit;
+        let event = match command {
+            Command::Open(_) => unreachable!("decided above"),
+            Command::Schedule(window) => {
+                // Moved only before the technician sets out.
+                if !matches!(
+                    state,
+                    Lifecycle::Open | Lifecycle::Scheduled | Lifecycle::Dispatched
+                ) {
+                    return Err(refuse("schedule"));
+                }
+                if visit.window == Some(window) {
+                    return Ok(vec![]);
+                }
+                Event::Scheduled {
+                    work_order_id,
+                    case_id,
+                    window,
+                    previous: visit.window,
+                }
+            }
+            Command::Dispatch { technician } => {
+                if !matches!(state, Lifecycle::Scheduled | Lifecycle::Dispatched) {
+                    return Err(refuse("dispatch"));
+                }
+                if visit.technician.as_deref() == Some(technician.as_str()) {
+                    return Ok(vec![]);
+                }
+                Event::Dispatched {
+                    work_order_id,
+                    case_id,
+                    technician,
+                }
+            }
+            Command::EnRoute { eta } => {
+                if !matches!(state, Lifecycle::Dispatched | Lifecycle::EnRoute) {
+                    return Err(refuse("set out on"));
+                }
+                if visit.eta == Some(eta) {
+                    return Ok(vec![]);
+                }
+                Event::EnRoute {
+                    work_order_id,
+                    case_id,
+                    technician: visit.technician.clone().unwrap_or_default(),
+                    eta,
+                }
+            }
+            Command::Arrive { at } => {
+                if !matches!(state, Lifecycle::Dispatched | Lifecycle::EnRoute) {
+                    return Err(refuse("arrive at"));
+                }
+                let window = visit.window.ok_or_else(|| refuse("arrive at"))?;
+                Event::Arrived {
+                    work_order_id,
+                    case_id,
+                    technician: visit.technician.clone().unwrap_or_default(),
+                    at,
+                    punctuality: punctuality(window, at),
+                }
+            }
+            Command::Complete { outcome, note } => {
+                if state != Lifecycle::OnSite {
+                    return Err(refuse("complete"));
+                }
+                if outcome == Outcome::NotAProductFault && note.trim().is_empty() {
+                    return Err(Error::Invalid {
+                        field: "note",
+                        reason: "say why it is not a product fault".into(),
+                    });
+                }
+                Event::Completed {
+                    work_order_id,
+                    case_id,
+                    outcome,
+                    note,
+                }
+            }
+        };
+        Ok(vec![event])
     }
 
     fn apply(&mut self, recorded: &Recorded<Event>) {
+        if let Event::Opened(details) = &recorded.event {
+            self.opened = Some(OpenedWorkOrder {
+                details: details.clone(),
+                lifecycle: Lifecycle::Open,
+                opened_at: recorded.occurred_at,
+                visit: Visit::default(),
+            });
+            return;
+        }
+        let Some(opened) = self.opened.as_mut() else {
+            return;
+        };
+        let visit = &mut opened.visit;
         match &recorded.event {
-            Event::Opened(details) => {
-                self.opened = Some(OpenedWorkOrder {
-                    details: details.clone(),
-                    lifecycle: Lifecycle::Open,
-                    opened_at: recorded.occurred_at,
-                });
+            Event::Opened(_) => {}
+            Event::Scheduled {
+                window, previous, ..
+            } => {
+                visit.window = Some(*window);
+                if previous.is_some() {
+                    visit.reschedules += 1;
+                }
+                if opened.lifecycle == Lifecycle::Open {
+                    opened.lifecycle = Lifecycle::Scheduled;
+                }
+            }
+            Event::Dispatched { technician, .. } => {
+                visit.technician = Some(technician.clone());
+                opened.lifecycle = Lifecycle::Dispatched;
+            }
+            Event::EnRoute { eta, .. } => {
+                visit.eta = Some(*eta);
+                opened.lifecycle = Lifecycle::EnRoute;
+            }
+            Event::Arrived {
+                at, punctuality, ..
+            } => {
+                visit.arrival = Some((*at, *punctuality));
+                opened.lifecycle = Lifecycle::OnSite;
+            }
+            Event::Completed { outcome, note, .. } => {
+                visit.outcome = Some((*outcome, note.clone()));
+                opened.lifecycle = Lifecycle::Completed;
             }
         }
     }

@@ -47,3 +47,185 @@ fn events_round_trip_through_protobuf() {
     let (event_type, payload) = event.encode();
     assert_eq!(Event::decode(&event_type, &payload), Ok(Some(event)));
 }
+
+fn at(hour: u8, minute: u8) -> time::OffsetDateTime {
+    time::macros::datetime!(2026-11-27 00:00 UTC)
+        .replace_hour(hour)
+        .and_then(|t| t.replace_minute(minute))
+        .expect("a time of day")
+}
+
+fn window() -> Window {
+    Window::new(at(9, 0), at(11, 0)).expect("window")
+}
+
+fn scheduled(details: &WorkOrderDetails) -> Event {
+    Event::Scheduled {
+        work_order_id: details.work_order_id,
+        case_id: details.case_id,
+        window: window(),
+        previous: None,
+    }
+}
+
+fn dispatched(details: &WorkOrderDetails, technician: &str) -> Event {
+    Event::Dispatched {
+        work_order_id: details.work_order_id,
+        case_id: details.case_id,
+        technician: technician.into(),
+    }
+}
+
+#[test]
+fn arrivals_are_early_on_time_or_late_with_minutes() {
+    assert_eq!(punctuality(window(), at(8, 55)), Punctuality::Early(5));
+    assert_eq!(punctuality(window(), at(9, 0)), Punctuality::OnTime);
+    assert_eq!(punctuality(window(), at(11, 0)), Punctuality::OnTime);
+    assert_eq!(punctuality(window(), at(11, 40)), Punctuality::Late(40));
+    assert_eq!(
+        punctuality(window(), at(11, 0) + time::Duration::seconds(20)),
+        Punctuality::Late(1),
+        "late by seconds is a minute late"
+    );
+}
+
+#[test]
+fn a_window_ends_after_it_starts_and_within_12_hours() {
+    assert!(Window::new(at(9, 0), at(9, 0)).is_err());
+    assert!(Window::new(at(10, 0), at(9, 0)).is_err());
+    assert!(Window::new(at(0, 0), at(12, 1)).is_err());
+    assert!(Window::new(at(0, 0), at(12, 0)).is_ok());
+}
+
+#[test]
+fn given_a_scheduled_visit_when_rescheduled_then_the_old_window_is_kept() {
+    let details = details();
+    let later = Window::new(at(14, 0), at(16, 0)).expect("window");
+    given::<WorkOrder>([Event::Opened(details.clone()), scheduled(&details)])
+        .when(Command::Schedule(later))
+        .then_expect_events(vec![Event::Scheduled {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            window: later,
+            previous: Some(window()),
+        }]);
+    given::<WorkOrder>([Event::Opened(details.clone()), scheduled(&details)])
+        .when(Command::Schedule(window()))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
+    let details = details();
+    let history = vec![
+        Event::Opened(details.clone()),
+        scheduled(&details),
+        dispatched(&details, "tech-1"),
+    ];
+    let eta = at(8, 50);
+    given::<WorkOrder>(history.clone())
+        .when(Command::EnRoute { eta })
+        .then_expect_events(vec![Event::EnRoute {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            technician: "tech-1".into(),
+            eta,
+        }]);
+    let arrived = Event::Arrived {
+        work_order_id: details.work_order_id,
+        case_id: details.case_id,
+        technician: "tech-1".into(),
+        at: at(11, 15),
+        punctuality: Punctuality::Late(15),
+    };
+    given::<WorkOrder>(history.clone())
+        .when(Command::Arrive { at: at(11, 15) })
+        .then_expect_events(vec![arrived.clone()]);
+    let mut on_site = history;
+    on_site.push(arrived);
+    given::<WorkOrder>(on_site.clone())
+        .when(Command::Complete {
+            outcome: Outcome::FixedOnSite,
+            note: "replaced the pump".into(),
+        })
+        .then_expect_events(vec![Event::Completed {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            outcome: Outcome::FixedOnSite,
+            note: "replaced the pump".into(),
+        }]);
+    given::<WorkOrder>(on_site.clone())
+        .when(Command::Complete {
+            outcome: Outcome::NotAProductFault,
+            note: " ".into(),
+        })
+        .then_expect_error(Error::Invalid {
+            field: "note",
+            reason: "say why it is not a product fault".into(),
+        });
+    given::<WorkOrder>(on_site)
+        .when(Command::Schedule(window()))
+        .then_expect_error(Error::NotAllowed {
+            action: "schedule",
+            state: "on site",
+        });
+}
+
+#[test]
+fn illegal_steps_name_the_state() {
+    let details = details();
+    given::<WorkOrder>([Event::Opened(details.clone())])
+        .when(Command::Dispatch {
+            technician: "tech-1".into(),
+        })
+        .then_expect_error(Error::NotAllowed {
+            action: "dispatch",
+            state: "open",
+        });
+    given::<WorkOrder>([Event::Opened(details.clone()), scheduled(&details)])
+        .when(Command::Arrive { at: at(9, 0) })
+        .then_expect_error(Error::NotAllowed {
+            action: "arrive at",
+            state: "scheduled",
+        });
+    given::<WorkOrder>([])
+        .when(Command::Schedule(window()))
+        .then_expect_error(Error::NotOpened);
+}
+
+#[test]
+fn visit_events_survive_their_protobuf_round_trip() {
+    let details = details();
+    for event in [
+        scheduled(&details),
+        Event::Scheduled {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            window: window(),
+            previous: Some(window()),
+        },
+        dispatched(&details, "tech-1"),
+        Event::EnRoute {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            technician: "tech-1".into(),
+            eta: at(8, 45),
+        },
+        Event::Arrived {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            technician: "tech-1".into(),
+            at: at(8, 55),
+            punctuality: Punctuality::Early(5),
+        },
+        Event::Completed {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            outcome: Outcome::NeedsParts,
+            note: "hose".into(),
+        },
+    ] {
+        let (event_type, payload) = event.encode();
+        assert_eq!(Event::decode(&event_type, &payload), Ok(Some(event)));
+    }
+}

@@ -1,0 +1,324 @@
+//! `svcops workorder …`: the middle office's visits, for dispatchers and technicians; and
+//! `svcops case progress`, what self-service tells a customer.
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use svcops_kit::events::{from_timestamp, to_timestamp};
+use svcops_proto::frontoffice::v1 as front;
+use svcops_proto::frontoffice::v1::case_service_client::CaseServiceClient;
+use svcops_proto::middleoffice::v1 as middle;
+use svcops_proto::middleoffice::v1::work_order_service_client::WorkOrderServiceClient;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::Output;
+use crate::client::{Client, parse_enum};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkOrderCommand {
+    /// Work orders, newest first (of one case with --case).
+    List {
+        #[arg(long = "case")]
+        case_id: Option<String>,
+    },
+    Show {
+        work_order_id: String,
+    },
+    /// Agree the visit's window (RFC 3339 times), or move it.
+    Schedule {
+        work_order_id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// Give the visit to a technician (their token's subject).
+    Dispatch {
+        work_order_id: String,
+        #[arg(long = "to")]
+        technician: String,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// The technician sets out; ETA as RFC 3339, or minutes from now (`+25`).
+    EnRoute {
+        work_order_id: String,
+        #[arg(long)]
+        eta: String,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// The technician is on site now.
+    Arrived {
+        work_order_id: String,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// The visit is done: fixed-on-site, needs-parts, needs-factory-repair or
+    /// not-a-product-fault (with --note saying why).
+    Complete {
+        work_order_id: String,
+        #[arg(long)]
+        outcome: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+}
+
+fn instant(field: &str, raw: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let time = match raw.strip_prefix('+') {
+        Some(minutes) => {
+            let minutes: i64 = minutes
+                .parse()
+                .map_err(|_| anyhow!("--{field}: not a number of minutes: {raw:?}"))?;
+            OffsetDateTime::now_utc() + time::Duration::minutes(minutes)
+        }
+        None => OffsetDateTime::parse(raw, &Rfc3339)
+            .map_err(|_| anyhow!("--{field}: not an RFC 3339 time: {raw:?}"))?,
+    };
+    Ok(to_timestamp(time))
+}
+
+fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(from_timestamp)
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn name(value: Option<&str>, prefix: &str) -> String {
+    value
+        .map(|name| {
+            name.trim_start_matches(prefix)
+                .to_lowercase()
+                .replace('_', "-")
+        })
+        .unwrap_or_default()
+}
+
+fn work_order_json(order: &middle::WorkOrder) -> serde_json::Value {
+    serde_json::json!({
+        "work_order_id": order.work_order_id,
+        "case_id": order.case_id,
+        "state": name(middle::WorkOrderState::try_from(order.state).ok().map(|s| s.as_str_name()), "WORK_ORDER_STATE_"),
+        "kind": name(middle::WorkOrderKind::try_from(order.kind).ok().map(|k| k.as_str_name()), "WORK_ORDER_KIND_"),
+        "product": order.product,
+        "window_start": time(order.window_start.as_ref()),
+        "window_end": time(order.window_end.as_ref()),
+        "reschedules": order.reschedules,
+        "technician": order.technician,
+        "eta": time(order.eta.as_ref()),
+        "arrived_at": time(order.arrived_at.as_ref()),
+        "punctuality": name(middle::Punctuality::try_from(order.punctuality).ok().filter(|p| *p != middle::Punctuality::Unspecified).map(|p| p.as_str_name()), "PUNCTUALITY_"),
+        "punctuality_minutes": order.punctuality_minutes,
+        "outcome": name(middle::VisitOutcome::try_from(order.outcome).ok().filter(|o| *o != middle::VisitOutcome::Unspecified).map(|o| o.as_str_name()), "VISIT_OUTCOME_"),
+        "outcome_note": order.outcome_note,
+        "version": order.version,
+    })
+}
+
+fn print(orders: &[middle::WorkOrder], output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::Value::Array(orders.iter().map(work_order_json).collect())
+        ),
+        Output::Table => {
+            for order in orders {
+                let json = work_order_json(order);
+                if let Some(object) = json.as_object() {
+                    for (key, value) in object {
+                        let value = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned);
+                        if !value.is_empty() && value != "0" {
+                            println!("{key:<20} {value}");
+                        }
+                    }
+                }
+                println!();
+            }
+        }
+    }
+}
+
+pub async fn run(client: &Client, command: WorkOrderCommand, output: Output) -> anyhow::Result<()> {
+    let mut orders = WorkOrderServiceClient::new(client.channel());
+    let order = match command {
+        WorkOrderCommand::List { case_id } => {
+            let listed = orders
+                .list_work_orders(client.request(middle::ListWorkOrdersRequest {
+                    case_id: case_id.unwrap_or_default(),
+                    page_size: 50,
+                    page_token: String::new(),
+                }))
+                .await?
+                .into_inner();
+            print(&listed.work_orders, output);
+            return Ok(());
+        }
+        WorkOrderCommand::Show { work_order_id } => {
+            orders
+                .get_work_order(client.request(middle::GetWorkOrderRequest { work_order_id }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::Schedule {
+            work_order_id,
+            from,
+            to,
+            request_id,
+        } => {
+            orders
+                .schedule_visit(client.request(middle::ScheduleVisitRequest {
+                    work_order_id,
+                    request_id,
+                    window_start: Some(instant("from", &from)?),
+                    window_end: Some(instant("to", &to)?),
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::Dispatch {
+            work_order_id,
+            technician,
+            request_id,
+        } => {
+            orders
+                .dispatch_technician(client.request(middle::DispatchTechnicianRequest {
+                    work_order_id,
+                    request_id,
+                    technician,
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::EnRoute {
+            work_order_id,
+            eta,
+            request_id,
+        } => {
+            orders
+                .report_en_route(client.request(middle::ReportEnRouteRequest {
+                    work_order_id,
+                    request_id,
+                    eta: Some(instant("eta", &eta)?),
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::Arrived {
+            work_order_id,
+            request_id,
+        } => {
+            orders
+                .record_arrival(client.request(middle::RecordArrivalRequest {
+                    work_order_id,
+                    request_id,
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::Complete {
+            work_order_id,
+            outcome,
+            note,
+            request_id,
+        } => {
+            let outcome = parse_enum(
+                "outcome",
+                &outcome.replace('-', "_"),
+                "VISIT_OUTCOME_",
+                |name| middle::VisitOutcome::from_str_name(name).map(Into::into),
+            )?;
+            orders
+                .complete_work_order(client.request(middle::CompleteWorkOrderRequest {
+                    work_order_id,
+                    request_id,
+                    outcome,
+                    note,
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+    };
+    let order = order.ok_or_else(|| anyhow!("the server returned no work order"))?;
+    print(&[order], output);
+    Ok(())
+}
+
+/// `svcops case progress ID [--phone P]`.
+pub async fn progress(
+    client: &Client,
+    case_id: String,
+    phone: Option<String>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let answer = CaseServiceClient::new(client.channel())
+        .get_case_progress(client.request(front::GetCaseProgressRequest {
+            case_id,
+            customer_phone: phone.unwrap_or_default(),
+        }))
+        .await?
+        .into_inner();
+    let stage = |value: i32| {
+        name(
+            front::VisitStage::try_from(value)
+                .ok()
+                .map(|s| s.as_str_name()),
+            "VISIT_STAGE_",
+        )
+    };
+    let json = serde_json::json!({
+        "case_id": answer.case_id,
+        "state": name(front::CaseState::try_from(answer.state).ok().map(|s| s.as_str_name()), "CASE_STATE_"),
+        "updated_at": time(answer.updated_at.as_ref()),
+        "visits": answer.visits.iter().map(|visit| serde_json::json!({
+            "work_order_id": visit.work_order_id,
+            "stage": stage(visit.stage),
+            "window_start": time(visit.window_start.as_ref()),
+            "window_end": time(visit.window_end.as_ref()),
+            "eta": time(visit.eta.as_ref()),
+            "arrived_at": time(visit.arrived_at.as_ref()),
+            "outcome": visit.outcome,
+        })).collect::<Vec<_>>(),
+    });
+    match output {
+        Output::Json => println!("{json}"),
+        Output::Table => {
+            println!(
+                "case {} is {}",
+                answer.case_id,
+                json["state"].as_str().unwrap_or("")
+            );
+            for visit in &answer.visits {
+                let mut line = format!("  visit: {}", stage(visit.stage).replace('-', " "));
+                if visit.window_start.is_some() {
+                    line.push_str(&format!(
+                        ", window {} to {}",
+                        time(visit.window_start.as_ref()),
+                        time(visit.window_end.as_ref())
+                    ));
+                }
+                if visit.eta.is_some() {
+                    line.push_str(&format!(", arriving about {}", time(visit.eta.as_ref())));
+                }
+                if !visit.outcome.is_empty() {
+                    line.push_str(&format!(": {}", visit.outcome));
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
