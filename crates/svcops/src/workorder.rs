@@ -74,7 +74,11 @@ fn instant(field: &str, raw: &str) -> anyhow::Result<prost_types::Timestamp> {
         Some(minutes) => {
             let minutes: i64 = minutes
                 .parse()
-                .map_err(|_| anyhow!("--{field}: not a number of minutes: {raw:?}"))?;
+                .ok()
+                .filter(|minutes| (0..=60 * 24 * 56).contains(minutes))
+                .ok_or_else(|| {
+                    anyhow!("--{field}: not a number of minutes up to 8 weeks: {raw:?}")
+                })?;
             OffsetDateTime::now_utc() + time::Duration::minutes(minutes)
         }
         None => OffsetDateTime::parse(raw, &Rfc3339)

@@ -11,6 +11,11 @@
 //! and the table reports medians over the rounds: cases/s (appends/s), p50/p99 of a whole
 //! case and of one RPC, and the ratio intake cases/s ÷ appends/s.
 //!
+//! Then **progress**: self-service `GetCaseProgress` (with the customer's phone) on cases
+//! whose visit is en route, offered at `--progress-rate` requests/s on a fixed schedule
+//! (open loop: latency counts from when a request was due, so queueing shows), with the
+//! append baseline's p99 beside it.
+//!
 //! `cargo run --release -p front-office --example intake_bench -- --help`
 //! (`make bench-intake`). Needs PostgreSQL at `SVCOPS_TEST_DATABASE_URL`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,6 +54,133 @@ struct Args {
     /// Rounds; the table shows medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// GetCaseProgress requests per second offered.
+    #[arg(long, default_value_t = 2_000)]
+    progress_rate: u64,
+    /// Seconds of GetCaseProgress per round.
+    #[arg(long, default_value_t = 5)]
+    progress_seconds: u64,
+}
+
+/// Opens `count` cases and notes a visit en route on each, as the middle office's events
+/// would: what self-service is asked about. Returns each case's id and phone.
+async fn cases_with_visits(
+    channel: &Channel,
+    agent: &str,
+    store: &PostgresStore,
+    count: usize,
+) -> Vec<(String, String)> {
+    use front_office::progress::{Progress, ProgressCommand, Stage, Visit};
+    let progress: svcops_kit::aggregate::Executor<Progress> = svcops_kit::aggregate::Executor::new(
+        Arc::new(store.clone()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let context = svcops_kit::events::CommandContext::from_caller(svcops_kit::Principal {
+        subject: "middle-office".into(),
+        role: Role::Service,
+    });
+    let mut cases = CaseServiceClient::new(channel.clone());
+    let mut opened = Vec::new();
+    for n in 0..count {
+        let phone = format!("+86139{:08}", n);
+        let case = cases
+            .open_case(request(
+                agent,
+                proto::OpenCaseRequest {
+                    customer_phone: phone.clone(),
+                    category: types::CaseCategory::Repair.into(),
+                    summary: "洗衣机漏水".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .case
+            .unwrap();
+        let case_id = Uuid::parse_str(&case.case_id).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let mut visit = Visit::new(Uuid::new_v4());
+        for stage in [
+            Stage::Scheduled,
+            Stage::TechnicianAssigned,
+            Stage::TechnicianEnRoute,
+        ] {
+            visit.stage = stage;
+            visit.window = Some((now, now + time::Duration::hours(2)));
+            visit.technician = Some("tech-1".into());
+            visit.eta =
+                (stage == Stage::TechnicianEnRoute).then(|| now + time::Duration::minutes(20));
+            progress
+                .execute(
+                    case_id,
+                    None,
+                    &context,
+                    ProgressCommand::Note {
+                        case_id,
+                        visit: visit.clone(),
+                    },
+                    svcops_kit::aggregate::Idempotency::none(),
+                )
+                .await
+                .unwrap();
+        }
+        opened.push((case.case_id, phone));
+    }
+    opened
+}
+
+/// `rate` GetCaseProgress requests/s for `seconds`, each due at its slot; latency from the
+/// slot. Returns the achieved rate and p50/p99 in ms.
+async fn progress_load(
+    channel: &Channel,
+    service: &str,
+    cases: &[(String, String)],
+    rate: u64,
+    seconds: u64,
+) -> Measured {
+    let total = (rate * seconds) as usize;
+    let started = Instant::now() + Duration::from_millis(50);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let next = Arc::new(AtomicUsize::new(0));
+    let cases = Arc::new(cases.to_vec());
+    // Enough workers that a slow answer does not hold back the schedule.
+    let tasks: Vec<_> = (0..128)
+        .map(|_| {
+            let (next, cases, service) = (next.clone(), cases.clone(), service.to_owned());
+            let mut client = CaseServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return latencies;
+                    }
+                    let due = started + interval * n as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                    let (case_id, phone) = &cases[n % cases.len()];
+                    let answer = client
+                        .get_case_progress(request(
+                            &service,
+                            proto::GetCaseProgressRequest {
+                                case_id: case_id.clone(),
+                                customer_phone: phone.clone(),
+                            },
+                        ))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    assert_eq!(answer.visits.len(), 1);
+                    latencies.push(due.elapsed().as_secs_f64() * 1e3);
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    summarise(started.elapsed(), total, latencies.clone(), latencies)
 }
 
 const UTTERANCES: [(&str, &str); 5] = [
@@ -381,6 +513,28 @@ async fn main() {
             i.per_second / a.per_second
         );
     }
+    let with_visits = cases_with_visits(&channel, &tokens.0, &store, 500).await;
+    progress_load(&channel, &tokens.1, &with_visits, args.progress_rate, 1).await;
+    let mut progress_rounds = Vec::new();
+    for round in 0..args.rounds {
+        let measured = progress_load(
+            &channel,
+            &tokens.1,
+            &with_visits,
+            args.progress_rate,
+            args.progress_seconds,
+        )
+        .await;
+        println!(
+            "round {}: progress offered {}/s, served {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            round + 1,
+            args.progress_rate,
+            measured.per_second,
+            measured.p50,
+            measured.p99
+        );
+        progress_rounds.push(measured);
+    }
     let med =
         |rounds: &[Measured], pick: fn(&Measured) -> f64| median(rounds.iter().map(pick).collect());
     println!();
@@ -389,6 +543,7 @@ async fn main() {
     for (name, rounds) in [
         ("append (baseline)", &append_rounds),
         ("intake, cases", &intake_rounds),
+        ("GetCaseProgress, self-service", &progress_rounds),
     ] {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -409,6 +564,13 @@ async fn main() {
         "intake cases/s ÷ appends/s: median {:.3} (target ≥ 0.7); per RPC: {:.3}",
         median(ratios.clone()),
         median(ratios) * (UTTERANCES.len() + 3) as f64
+    );
+
+    println!(
+        "GetCaseProgress at {}/s offered: p99 median {:.2} ms (target ≤ 5 ms); append p99 median {:.2} ms",
+        args.progress_rate,
+        med(&progress_rounds, |m| m.p99),
+        med(&append_rounds, |m| m.p99)
     );
 
     shutdown.cancel();

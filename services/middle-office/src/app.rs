@@ -32,8 +32,6 @@ pub enum Error {
     Load(#[from] ExecuteError<work_order::Error>),
     #[error(transparent)]
     ReadModel(#[from] svcops_eventstore::Error),
-    #[error("work order {0} is not dispatched to you")]
-    NotTheirs(Uuid),
 }
 
 impl From<Error> for ApiError {
@@ -45,7 +43,6 @@ impl From<Error> for ApiError {
             },
             Error::Load(error) => error.into(),
             Error::ReadModel(error) => error.into(),
-            error @ Error::NotTheirs(_) => ApiError::PermissionDenied(error.to_string()),
         }
     }
 }
@@ -84,16 +81,14 @@ impl WorkOrders {
         })
     }
 
-    /// A step of the visit. A technician acts only on a work order dispatched to them
-    /// (`technician`: their subject); the technical department on any. With a request id,
-    /// a retry answers with the first result.
+    /// A step of the visit (a technician's steps carry who reports them, which the work
+    /// order checks). With a request id, a retry answers with the first result.
     pub async fn change(
         &self,
         context: &CommandContext,
         work_order_id: Uuid,
         request_id: Option<&str>,
         request_hash: Vec<u8>,
-        technician: Option<&str>,
         command: Command,
     ) -> Result<WorkOrderView, Error> {
         let idempotency = match request_id {
@@ -104,13 +99,6 @@ impl WorkOrders {
             .with_request_hash(request_hash),
             None => Idempotency::none(),
         };
-        if let Some(technician) = technician {
-            let (order, _) = self.orders.load(work_order_id).await?;
-            let opened = order.opened.ok_or(Error::NotFound(work_order_id))?;
-            if opened.visit.technician.as_deref() != Some(technician) {
-                return Err(Error::NotTheirs(work_order_id));
-            }
-        }
         let case_of =
             |order: &WorkOrder| order.opened.as_ref().map(|opened| opened.details.case_id);
         let changed = self

@@ -112,16 +112,39 @@ fn request_id(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String>
     (!raw.is_empty()).then(|| raw.to_owned())
 }
 
+/// A time within a week before and eight weeks after now (a visit is agreed for the coming
+/// weeks; a window may be recorded after the fact), to the microsecond the store keeps.
 fn time(
     field: &'static str,
     timestamp: Option<&prost_types::Timestamp>,
     violations: &mut Vec<FieldViolation>,
 ) -> Option<time::OffsetDateTime> {
-    let parsed = timestamp.and_then(from_timestamp);
-    if parsed.is_none() {
-        violations.push(FieldViolation::new(field, "must be a valid time"));
+    let parsed = timestamp.and_then(from_timestamp).map(|time| {
+        time.replace_nanosecond(time.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(time)
+    });
+    let now = svcops_kit::events::now_micros();
+    let earliest = now - time::Duration::days(7);
+    let latest = now + time::Duration::weeks(8);
+    match parsed {
+        Some(time) if (earliest..=latest).contains(&time) => Some(time),
+        Some(_) => {
+            violations.push(FieldViolation::new(
+                field,
+                "must be within a week before and eight weeks after now",
+            ));
+            None
+        }
+        None => {
+            violations.push(FieldViolation::new(field, "must be a valid time"));
+            None
+        }
     }
-    parsed
+}
+
+/// Who reports a field step: a technician for themselves; the department for anyone.
+fn reporter(principal: &Principal) -> Option<String> {
+    (principal.role == Role::Technician).then(|| principal.subject.clone())
 }
 
 /// A technician's subject: 1 to 128 characters, no spaces or control characters.
@@ -156,7 +179,6 @@ impl WorkOrderGrpc {
         hash: Vec<u8>,
         command: Command,
     ) -> Result<Option<proto::WorkOrder>, Status> {
-        let technician = (principal.role == Role::Technician).then(|| principal.subject.clone());
         let context = CommandContext::from_caller(principal);
         let view = self
             .orders
@@ -165,7 +187,6 @@ impl WorkOrderGrpc {
                 work_order_id,
                 request_id.as_deref(),
                 hash,
-                technician.as_deref(),
                 command,
             )
             .await
@@ -298,8 +319,15 @@ impl WorkOrderService for WorkOrderGrpc {
             return Err(invalid(violations));
         };
         let hash = request_hash(body, |body| body.request_id.clear());
+        let by = reporter(&principal);
         let work_order = self
-            .step(principal, id, request_id, hash, Command::EnRoute { eta })
+            .step(
+                principal,
+                id,
+                request_id,
+                hash,
+                Command::EnRoute { eta, by },
+            )
             .await?;
         Ok(Response::new(proto::ReportEnRouteResponse { work_order }))
     }
@@ -318,8 +346,9 @@ impl WorkOrderService for WorkOrderGrpc {
         };
         let hash = request_hash(body, |body| body.request_id.clear());
         let at = svcops_kit::events::now_micros();
+        let by = reporter(&principal);
         let work_order = self
-            .step(principal, id, request_id, hash, Command::Arrive { at })
+            .step(principal, id, request_id, hash, Command::Arrive { at, by })
             .await?;
         Ok(Response::new(proto::RecordArrivalResponse { work_order }))
     }
@@ -351,13 +380,14 @@ impl WorkOrderService for WorkOrderGrpc {
             return Err(invalid(violations));
         };
         let hash = request_hash(body, |body| body.request_id.clear());
+        let by = reporter(&principal);
         let work_order = self
             .step(
                 principal,
                 id,
                 request_id,
                 hash,
-                Command::Complete { outcome, note },
+                Command::Complete { outcome, note, by },
             )
             .await?;
         Ok(Response::new(proto::CompleteWorkOrderResponse {

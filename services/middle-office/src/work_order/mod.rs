@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("this work order is not dispatched to {0}")]
+    NotTheirs(String),
 }
 
 impl ErrorStatus for Error {
@@ -35,6 +37,7 @@ impl ErrorStatus for Error {
             Error::AlreadyOpened(_) | Error::NotAllowed { .. } => {
                 ApiError::FailedPrecondition(self.to_string())
             }
+            Error::NotTheirs(_) => ApiError::PermissionDenied(self.to_string()),
         }
     }
 }
@@ -77,16 +80,21 @@ pub enum Punctuality {
     Late(u32),
 }
 
-/// Classifies an arrival: before the window is early, within it on time, after it late.
+/// Classifies an arrival: before the window is early, within it on time, after it late;
+/// in whole minutes begun (30 s early is 1 minute early, 61 s late 2 minutes late).
 pub fn punctuality(window: Window, arrived_at: OffsetDateTime) -> Punctuality {
-    let minutes =
-        |duration: time::Duration| u32::try_from(duration.whole_minutes()).unwrap_or(u32::MAX);
+    let minutes_begun = |duration: time::Duration| {
+        let seconds = duration.whole_seconds().max(0);
+        u32::try_from((seconds + 59) / 60)
+            .unwrap_or(u32::MAX)
+            .max(1)
+    };
     if arrived_at < window.start {
-        Punctuality::Early(minutes(window.start - arrived_at))
+        Punctuality::Early(minutes_begun(window.start - arrived_at))
     } else if arrived_at <= window.end {
         Punctuality::OnTime
     } else {
-        Punctuality::Late(minutes(arrived_at - window.end).max(1))
+        Punctuality::Late(minutes_begun(arrived_at - window.end))
     }
 }
 
@@ -128,10 +136,24 @@ pub struct WorkOrderDetails {
 pub enum Command {
     Open(WorkOrderDetails),
     Schedule(Window),
-    Dispatch { technician: String },
-    EnRoute { eta: OffsetDateTime },
-    Arrive { at: OffsetDateTime },
-    Complete { outcome: Outcome, note: String },
+    Dispatch {
+        technician: String,
+    },
+    /// `by`: the technician reporting it, who must be the one dispatched; `None`: the
+    /// technical department, for anyone.
+    EnRoute {
+        eta: OffsetDateTime,
+        by: Option<String>,
+    },
+    Arrive {
+        at: OffsetDateTime,
+        by: Option<String>,
+    },
+    Complete {
+        outcome: Outcome,
+        note: String,
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +259,14 @@ impl Aggregate for WorkOrder {
             state: state.name(),
         };
         let visit = &opened.visit;
+        // Decided on the state the append is checked against, so a re-dispatch in between
+        // cannot let the previous technician report for the new one.
+        let theirs = |by: &Option<String>| match by {
+            Some(by) if visit.technician.as_deref() != Some(by.as_str()) => {
+                Err(Error::NotTheirs(by.clone()))
+            }
+            _ => Ok(()),
+        };
         let event = match command {
             Command::Open(_) => unreachable!("decided above"),
             Command::Schedule(window) => {
@@ -270,7 +300,8 @@ impl Aggregate for WorkOrder {
                     technician,
                 }
             }
-            Command::EnRoute { eta } => {
+            Command::EnRoute { eta, by } => {
+                theirs(&by)?;
                 if !matches!(state, Lifecycle::Dispatched | Lifecycle::EnRoute) {
                     return Err(refuse("set out on"));
                 }
@@ -284,7 +315,8 @@ impl Aggregate for WorkOrder {
                     eta,
                 }
             }
-            Command::Arrive { at } => {
+            Command::Arrive { at, by } => {
+                theirs(&by)?;
                 if !matches!(state, Lifecycle::Dispatched | Lifecycle::EnRoute) {
                     return Err(refuse("arrive at"));
                 }
@@ -297,7 +329,8 @@ impl Aggregate for WorkOrder {
                     punctuality: punctuality(window, at),
                 }
             }
-            Command::Complete { outcome, note } => {
+            Command::Complete { outcome, note, by } => {
+                theirs(&by)?;
                 if state != Lifecycle::OnSite {
                     return Err(refuse("complete"));
                 }

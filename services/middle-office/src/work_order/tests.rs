@@ -79,6 +79,11 @@ fn dispatched(details: &WorkOrderDetails, technician: &str) -> Event {
 #[test]
 fn arrivals_are_early_on_time_or_late_with_minutes() {
     assert_eq!(punctuality(window(), at(8, 55)), Punctuality::Early(5));
+    assert_eq!(
+        punctuality(window(), at(9, 0) - time::Duration::seconds(30)),
+        Punctuality::Early(1),
+        "early by seconds is a minute early"
+    );
     assert_eq!(punctuality(window(), at(9, 0)), Punctuality::OnTime);
     assert_eq!(punctuality(window(), at(11, 0)), Punctuality::OnTime);
     assert_eq!(punctuality(window(), at(11, 40)), Punctuality::Late(40));
@@ -124,7 +129,7 @@ fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
     ];
     let eta = at(8, 50);
     given::<WorkOrder>(history.clone())
-        .when(Command::EnRoute { eta })
+        .when(Command::EnRoute { eta, by: None })
         .then_expect_events(vec![Event::EnRoute {
             work_order_id: details.work_order_id,
             case_id: details.case_id,
@@ -139,7 +144,10 @@ fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
         punctuality: Punctuality::Late(15),
     };
     given::<WorkOrder>(history.clone())
-        .when(Command::Arrive { at: at(11, 15) })
+        .when(Command::Arrive {
+            at: at(11, 15),
+            by: Some("tech-1".into()),
+        })
         .then_expect_events(vec![arrived.clone()]);
     let mut on_site = history;
     on_site.push(arrived);
@@ -147,6 +155,7 @@ fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
         .when(Command::Complete {
             outcome: Outcome::FixedOnSite,
             note: "replaced the pump".into(),
+            by: None,
         })
         .then_expect_events(vec![Event::Completed {
             work_order_id: details.work_order_id,
@@ -158,6 +167,7 @@ fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
         .when(Command::Complete {
             outcome: Outcome::NotAProductFault,
             note: " ".into(),
+            by: None,
         })
         .then_expect_error(Error::Invalid {
             field: "note",
@@ -172,6 +182,22 @@ fn a_visit_goes_scheduled_dispatched_en_route_on_site_completed() {
 }
 
 #[test]
+fn a_technician_reports_only_for_a_visit_dispatched_to_them() {
+    let details = details();
+    given::<WorkOrder>([
+        Event::Opened(details.clone()),
+        scheduled(&details),
+        dispatched(&details, "tech-1"),
+        dispatched(&details, "tech-2"),
+    ])
+    .when(Command::EnRoute {
+        eta: at(9, 0),
+        by: Some("tech-1".into()),
+    })
+    .then_expect_error(Error::NotTheirs("tech-1".into()));
+}
+
+#[test]
 fn illegal_steps_name_the_state() {
     let details = details();
     given::<WorkOrder>([Event::Opened(details.clone())])
@@ -183,7 +209,10 @@ fn illegal_steps_name_the_state() {
             state: "open",
         });
     given::<WorkOrder>([Event::Opened(details.clone()), scheduled(&details)])
-        .when(Command::Arrive { at: at(9, 0) })
+        .when(Command::Arrive {
+            at: at(9, 0),
+            by: None,
+        })
         .then_expect_error(Error::NotAllowed {
             action: "arrive at",
             state: "scheduled",
