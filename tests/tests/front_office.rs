@@ -372,6 +372,73 @@ async fn a_consumer_s_hotline_repair(front: &mut Front<'_>) {
         .unwrap();
     assert_eq!(arrived.punctuality, middle::Punctuality::Late as i32);
     assert!(arrived.punctuality_minutes >= 59, "{arrived:?}");
+    // Parts at the standard price (the first hose segment free); a technician's price off
+    // the standard is refused, a manager's is recorded as a deviation.
+    let charged = front
+        .work_orders
+        .charge_work_order(cluster.request(
+            Role::Technician,
+            middle::ChargeWorkOrderRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "charge-1".into(),
+                lines: vec![
+                    middle::ChargeRequestLine {
+                        item_code: "HOSE-1M".into(),
+                        quantity: 2,
+                        unit_price_cents: 0,
+                    },
+                    middle::ChargeRequestLine {
+                        item_code: "DRAIN-PUMP".into(),
+                        quantity: 1,
+                        unit_price_cents: 0,
+                    },
+                ],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    assert_eq!(charged.charged_total_cents, 2_500 + 18_000);
+    let off_standard = middle::ChargeRequestLine {
+        item_code: "VISIT".into(),
+        quantity: 1,
+        unit_price_cents: 2_000,
+    };
+    let refused = front
+        .work_orders
+        .charge_work_order(cluster.request(
+            Role::Technician,
+            middle::ChargeWorkOrderRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "charge-2".into(),
+                lines: vec![off_standard.clone()],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let approved = front
+        .work_orders
+        .charge_work_order(cluster.request(
+            Role::Manager,
+            middle::ChargeWorkOrderRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "charge-3".into(),
+                lines: vec![off_standard],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .work_order
+        .unwrap();
+    let deviation = approved.charges.last().unwrap();
+    assert_eq!(
+        (deviation.amount_cents, deviation.standard_amount_cents),
+        (2_000, Some(5_000))
+    );
     front
         .work_orders
         .complete_work_order(cluster.request(

@@ -56,6 +56,17 @@ pub enum WorkOrderCommand {
         #[arg(long, default_value = "")]
         request_id: String,
     },
+    /// Charge parts and labour at the visit: `--line CODE:QTY` (list price) or
+    /// `--line CODE:QTY:CENTS` (a deviation, managers only); repeat.
+    Charge {
+        work_order_id: String,
+        #[arg(long = "line", required = true)]
+        lines: Vec<String>,
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// The standard price list in force.
+    Prices,
     /// The visit is done: fixed-on-site, needs-parts, needs-factory-repair or
     /// not-a-product-fault (with --note saying why).
     Complete {
@@ -121,6 +132,15 @@ fn work_order_json(order: &middle::WorkOrder) -> serde_json::Value {
         "punctuality_minutes": order.punctuality_minutes,
         "outcome": name(middle::VisitOutcome::try_from(order.outcome).ok().filter(|o| *o != middle::VisitOutcome::Unspecified).map(|o| o.as_str_name()), "VISIT_OUTCOME_"),
         "outcome_note": order.outcome_note,
+        "charged_total_cents": order.charged_total_cents,
+        "charges": order.charges.iter().map(|line| serde_json::json!({
+            "item_code": line.item_code,
+            "quantity": line.quantity,
+            "free_units": line.free_units,
+            "unit_price_cents": line.unit_price_cents,
+            "amount_cents": line.amount_cents,
+            "standard_amount_cents": line.standard_amount_cents,
+        })).collect::<Vec<_>>(),
         "version": order.version,
     })
 }
@@ -231,6 +251,79 @@ pub async fn run(client: &Client, command: WorkOrderCommand, output: Output) -> 
                 .await?
                 .into_inner()
                 .work_order
+        }
+        WorkOrderCommand::Charge {
+            work_order_id,
+            lines,
+            request_id,
+        } => {
+            let lines = lines
+                .iter()
+                .map(|line| {
+                    let parts: Vec<&str> = line.split(':').collect();
+                    let bad =
+                        || anyhow!("--line: expected CODE:QTY or CODE:QTY:CENTS, got {line:?}");
+                    let quantity = parts.get(1).and_then(|q| q.parse().ok()).ok_or_else(bad)?;
+                    let unit_price_cents = match parts.get(2) {
+                        Some(cents) => cents.parse().map_err(|_| bad())?,
+                        None => 0,
+                    };
+                    if parts.len() > 3 {
+                        return Err(bad());
+                    }
+                    Ok(middle::ChargeRequestLine {
+                        item_code: parts[0].to_owned(),
+                        quantity,
+                        unit_price_cents,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            orders
+                .charge_work_order(client.request(middle::ChargeWorkOrderRequest {
+                    work_order_id,
+                    request_id,
+                    lines,
+                }))
+                .await?
+                .into_inner()
+                .work_order
+        }
+        WorkOrderCommand::Prices => {
+            let list = orders
+                .get_price_list(client.request(middle::GetPriceListRequest {}))
+                .await?
+                .into_inner();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "version": list.version,
+                        "items": list.items.iter().map(|item| serde_json::json!({
+                            "item_code": item.item_code,
+                            "name": item.name,
+                            "unit_price_cents": item.unit_price_cents,
+                            "free_units": item.free_units,
+                        })).collect::<Vec<_>>(),
+                    })
+                ),
+                Output::Table => {
+                    println!("price list {}", list.version);
+                    for item in &list.items {
+                        println!(
+                            "  {:<14} {:>10.2}  {}{}",
+                            item.item_code,
+                            item.unit_price_cents as f64 / 100.0,
+                            item.name,
+                            if item.free_units > 0 {
+                                format!(" (first {} free)", item.free_units)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                }
+            }
+            return Ok(());
         }
         WorkOrderCommand::Complete {
             work_order_id,

@@ -255,6 +255,27 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
                 short(&e.work_order_id)
             )))
         })
+        .on::<middle::WorkOrderCharged>(|_, e| {
+            let yuan = |cents: i64| format!("¥{}.{:02}", cents / 100, (cents % 100).abs());
+            let deviations = e
+                .lines
+                .iter()
+                .filter(|line| line.standard_amount_cents.is_some())
+                .count();
+            let mut text = format!(
+                "charged {} line(s), {} in all (price list {})",
+                e.lines.len(),
+                yuan(e.total_cents),
+                e.price_list_version
+            );
+            if deviations > 0 {
+                text.push_str(&format!(
+                    "; {deviations} off the standard, approved by {}",
+                    e.approved_by
+                ));
+            }
+            Ok(Line::ByActor(text))
+        })
         .on::<back::SlaClockStarted>(|_, e| {
             Ok(Line::Text(format!(
                 "SLA clock started ({}): first response due {}, resolution due {}",

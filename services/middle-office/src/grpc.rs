@@ -18,7 +18,8 @@ use svcops_kit::error::FieldViolation;
 use svcops_kit::events::{CommandContext, from_timestamp};
 
 use crate::app::{WorkOrderView, WorkOrders};
-use crate::work_order::codec::{outcome_from_proto, punctuality_to_proto};
+use crate::pricing::{self, Requested};
+use crate::work_order::codec::{line_to_proto, outcome_from_proto, punctuality_to_proto};
 use crate::work_order::{Command, Lifecycle, Window};
 
 /// Who agrees visits with customers: agents on the phone, the technical department, and
@@ -58,6 +59,8 @@ fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
 
 fn to_proto(view: WorkOrderView) -> proto::WorkOrder {
     let visit = view.visit;
+    let charged_total_cents = visit.charged_total();
+    let charges = visit.charges.iter().map(line_to_proto).collect();
     let (punctuality, punctuality_minutes) = visit
         .arrival
         .map(|(_, punctuality)| punctuality_to_proto(punctuality))
@@ -94,6 +97,8 @@ fn to_proto(view: WorkOrderView) -> proto::WorkOrder {
         punctuality_minutes,
         outcome: outcome.into(),
         outcome_note,
+        charged_total_cents,
+        charges,
     }
 }
 
@@ -392,6 +397,72 @@ impl WorkOrderService for WorkOrderGrpc {
             .await?;
         Ok(Response::new(proto::CompleteWorkOrderResponse {
             work_order,
+        }))
+    }
+
+    async fn charge_work_order(
+        &self,
+        request: Request<proto::ChargeWorkOrderRequest>,
+    ) -> Result<Response<proto::ChargeWorkOrderResponse>, Status> {
+        let principal = authorize(&request, FIELD)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        if body.lines.is_empty() || body.lines.len() > 50 {
+            violations.push(FieldViolation::new("lines", "give 1 to 50 lines"));
+        }
+        let requested: Vec<Requested> = body
+            .lines
+            .iter()
+            .map(|line| Requested {
+                code: line.item_code.trim().to_ascii_uppercase(),
+                quantity: line.quantity,
+                unit_price: (line.unit_price_cents != 0).then_some(line.unit_price_cents),
+            })
+            .collect();
+        let (Some(id), true) = (id, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let by = reporter(&principal);
+        // A manager's charge stands as their approval of any deviation in it.
+        let approved_by = (principal.role != Role::Technician).then(|| principal.subject.clone());
+        let work_order = self
+            .step(
+                principal,
+                id,
+                request_id,
+                hash,
+                Command::Charge {
+                    requested,
+                    list: pricing::seeded(),
+                    approved_by,
+                    by,
+                },
+            )
+            .await?;
+        Ok(Response::new(proto::ChargeWorkOrderResponse { work_order }))
+    }
+
+    async fn get_price_list(
+        &self,
+        request: Request<proto::GetPriceListRequest>,
+    ) -> Result<Response<proto::GetPriceListResponse>, Status> {
+        authorize(&request, READERS)?;
+        let list = pricing::seeded();
+        Ok(Response::new(proto::GetPriceListResponse {
+            version: list.version.to_owned(),
+            items: list
+                .items
+                .iter()
+                .map(|item| proto::PriceListItem {
+                    item_code: item.code.to_owned(),
+                    name: item.name.to_owned(),
+                    unit_price_cents: item.unit_price,
+                    free_units: item.free_units,
+                })
+                .collect(),
         }))
     }
 

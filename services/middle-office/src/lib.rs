@@ -9,6 +9,7 @@
 pub mod app;
 pub mod front_office_events;
 pub mod grpc;
+pub mod pricing;
 pub mod work_order;
 pub mod work_order_list;
 

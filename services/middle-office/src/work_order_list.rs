@@ -150,6 +150,8 @@ impl Projection for WorkOrderListProjection {
                 Event::Completed { work_order_id, .. } => {
                     (work_order_id, "lifecycle = 'completed'", vec![])
                 }
+                // Charges are read from the work order's stream (`GetWorkOrder`).
+                Event::Charged { .. } => continue,
             };
             // SQLite numbers `$N` by first appearance: the version and id come last.
             parameters.push(version.into());

@@ -8,6 +8,31 @@ use svcops_proto::middleoffice::v1 as proto;
 use uuid::Uuid;
 
 use super::{Event, Kind, Outcome, Punctuality, Window, WorkOrderDetails};
+use crate::pricing::ChargedLine;
+
+pub fn line_to_proto(line: &ChargedLine) -> proto::ChargeLine {
+    proto::ChargeLine {
+        item_code: line.code.clone(),
+        item_name: line.name.clone(),
+        quantity: line.quantity,
+        free_units: line.free_units,
+        unit_price_cents: line.unit_price,
+        amount_cents: line.amount,
+        standard_amount_cents: line.standard_amount,
+    }
+}
+
+fn line_from_proto(line: proto::ChargeLine) -> ChargedLine {
+    ChargedLine {
+        code: line.item_code,
+        name: line.item_name,
+        quantity: line.quantity,
+        free_units: line.free_units,
+        unit_price: line.unit_price_cents,
+        amount: line.amount_cents,
+        standard_amount: line.standard_amount_cents,
+    }
+}
 use svcops_kit::events::{from_timestamp, to_timestamp};
 
 impl From<Outcome> for proto::VisitOutcome {
@@ -132,6 +157,16 @@ static DECODERS: LazyLock<EventDecoders<Event>> = LazyLock::new(|| {
                 note: e.note,
             })
         })
+        .on::<proto::WorkOrderCharged>(|event_type, e| {
+            let (work_order_id, case_id) = ids(event_type, &e.work_order_id, &e.case_id)?;
+            Ok(Event::Charged {
+                work_order_id,
+                case_id,
+                list_version: e.price_list_version,
+                lines: e.lines.into_iter().map(line_from_proto).collect(),
+                approved_by: (!e.approved_by.is_empty()).then_some(e.approved_by),
+            })
+        })
         .on::<proto::WorkOrderOpened>(|event_type, opened| {
             let corrupt = |reason: &dyn std::fmt::Display| DecodeError::new(event_type, reason);
             let kind = match proto::WorkOrderKind::try_from(opened.kind) {
@@ -215,6 +250,20 @@ impl DomainEvent for Event {
                     minutes,
                 })
             }
+            Event::Charged {
+                work_order_id,
+                case_id,
+                list_version,
+                lines,
+                approved_by,
+            } => named(&proto::WorkOrderCharged {
+                work_order_id: work_order_id.to_string(),
+                case_id: case_id.to_string(),
+                price_list_version: list_version.clone(),
+                total_cents: lines.iter().map(|line| line.amount).sum(),
+                lines: lines.iter().map(line_to_proto).collect(),
+                approved_by: approved_by.clone().unwrap_or_default(),
+            }),
             Event::Completed {
                 work_order_id,
                 case_id,

@@ -4,10 +4,14 @@ pub mod codec;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
+
 use svcops_kit::ApiError;
 use svcops_kit::aggregate::{Aggregate, ErrorStatus, Recorded};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::pricing::{self, Cents, ChargedLine, PriceList, PricingError, Requested};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -24,6 +28,8 @@ pub enum Error {
     Invalid { field: &'static str, reason: String },
     #[error("this work order is not dispatched to {0}")]
     NotTheirs(String),
+    #[error("{0}")]
+    Deviation(String),
 }
 
 impl ErrorStatus for Error {
@@ -38,6 +44,7 @@ impl ErrorStatus for Error {
                 ApiError::FailedPrecondition(self.to_string())
             }
             Error::NotTheirs(_) => ApiError::PermissionDenied(self.to_string()),
+            Error::Deviation(_) => ApiError::FailedPrecondition(self.to_string()),
         }
     }
 }
@@ -154,6 +161,14 @@ pub enum Command {
         note: String,
         by: Option<String>,
     },
+    /// Parts and labour at the visit, priced from `list` (the one in force); a deviation
+    /// only with `approved_by` (a manager).
+    Charge {
+        requested: Vec<Requested>,
+        list: PriceList,
+        approved_by: Option<String>,
+        by: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +204,13 @@ pub enum Event {
         outcome: Outcome,
         note: String,
     },
+    Charged {
+        work_order_id: Uuid,
+        case_id: Uuid,
+        list_version: String,
+        lines: Vec<ChargedLine>,
+        approved_by: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +245,14 @@ pub struct Visit {
     pub eta: Option<OffsetDateTime>,
     pub arrival: Option<(OffsetDateTime, Punctuality)>,
     pub outcome: Option<(Outcome, String)>,
+    /// Every line charged, in order.
+    pub charges: Vec<ChargedLine>,
+}
+
+impl Visit {
+    pub fn charged_total(&self) -> Cents {
+        self.charges.iter().map(|line| line.amount).sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -347,6 +377,39 @@ impl Aggregate for WorkOrder {
                     note,
                 }
             }
+            Command::Charge {
+                requested,
+                list,
+                approved_by,
+                by,
+            } => {
+                theirs(&by)?;
+                if !matches!(state, Lifecycle::OnSite | Lifecycle::Completed) {
+                    return Err(refuse("charge"));
+                }
+                let mut before: HashMap<String, u32> = HashMap::new();
+                for line in &visit.charges {
+                    *before.entry(line.code.clone()).or_default() += line.quantity;
+                }
+                let lines = pricing::charge(&list, &before, &requested, approved_by.is_some())
+                    .map_err(|error| match error {
+                        PricingError::DeviationNeedsApproval(..) => {
+                            Error::Deviation(error.to_string())
+                        }
+                        other => Error::Invalid {
+                            field: "lines",
+                            reason: other.to_string().trim_start_matches("lines: ").to_owned(),
+                        },
+                    })?;
+                let deviates = lines.iter().any(|line| line.standard_amount.is_some());
+                Event::Charged {
+                    work_order_id,
+                    case_id,
+                    list_version: list.version.to_owned(),
+                    lines,
+                    approved_by: approved_by.filter(|_| deviates),
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -396,6 +459,7 @@ impl Aggregate for WorkOrder {
                 visit.outcome = Some((*outcome, note.clone()));
                 opened.lifecycle = Lifecycle::Completed;
             }
+            Event::Charged { lines, .. } => visit.charges.extend(lines.iter().cloned()),
         }
     }
 }

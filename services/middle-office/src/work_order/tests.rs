@@ -258,3 +258,122 @@ fn visit_events_survive_their_protobuf_round_trip() {
         assert_eq!(Event::decode(&event_type, &payload), Ok(Some(event)));
     }
 }
+
+fn on_site(details: &WorkOrderDetails) -> Vec<Event> {
+    vec![
+        Event::Opened(details.clone()),
+        scheduled(details),
+        dispatched(details, "tech-1"),
+        Event::Arrived {
+            work_order_id: details.work_order_id,
+            case_id: details.case_id,
+            technician: "tech-1".into(),
+            at: at(9, 30),
+            punctuality: Punctuality::OnTime,
+        },
+    ]
+}
+
+fn hoses(quantity: u32, unit_price: Option<i64>) -> Vec<crate::pricing::Requested> {
+    vec![crate::pricing::Requested {
+        code: "HOSE-1M".into(),
+        quantity,
+        unit_price,
+    }]
+}
+
+#[test]
+fn given_a_visit_on_site_when_charged_then_priced_from_the_list_with_its_free_units() {
+    let details = details();
+    let events = given::<WorkOrder>(on_site(&details))
+        .when(Command::Charge {
+            requested: hoses(2, None),
+            list: crate::pricing::seeded(),
+            approved_by: None,
+            by: Some("tech-1".into()),
+        })
+        .events();
+    let [
+        Event::Charged {
+            lines,
+            approved_by,
+            list_version,
+            ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("one charge: {events:?}");
+    };
+    assert_eq!((lines[0].free_units, lines[0].amount), (1, 2_500));
+    assert_eq!(
+        (approved_by, list_version.as_str()),
+        (&None, "seed-2026-11")
+    );
+}
+
+#[test]
+fn a_deviation_is_refused_to_a_technician_and_recorded_with_a_manager_s_approval() {
+    let details = details();
+    given::<WorkOrder>(on_site(&details))
+        .when(Command::Charge {
+            requested: hoses(2, Some(2_000)),
+            list: crate::pricing::seeded(),
+            approved_by: None,
+            by: Some("tech-1".into()),
+        })
+        .then_expect_error(Error::Deviation(
+            "HOSE-1M at 2000 cents is not the standard price (2500 cents): only a manager may charge a deviation".into(),
+        ));
+    let events = given::<WorkOrder>(on_site(&details))
+        .when(Command::Charge {
+            requested: hoses(2, Some(2_000)),
+            list: crate::pricing::seeded(),
+            approved_by: Some("manager-1".into()),
+            by: None,
+        })
+        .events();
+    let [
+        Event::Charged {
+            lines, approved_by, ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("one charge: {events:?}");
+    };
+    assert_eq!(approved_by.as_deref(), Some("manager-1"));
+    assert_eq!(
+        (lines[0].amount, lines[0].standard_amount),
+        (2_000, Some(2_500))
+    );
+    given::<WorkOrder>([Event::Opened(details.clone()), scheduled(&details)])
+        .when(Command::Charge {
+            requested: hoses(1, None),
+            list: crate::pricing::seeded(),
+            approved_by: None,
+            by: None,
+        })
+        .then_expect_error(Error::NotAllowed {
+            action: "charge",
+            state: "scheduled",
+        });
+}
+
+#[test]
+fn a_charge_survives_its_protobuf_round_trip() {
+    let details = details();
+    let event = Event::Charged {
+        work_order_id: details.work_order_id,
+        case_id: details.case_id,
+        list_version: "seed-2026-11".into(),
+        lines: crate::pricing::charge(
+            &crate::pricing::seeded(),
+            &std::collections::HashMap::new(),
+            &hoses(3, Some(2_000)),
+            true,
+        )
+        .expect("priced"),
+        approved_by: Some("manager-1".into()),
+    };
+    let (event_type, payload) = event.encode();
+    assert_eq!(Event::decode(&event_type, &payload), Ok(Some(event)));
+}
