@@ -1,7 +1,8 @@
 //! The front office's day, over gRPC against the four offices as processes on PostgreSQL
 //! and the broker: a consumer's hotline repair, and a hotel's complaint about a project with
 //! three stakeholders, from intake through a bot hand-off, a public-opinion risk flag,
-//! escalation and reassignment. Both journeys share one cluster.
+//! escalation and reassignment; and a repair that goes back to the factory. The journeys
+//! share one cluster.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -818,6 +819,191 @@ async fn a_hotel_s_complaint_about_a_project(front: &mut Front<'_>) {
     );
 }
 
+/// A repair the visit cannot finish: the product goes to the factory and back.
+async fn a_return_to_the_factory(front: &mut Front<'_>) {
+    let cluster = front.cluster;
+    let case = front
+        .cases
+        .open_case(cluster.request(
+            Role::Agent,
+            front::OpenCaseRequest {
+                request_id: "rma-case".into(),
+                customer_phone: "+8613922223333".into(),
+                category: common::CaseCategory::Repair.into(),
+                summary: "dryer drum does not turn".into(),
+                product: "DR-3".into(),
+                serial_number: "DR3-0042".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .case
+        .unwrap();
+    let work_orders = front.work_orders.clone();
+    let case_id = case.case_id.clone();
+    let work_order_id = eventually("the work order", FLOW_TIMEOUT, || {
+        let mut work_orders = work_orders.clone();
+        let request = cluster.request(
+            Role::Manager,
+            middle::ListWorkOrdersRequest {
+                case_id: case_id.clone(),
+                page_size: 1,
+                page_token: String::new(),
+            },
+        );
+        async move {
+            Some(
+                work_orders
+                    .list_work_orders(request)
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .work_orders
+                    .pop()?
+                    .work_order_id,
+            )
+        }
+    })
+    .await;
+    let now = svcops_kit::events::now_micros();
+    let orders = &mut front.work_orders;
+    orders
+        .schedule_visit(cluster.request(
+            Role::Agent,
+            middle::ScheduleVisitRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma-window".into(),
+                window_start: Some(svcops_kit::events::to_timestamp(now)),
+                window_end: Some(svcops_kit::events::to_timestamp(
+                    now + time::Duration::hours(2),
+                )),
+            },
+        ))
+        .await
+        .unwrap();
+    orders
+        .dispatch_technician(cluster.request(
+            Role::Manager,
+            middle::DispatchTechnicianRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma-dispatch".into(),
+                technician: "test-technician".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    orders
+        .record_arrival(cluster.request(
+            Role::Technician,
+            middle::RecordArrivalRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma-arrived".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let early = orders
+        .authorize_return(cluster.request(
+            Role::Manager,
+            middle::AuthorizeReturnRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma-too-soon".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        early.code(),
+        tonic::Code::FailedPrecondition,
+        "no outcome yet"
+    );
+    orders
+        .complete_work_order(cluster.request(
+            Role::Technician,
+            middle::CompleteWorkOrderRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma-done".into(),
+                outcome: middle::VisitOutcome::NeedsFactoryRepair.into(),
+                note: "drum motor seized".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let rma = orders
+        .authorize_return(cluster.request(
+            Role::Manager,
+            middle::AuthorizeReturnRequest {
+                work_order_id: work_order_id.clone(),
+                request_id: "rma".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rma
+        .unwrap();
+    let step =
+        |step: middle::ReturnStep, tracking: &str, note: &str| middle::AdvanceReturnRequest {
+            rma_id: rma.rma_id.clone(),
+            request_id: format!("rma-{step:?}"),
+            step: step.into(),
+            tracking_number: tracking.into(),
+            note: note.into(),
+        };
+    let out_of_order = orders
+        .advance_return(cluster.request(Role::Manager, step(middle::ReturnStep::Delivered, "", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(out_of_order.code(), tonic::Code::FailedPrecondition);
+    orders
+        .advance_return(cluster.request(
+            Role::Agent,
+            step(middle::ReturnStep::ShippedByCustomer, "SF1234567890", ""),
+        ))
+        .await
+        .unwrap();
+    let not_the_factory = orders
+        .advance_return(cluster.request(
+            Role::Agent,
+            step(middle::ReturnStep::ReceivedAtFactory, "", ""),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(not_the_factory.code(), tonic::Code::PermissionDenied);
+    for (next, tracking, note) in [
+        (middle::ReturnStep::ReceivedAtFactory, "", ""),
+        (middle::ReturnStep::Repaired, "", "new drum motor"),
+        (middle::ReturnStep::ShippedBack, "SF0987654321", ""),
+    ] {
+        orders
+            .advance_return(cluster.request(Role::Manager, step(next, tracking, note)))
+            .await
+            .unwrap();
+    }
+    let delivered = orders
+        .advance_return(cluster.request(Role::Service, step(middle::ReturnStep::Delivered, "", "")))
+        .await
+        .unwrap()
+        .into_inner()
+        .rma
+        .unwrap();
+    assert_eq!(delivered.state, middle::ReturnState::Delivered as i32);
+    assert_eq!(
+        (
+            delivered.inbound_tracking.as_str(),
+            delivered.outbound_tracking.as_str(),
+            delivered.factory_note.as_str()
+        ),
+        ("SF1234567890", "SF0987654321", "new drum motor")
+    );
+    assert_eq!(
+        delivered.case_id, case.case_id,
+        "the case follows its return"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_s_repair_and_a_hotel_s_complaint_through_the_front_office() {
     let mut cluster = Cluster::start().await;
@@ -832,4 +1018,5 @@ async fn a_consumer_s_repair_and_a_hotel_s_complaint_through_the_front_office() 
     };
     a_consumer_s_hotline_repair(&mut front).await;
     a_hotel_s_complaint_about_a_project(&mut front).await;
+    a_return_to_the_factory(&mut front).await;
 }

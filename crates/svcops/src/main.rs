@@ -5,6 +5,7 @@ mod client;
 mod contact;
 mod customer;
 mod embedded;
+mod rma;
 mod routing;
 mod workorder;
 
@@ -99,6 +100,9 @@ enum Command {
     /// The middle office's work orders: visits, dispatch, arrival, outcome.
     #[command(subcommand)]
     Workorder(workorder::WorkOrderCommand),
+    /// Return-to-factory repairs.
+    #[command(subcommand)]
+    Rma(rma::RmaCommand),
     /// Agents' skills, segments, capacity and availability, for routing.
     #[command(subcommand)]
     Agent(routing::AgentCommand),
@@ -334,6 +338,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workorder(command) => {
             let client = client::Client::connect(&global).await?;
             workorder::run(&client, command, global.output).await
+        }
+        Command::Rma(command) => {
+            let client = client::Client::connect(&global).await?;
+            rma::run(&client, command, global.output).await
         }
         Command::Agent(command) => {
             let client = client::Client::connect(&global).await?;

@@ -276,6 +276,30 @@ static DESCRIPTIONS: LazyLock<EventDecoders<Line>> = LazyLock::new(|| {
             }
             Ok(Line::ByActor(text))
         })
+        .on::<middle::ReturnAuthorised>(|_, e| {
+            Ok(Line::ByActor(format!(
+                "authorised return {} of {} ({}) to the factory",
+                short(&e.rma_id),
+                e.product,
+                e.serial_number
+            )))
+        })
+        .on::<middle::ReturnAdvanced>(|_, e| {
+            let step = enum_name(
+                middle::ReturnStep::try_from(e.step)
+                    .ok()
+                    .map(|s| s.as_str_name()),
+                "RETURN_STEP_",
+            );
+            let mut text = format!("return {}: {step}", short(&e.rma_id));
+            if !e.tracking_number.is_empty() {
+                text.push_str(&format!(" (tracking {})", e.tracking_number));
+            }
+            if !e.note.is_empty() {
+                text.push_str(&format!(": {}", e.note));
+            }
+            Ok(Line::Text(text))
+        })
         .on::<back::SlaClockStarted>(|_, e| {
             Ok(Line::Text(format!(
                 "SLA clock started ({}): first response due {}, resolution due {}",

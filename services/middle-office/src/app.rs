@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::front_office_events::{self, work_needed};
+use crate::rma::{Authorised, Command as RmaCommand, Rma, Step, rma_id};
 use crate::work_order::{
     self, Command, Lifecycle, Visit, WorkOrder, WorkOrderDetails, work_order_id,
 };
@@ -32,6 +33,12 @@ pub enum Error {
     Load(#[from] ExecuteError<work_order::Error>),
     #[error(transparent)]
     ReadModel(#[from] svcops_eventstore::Error),
+    #[error(transparent)]
+    Return(#[from] ExecuteError<crate::rma::Error>),
+    #[error("return {0} not found")]
+    ReturnNotFound(Uuid),
+    #[error("work order {0}'s visit did not find that it needs factory repair")]
+    NotForFactory(Uuid),
 }
 
 impl From<Error> for ApiError {
@@ -43,6 +50,12 @@ impl From<Error> for ApiError {
             },
             Error::Load(error) => error.into(),
             Error::ReadModel(error) => error.into(),
+            Error::Return(error) => error.into(),
+            Error::ReturnNotFound(id) => ApiError::NotFound {
+                resource: "return",
+                id: id.to_string(),
+            },
+            error @ Error::NotForFactory(_) => ApiError::FailedPrecondition(error.to_string()),
         }
     }
 }
@@ -58,13 +71,15 @@ pub struct WorkOrderView {
 
 pub struct WorkOrders {
     orders: Executor<WorkOrder>,
+    returns: Executor<Rma>,
     list: ReadModel,
 }
 
 impl WorkOrders {
     pub fn new(store: Arc<dyn EventStore>, relay: Arc<Notify>, list: ReadModel) -> Self {
         Self {
-            orders: Executor::new(store, relay),
+            orders: Executor::new(store.clone(), relay.clone()),
+            returns: Executor::new(store, relay),
             list,
         }
     }
@@ -91,14 +106,12 @@ impl WorkOrders {
         request_hash: Vec<u8>,
         command: Command,
     ) -> Result<WorkOrderView, Error> {
-        let idempotency = match request_id {
-            Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-                "middle-office/work-order",
-                &[&context.actor.subject, request_id],
-            ))
-            .with_request_hash(request_hash),
-            None => Idempotency::none(),
-        };
+        let idempotency = caller_idempotency(
+            context,
+            "middle-office/work-order",
+            request_id,
+            request_hash,
+        );
         let case_of =
             |order: &WorkOrder| order.opened.as_ref().map(|opened| opened.details.case_id);
         let changed = self
@@ -119,6 +132,78 @@ impl WorkOrders {
             version: changed.version,
             visit: opened.visit,
         })
+    }
+
+    /// Authorises the return of a work order whose visit found it needs factory repair.
+    pub async fn authorize_return(
+        &self,
+        context: &CommandContext,
+        work_order_id: Uuid,
+        request_id: Option<&str>,
+        request_hash: Vec<u8>,
+    ) -> Result<(Rma, u64), Error> {
+        let (order, _) = self.orders.load(work_order_id).await?;
+        let opened = order.opened.ok_or(Error::NotFound(work_order_id))?;
+        if !matches!(
+            opened.visit.outcome,
+            Some((work_order::Outcome::NeedsFactoryRepair, _))
+        ) {
+            return Err(Error::NotForFactory(work_order_id));
+        }
+        let authorised = Authorised {
+            rma_id: rma_id(work_order_id),
+            work_order_id,
+            case_id: opened.details.case_id,
+            product: opened.details.product,
+            serial_number: opened.details.serial_number,
+        };
+        let executed = self
+            .returns
+            .execute(
+                authorised.rma_id,
+                Some(authorised.case_id),
+                context,
+                RmaCommand::Authorise(authorised),
+                caller_idempotency(context, "middle-office/return", request_id, request_hash),
+            )
+            .await?;
+        Ok((executed.state, executed.version))
+    }
+
+    pub async fn advance_return(
+        &self,
+        context: &CommandContext,
+        rma_id: Uuid,
+        request_id: Option<&str>,
+        request_hash: Vec<u8>,
+        step: Step,
+    ) -> Result<(Rma, u64), Error> {
+        let case_of = |rma: &Rma| rma.authorised.as_ref().map(|authorised| authorised.case_id);
+        let executed = self
+            .returns
+            .execute_on_case(
+                rma_id,
+                case_of,
+                context,
+                RmaCommand::Advance(step),
+                caller_idempotency(context, "middle-office/return", request_id, request_hash),
+            )
+            .await
+            .map_err(|error| match error {
+                ExecuteError::Domain(crate::rma::Error::NotAuthorised) => {
+                    Error::ReturnNotFound(rma_id)
+                }
+                other => Error::Return(other),
+            })?;
+        Ok((executed.state, executed.version))
+    }
+
+    pub async fn get_return(&self, rma_id: Uuid) -> Result<(Rma, u64), Error> {
+        let (rma, version) = self.returns.load(rma_id).await?;
+        if rma.authorised.is_none() {
+            return Err(Error::ReturnNotFound(rma_id));
+        }
+        Ok((rma, version))
     }
 
     /// Newest first, after the caller's own writes (read your writes, up to 5 s).
@@ -190,5 +275,23 @@ pub struct FrontOfficeEvents(pub Arc<WorkOrders>);
 impl Handler for FrontOfficeEvents {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         self.0.on_case_opened(event).await
+    }
+}
+
+/// A caller's idempotency: none without a request id; else a key scoped to the caller and
+/// `scope`, with the request's hash.
+fn caller_idempotency(
+    context: &CommandContext,
+    scope: &str,
+    request_id: Option<&str>,
+    request_hash: Vec<u8>,
+) -> Idempotency {
+    match request_id {
+        Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
+            scope,
+            &[&context.actor.subject, request_id],
+        ))
+        .with_request_hash(request_hash),
+        None => Idempotency::none(),
     }
 }

@@ -19,6 +19,39 @@ use svcops_kit::events::{CommandContext, from_timestamp};
 
 use crate::app::{WorkOrderView, WorkOrders};
 use crate::pricing::{self, Requested};
+use crate::rma::{self, Rma};
+
+fn return_to_proto(rma: Rma, version: u64) -> proto::Return {
+    let authorised = rma.authorised.unwrap_or_else(|| rma::Authorised {
+        rma_id: Uuid::nil(),
+        work_order_id: Uuid::nil(),
+        case_id: Uuid::nil(),
+        product: String::new(),
+        serial_number: String::new(),
+    });
+    proto::Return {
+        rma_id: authorised.rma_id.to_string(),
+        work_order_id: authorised.work_order_id.to_string(),
+        case_id: authorised.case_id.to_string(),
+        state: match rma.state {
+            None => proto::ReturnState::Unspecified,
+            Some(rma::State::Authorised) => proto::ReturnState::Authorised,
+            Some(rma::State::ShippedByCustomer) => proto::ReturnState::ShippedByCustomer,
+            Some(rma::State::AtFactory) => proto::ReturnState::AtFactory,
+            Some(rma::State::Repaired) => proto::ReturnState::Repaired,
+            Some(rma::State::Replaced) => proto::ReturnState::Replaced,
+            Some(rma::State::ShippedBack) => proto::ReturnState::ShippedBack,
+            Some(rma::State::Delivered) => proto::ReturnState::Delivered,
+        }
+        .into(),
+        product: authorised.product,
+        serial_number: authorised.serial_number,
+        inbound_tracking: rma.inbound_tracking.unwrap_or_default(),
+        outbound_tracking: rma.outbound_tracking.unwrap_or_default(),
+        factory_note: rma.factory_note.unwrap_or_default(),
+        version,
+    }
+}
 use crate::work_order::codec::{line_to_proto, outcome_from_proto, punctuality_to_proto};
 use crate::work_order::{Command, Lifecycle, Window};
 
@@ -27,6 +60,9 @@ use crate::work_order::{Command, Lifecycle, Window};
 const SCHEDULERS: &[Role] = &[Role::Agent, Role::Manager, Role::Service];
 /// Who dispatches: the technical department.
 const DISPATCHERS: &[Role] = &[Role::Manager];
+/// Who records a return's steps: the department (the factory's steps are theirs only), and
+/// the front office or a carrier's system (the customer's shipping, the delivery).
+const RETURN_STEPPERS: &[Role] = &[Role::Manager, Role::Agent, Role::Service];
 /// Who reports from the field: technicians (their own work orders) and the department.
 const FIELD: &[Role] = &[Role::Technician, Role::Manager];
 
@@ -463,6 +499,118 @@ impl WorkOrderService for WorkOrderGrpc {
                     free_units: item.free_units,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn authorize_return(
+        &self,
+        request: Request<proto::AuthorizeReturnRequest>,
+    ) -> Result<Response<proto::AuthorizeReturnResponse>, Status> {
+        let principal = authorize(&request, DISPATCHERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let id = work_order_id(&body.work_order_id, &mut violations);
+        let request_id = request_id(&body.request_id, &mut violations);
+        let (Some(id), true) = (id, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let context = CommandContext::from_caller(principal);
+        let (rma, version) = self
+            .orders
+            .authorize_return(&context, id, request_id.as_deref(), hash)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
+        Ok(Response::new(proto::AuthorizeReturnResponse {
+            rma: Some(return_to_proto(rma, version)),
+        }))
+    }
+
+    async fn advance_return(
+        &self,
+        request: Request<proto::AdvanceReturnRequest>,
+    ) -> Result<Response<proto::AdvanceReturnResponse>, Status> {
+        let principal = authorize(&request, RETURN_STEPPERS)?;
+        let body = request.get_ref();
+        let mut violations = Vec::new();
+        let rma_id = match Uuid::parse_str(body.rma_id.trim()) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                violations.push(FieldViolation::new("rma_id", "must be a UUID"));
+                None
+            }
+        };
+        let request_id = request_id(&body.request_id, &mut violations);
+        let tracking = body.tracking_number.trim().to_ascii_uppercase();
+        let note = body.note.trim().to_owned();
+        let step = rma::step_from_proto(body.step, tracking.clone(), note.clone());
+        match &step {
+            None => violations.push(FieldViolation::new(
+                "step",
+                "must be shipped by customer, received at factory, repaired, replaced, \
+                 shipped back or delivered",
+            )),
+            Some(rma::Step::ShippedByCustomer { .. } | rma::Step::ShippedBack { .. })
+                if !(4..=40).contains(&tracking.len())
+                    || !tracking
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                violations.push(FieldViolation::new(
+                    "tracking_number",
+                    "must be 4 to 40 letters, digits or '-'",
+                ));
+            }
+            _ => {}
+        }
+        if note.chars().count() > 2000 || note.chars().any(|c| c.is_control() && c != '\n') {
+            violations.push(FieldViolation::new(
+                "note",
+                "must be at most 2000 characters, no control characters",
+            ));
+        }
+        let (Some(rma_id), Some(step), true) = (rma_id, step, violations.is_empty()) else {
+            return Err(invalid(violations));
+        };
+        // The factory's own steps are the technical department's; the customer's shipping
+        // and the delivery may come from the front office or a carrier's system.
+        let factory_step = matches!(
+            step,
+            rma::Step::ReceivedAtFactory
+                | rma::Step::Repaired { .. }
+                | rma::Step::Replaced { .. }
+                | rma::Step::ShippedBack { .. }
+        );
+        if factory_step && principal.role != Role::Manager && principal.role != Role::Admin {
+            return Err(Status::permission_denied(
+                "the factory's steps are the technical department's",
+            ));
+        }
+        let hash = request_hash(body, |body| body.request_id.clear());
+        let context = CommandContext::from_caller(principal);
+        let (rma, version) = self
+            .orders
+            .advance_return(&context, rma_id, request_id.as_deref(), hash, step)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
+        Ok(Response::new(proto::AdvanceReturnResponse {
+            rma: Some(return_to_proto(rma, version)),
+        }))
+    }
+
+    async fn get_return(
+        &self,
+        request: Request<proto::GetReturnRequest>,
+    ) -> Result<Response<proto::GetReturnResponse>, Status> {
+        authorize(&request, READERS)?;
+        let rma_id = parse_uuid("rma_id", &request.get_ref().rma_id)?;
+        let (rma, version) = self
+            .orders
+            .get_return(rma_id)
+            .await
+            .map_err(|error| Status::from(ApiError::from(error)))?;
+        Ok(Response::new(proto::GetReturnResponse {
+            rma: Some(return_to_proto(rma, version)),
         }))
     }
 

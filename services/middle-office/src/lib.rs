@@ -10,6 +10,7 @@ pub mod app;
 pub mod front_office_events;
 pub mod grpc;
 pub mod pricing;
+pub mod rma;
 pub mod work_order;
 pub mod work_order_list;
 
