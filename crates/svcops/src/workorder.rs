@@ -57,7 +57,8 @@ pub enum WorkOrderCommand {
         request_id: String,
     },
     /// Charge parts and labour at the visit: `--line CODE:QTY` (list price) or
-    /// `--line CODE:QTY:CENTS` (a deviation, managers only); repeat.
+    /// `--line CODE:QTY:CENTS` (a deviation, managers only); repeat. Pass --request-id to
+    /// retry safely (one is made up otherwise).
     Charge {
         work_order_id: String,
         #[arg(long = "line", required = true)]
@@ -278,6 +279,13 @@ pub async fn run(client: &Client, command: WorkOrderCommand, output: Output) -> 
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // A charge needs a request id (a retry must not charge twice): one per call
+            // unless given.
+            let request_id = if request_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                request_id
+            };
             orders
                 .charge_work_order(client.request(middle::ChargeWorkOrderRequest {
                     work_order_id,

@@ -445,6 +445,13 @@ impl WorkOrderService for WorkOrderGrpc {
         let mut violations = Vec::new();
         let id = work_order_id(&body.work_order_id, &mut violations);
         let request_id = request_id(&body.request_id, &mut violations);
+        // A charge always adds: only a request id makes a retry safe.
+        if request_id.is_none() {
+            violations.push(FieldViolation::new(
+                "request_id",
+                "is required: a retry without one would charge twice",
+            ));
+        }
         if body.lines.is_empty() || body.lines.len() > 50 {
             violations.push(FieldViolation::new("lines", "give 1 to 50 lines"));
         }
@@ -462,8 +469,9 @@ impl WorkOrderService for WorkOrderGrpc {
         };
         let hash = request_hash(body, |body| body.request_id.clear());
         let by = reporter(&principal);
-        // A manager's charge stands as their approval of any deviation in it.
-        let approved_by = (principal.role != Role::Technician).then(|| principal.subject.clone());
+        // A manager's charge stands as their approval of any deviation in it (only a
+        // manager's: an admin operates svcops, it does not approve prices).
+        let approved_by = (principal.role == Role::Manager).then(|| principal.subject.clone());
         let work_order = self
             .step(
                 principal,
@@ -544,6 +552,32 @@ impl WorkOrderService for WorkOrderGrpc {
         let tracking = body.tracking_number.trim().to_ascii_uppercase();
         let note = body.note.trim().to_owned();
         let step = rma::step_from_proto(body.step, tracking.clone(), note.clone());
+        let uses_tracking = matches!(
+            step,
+            Some(rma::Step::ShippedByCustomer { .. } | rma::Step::ShippedBack { .. })
+        );
+        let uses_note = matches!(
+            step,
+            Some(rma::Step::Repaired { .. } | rma::Step::Replaced { .. })
+        );
+        if !uses_tracking && !tracking.is_empty() {
+            violations.push(FieldViolation::new(
+                "tracking_number",
+                "only for shipped by customer and shipped back",
+            ));
+        }
+        if uses_note && note.is_empty() {
+            violations.push(FieldViolation::new(
+                "note",
+                "say what the factory repaired or replaced",
+            ));
+        }
+        if !uses_note && step.is_some() && !note.is_empty() {
+            violations.push(FieldViolation::new(
+                "note",
+                "only for repaired and replaced",
+            ));
+        }
         match &step {
             None => violations.push(FieldViolation::new(
                 "step",

@@ -115,7 +115,7 @@ pub fn charge(
         }
         let before = so_far.entry(line.code.clone()).or_default();
         let free = item.free_units.saturating_sub(*before).min(line.quantity);
-        *before += line.quantity;
+        *before = before.saturating_add(line.quantity);
         let paid = Cents::from(line.quantity - free);
         let standard = paid * item.unit_price;
         let (unit_price, standard_amount) = match line.unit_price {
@@ -124,6 +124,8 @@ pub fn charge(
                 return Err(PricingError::BadPrice);
             }
             Some(price) if price == item.unit_price => (item.unit_price, None),
+            // Every unit free: no price to differ from.
+            Some(_) if paid == 0 => (item.unit_price, None),
             Some(price) if !approved => {
                 return Err(PricingError::DeviationNeedsApproval(
                     item.code.to_owned(),
@@ -231,6 +233,18 @@ mod tests {
         )
         .expect("the list's own price is no deviation");
         assert_eq!(at_list[0].standard_amount, None);
+    }
+
+    #[test]
+    fn a_price_on_free_units_is_no_deviation() {
+        let lines = charge(
+            &seeded(),
+            &HashMap::new(),
+            &[asked("HOSE-1M", 1, Some(9_999))],
+            false,
+        )
+        .expect("the first hose is free whatever the price");
+        assert_eq!((lines[0].amount, lines[0].standard_amount), (0, None));
     }
 
     #[test]

@@ -389,7 +389,8 @@ impl Aggregate for WorkOrder {
                 }
                 let mut before: HashMap<String, u32> = HashMap::new();
                 for line in &visit.charges {
-                    *before.entry(line.code.clone()).or_default() += line.quantity;
+                    let units = before.entry(line.code.clone()).or_default();
+                    *units = units.saturating_add(line.quantity);
                 }
                 let lines = pricing::charge(&list, &before, &requested, approved_by.is_some())
                     .map_err(|error| match error {
