@@ -266,6 +266,25 @@ impl Idempotency {
         }
     }
 
+    /// The idempotency of a caller's request: none without a request id; otherwise a key
+    /// scoped to the caller (nobody can fetch another caller's result by key) and `scope`,
+    /// with the request's hash so the same id with another request is refused.
+    pub fn of_caller(
+        context: &crate::events::CommandContext,
+        scope: &str,
+        request_id: Option<&str>,
+        hash: impl FnOnce() -> Vec<u8>,
+    ) -> Self {
+        match request_id {
+            Some(request_id) => Self::key(crate::events::idempotency_key(
+                scope,
+                &[&context.actor.subject, request_id],
+            ))
+            .with_request_hash(hash()),
+            None => Self::none(),
+        }
+    }
+
     pub fn with_request_hash(mut self, hash: Vec<u8>) -> Self {
         self.request_hash = Some(hash);
         self

@@ -93,6 +93,18 @@ pub fn request_hash(fields: &[&[u8]]) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
+/// What a request message asked for, as an idempotency request hash: its protobuf type
+/// name and its encoding with the request id cleared (prost encodes the same message to the
+/// same bytes; the name tells apart two RPCs whose requests encode alike).
+pub fn message_hash<M: prost::Message + prost::Name + Clone>(
+    request: &M,
+    clear_request_id: fn(&mut M),
+) -> Vec<u8> {
+    let mut body = request.clone();
+    clear_request_id(&mut body);
+    request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
+}
+
 /// Now, truncated to microseconds (what PostgreSQL keeps), so a stored and a fresh value
 /// compare equal.
 pub fn now_micros() -> OffsetDateTime {

@@ -106,12 +106,10 @@ impl WorkOrders {
         request_hash: Vec<u8>,
         command: Command,
     ) -> Result<WorkOrderView, Error> {
-        let idempotency = caller_idempotency(
-            context,
-            "middle-office/work-order",
-            request_id,
-            request_hash,
-        );
+        let idempotency =
+            Idempotency::of_caller(context, "middle-office/work-order", request_id, || {
+                request_hash
+            });
         let case_of =
             |order: &WorkOrder| order.opened.as_ref().map(|opened| opened.details.case_id);
         let changed = self
@@ -164,7 +162,9 @@ impl WorkOrders {
                 Some(authorised.case_id),
                 context,
                 RmaCommand::Authorise(authorised),
-                caller_idempotency(context, "middle-office/return", request_id, request_hash),
+                Idempotency::of_caller(context, "middle-office/return", request_id, || {
+                    request_hash
+                }),
             )
             .await?;
         Ok((executed.state, executed.version))
@@ -186,7 +186,9 @@ impl WorkOrders {
                 case_of,
                 context,
                 RmaCommand::Advance(step),
-                caller_idempotency(context, "middle-office/return", request_id, request_hash),
+                Idempotency::of_caller(context, "middle-office/return", request_id, || {
+                    request_hash
+                }),
             )
             .await
             .map_err(|error| match error {
@@ -275,23 +277,5 @@ pub struct FrontOfficeEvents(pub Arc<WorkOrders>);
 impl Handler for FrontOfficeEvents {
     async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         self.0.on_case_opened(event).await
-    }
-}
-
-/// A caller's idempotency: none without a request id; else a key scoped to the caller and
-/// `scope`, with the request's hash.
-fn caller_idempotency(
-    context: &CommandContext,
-    scope: &str,
-    request_id: Option<&str>,
-    request_hash: Vec<u8>,
-) -> Idempotency {
-    match request_id {
-        Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-            scope,
-            &[&context.actor.subject, request_id],
-        ))
-        .with_request_hash(request_hash),
-        None => Idempotency::none(),
     }
 }

@@ -12,7 +12,6 @@ use svcops_proto::middleoffice::v1::work_order_service_server::WorkOrderService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use prost::Message;
 use svcops_kit::Principal;
 use svcops_kit::error::FieldViolation;
 use svcops_kit::events::{CommandContext, from_timestamp};
@@ -204,12 +203,6 @@ fn technician(raw: &str, violations: &mut Vec<FieldViolation>) -> Option<String>
     Some(raw.to_owned())
 }
 
-fn request_hash<M: Message + Clone + prost::Name>(request: &M, clear: fn(&mut M)) -> Vec<u8> {
-    let mut body = request.clone();
-    clear(&mut body);
-    svcops_kit::events::request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
-}
-
 impl WorkOrderGrpc {
     /// Runs a step for its caller: a technician only on their own work orders.
     async fn step(
@@ -311,7 +304,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), Some(window), true) = (id, window, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let work_order = self
             .step(principal, id, request_id, hash, Command::Schedule(window))
             .await?;
@@ -331,7 +324,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), Some(technician), true) = (id, technician, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let work_order = self
             .step(
                 principal,
@@ -359,7 +352,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), Some(eta), true) = (id, eta, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let by = reporter(&principal);
         let work_order = self
             .step(
@@ -385,7 +378,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), true) = (id, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let at = svcops_kit::events::now_micros();
         let by = reporter(&principal);
         let work_order = self
@@ -420,7 +413,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), Some(outcome), true) = (id, outcome, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let by = reporter(&principal);
         let work_order = self
             .step(
@@ -467,7 +460,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), true) = (id, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let by = reporter(&principal);
         // A manager's charge stands as their approval of any deviation in it (only a
         // manager's: an admin operates svcops, it does not approve prices).
@@ -522,7 +515,7 @@ impl WorkOrderService for WorkOrderGrpc {
         let (Some(id), true) = (id, violations.is_empty()) else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let context = CommandContext::from_caller(principal);
         let (rma, version) = self
             .orders
@@ -620,7 +613,7 @@ impl WorkOrderService for WorkOrderGrpc {
                 "the factory's steps are the technical department's",
             ));
         }
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let context = CommandContext::from_caller(principal);
         let (rma, version) = self
             .orders

@@ -8,7 +8,7 @@ use svcops_kit::aggregate::{ExecuteError, Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use uuid::Uuid;
 
-use super::{Cases, Error, READ_YOUR_WRITES, caller_idempotency};
+use super::{Cases, Error, READ_YOUR_WRITES};
 use crate::case::{self, CaseCommand, CaseError, Channel, CustomerPhone};
 use crate::contact::{Contact, ContactCommand, ContactError, ContactView, CustomerField, Speaker};
 
@@ -63,7 +63,7 @@ impl Contacts {
             known_fields,
         };
         let idempotency =
-            caller_idempotency(context, "front-office/start-contact", request_id, || {
+            Idempotency::of_caller(context, "front-office/start-contact", request_id, || {
                 // The contact id is new on every call: the hash is of what was asked.
                 command.request_hash(Uuid::nil())
             });
@@ -90,7 +90,7 @@ impl Contacts {
             _ => None,
         };
         let idempotency =
-            caller_idempotency(context, "front-office/change-contact", request_id, || {
+            Idempotency::of_caller(context, "front-office/change-contact", request_id, || {
                 command.request_hash(contact_id)
             });
         let changed = self

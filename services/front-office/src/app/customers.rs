@@ -13,7 +13,7 @@ use svcops_kit::personal_data;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Error, READ_YOUR_WRITES, caller_idempotency};
+use super::{Error, READ_YOUR_WRITES};
 use crate::case::PhoneNumber;
 use crate::customer::{
     AccountNumber, ContactPoint, Customer, CustomerCommand, CustomerError, CustomerView,
@@ -207,7 +207,7 @@ impl Customers {
         request_hash: Vec<u8>,
         new: NewCustomer,
     ) -> Result<CustomerView, Error> {
-        let idempotency = caller_idempotency(
+        let idempotency = Idempotency::of_caller(
             context,
             "front-office/register-customer",
             request_id,
@@ -390,7 +390,7 @@ impl Customers {
         change: CustomerChange,
     ) -> Result<Changed, Error> {
         let idempotency =
-            caller_idempotency(context, "front-office/change-customer", request_id, || {
+            Idempotency::of_caller(context, "front-office/change-customer", request_id, || {
                 request_hash
             });
         if let Some(first) = self.customers.first_result(&idempotency).await? {
@@ -530,7 +530,7 @@ impl Customers {
         survivor_id: Uuid,
     ) -> Result<CustomerView, Error> {
         let idempotency =
-            caller_idempotency(context, "front-office/merge-customers", request_id, || {
+            Idempotency::of_caller(context, "front-office/merge-customers", request_id, || {
                 request_hash
             });
         if let Some(first) = self.customers.first_result(&idempotency).await? {

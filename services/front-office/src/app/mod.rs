@@ -481,9 +481,10 @@ impl Cases {
             CustomerPhone::Known(_) | CustomerPhone::Erased => None,
         };
         let earlier_complaints = self.earlier_complaints(&details).await;
-        let idempotency = caller_idempotency(context, "front-office/open-case", request_id, || {
-            details.request_hash()
-        });
+        let idempotency =
+            Idempotency::of_caller(context, "front-office/open-case", request_id, || {
+                details.request_hash()
+            });
         let opened = self
             .cases
             .execute(
@@ -546,7 +547,7 @@ impl Cases {
         command: CaseCommand,
     ) -> Result<CaseView, Error> {
         let idempotency =
-            caller_idempotency(context, "front-office/change-case", request_id, || {
+            Idempotency::of_caller(context, "front-office/change-case", request_id, || {
                 command.request_hash(case_id)
             });
         let changed = self
@@ -574,7 +575,7 @@ impl Cases {
         work_out: impl AsyncFnOnce(&CaseView) -> Result<CaseCommand, Error>,
     ) -> Result<CaseView, Error> {
         let idempotency =
-            caller_idempotency(context, "front-office/change-case", request_id, || asked);
+            Idempotency::of_caller(context, "front-office/change-case", request_id, || asked);
         if let Some(first) = self.cases.first_result(&idempotency).await? {
             let view = CaseView::of(first.state, first.version).ok_or(Error::NotFound(case_id))?;
             return self.unseal_view(view).await;
@@ -704,25 +705,6 @@ impl Cases {
         let (views, next) =
             crate::case_list::page(&self.list, &tables, &filter, page_size, after).await?;
         Ok((self.unseal_views(views).await?, next))
-    }
-}
-
-/// The idempotency of a caller's request: none without a request id; otherwise a key scoped
-/// to the caller (nobody can fetch another caller's result by key) and `scope`, with the
-/// request's hash so the same id with another request is refused.
-fn caller_idempotency(
-    context: &CommandContext,
-    scope: &str,
-    request_id: Option<&str>,
-    hash: impl FnOnce() -> Vec<u8>,
-) -> Idempotency {
-    match request_id {
-        Some(request_id) => Idempotency::key(svcops_kit::events::idempotency_key(
-            scope,
-            &[&context.actor.subject, request_id],
-        ))
-        .with_request_hash(hash()),
-        None => Idempotency::none(),
     }
 }
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use svcops_eventstore::EventStore;
 use svcops_eventstore::projection::ReadModel;
-use svcops_kit::aggregate::Executor;
+use svcops_kit::aggregate::{Executor, Idempotency};
 use svcops_kit::events::CommandContext;
 use tokio::sync::Notify;
 
-use super::{Error, READ_YOUR_WRITES, caller_idempotency};
+use super::{Error, READ_YOUR_WRITES};
 use crate::agent::{Agent, AgentCommand, AgentError, AgentProfile, agent_id};
 use crate::case::{AgentName, CaseCommand, CaseView, Priority, QueueName};
 use crate::queue::{Queue, QueueCommand, QueueRule, queue_id};
@@ -73,7 +73,7 @@ impl Routing {
     ) -> Result<BoardAgent, Error> {
         let agent = profile.agent.clone();
         let idempotency =
-            caller_idempotency(context, "front-office/agent-profile", request_id, || {
+            Idempotency::of_caller(context, "front-office/agent-profile", request_id, || {
                 request_hash
             });
         self.agents
@@ -96,7 +96,7 @@ impl Routing {
         agent: AgentName,
         available: bool,
     ) -> Result<BoardAgent, Error> {
-        let idempotency = caller_idempotency(
+        let idempotency = Idempotency::of_caller(
             context,
             "front-office/agent-availability",
             request_id,
@@ -130,7 +130,7 @@ impl Routing {
         rule: QueueRule,
     ) -> Result<QueueRule, Error> {
         let idempotency =
-            caller_idempotency(context, "front-office/define-queue", request_id, || {
+            Idempotency::of_caller(context, "front-office/define-queue", request_id, || {
                 request_hash
             });
         let defined = self

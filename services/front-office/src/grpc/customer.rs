@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use prost::Message;
 use svcops_kit::Principal;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::error::FieldViolation;
@@ -69,18 +68,6 @@ impl CustomerGrpc {
             .map_err(status)?;
         Ok((to_proto(customer, &principal), created))
     }
-}
-
-/// What a request asked for, as an idempotency request hash: the RPC's name and the
-/// request's encoding without the request id (prost encodes the same message to the same
-/// bytes; the name tells apart two RPCs whose requests encode alike, Tag and Untag).
-fn request_hash<M: Message + Clone + prost::Name>(
-    request: &M,
-    clear_request_id: fn(&mut M),
-) -> Vec<u8> {
-    let mut body = request.clone();
-    clear_request_id(&mut body);
-    svcops_kit::events::request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
 }
 
 /// Registering or adding a phone or an email answers whose it is (ALREADY_EXISTS names the
@@ -351,7 +338,7 @@ impl CustomerService for CustomerGrpc {
         if !new.phones.is_empty() || !new.emails.is_empty() {
             may_name_by(&principal, "phone or email")?;
         }
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let context = CommandContext::from_caller(principal.clone());
         let view = self
             .customers
@@ -501,7 +488,7 @@ impl CustomerService for CustomerGrpc {
                 Some(identity)
             })?;
         may_name_by(&principal, identity.kind())?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(
                 principal,
@@ -528,7 +515,7 @@ impl CustomerService for CustomerGrpc {
                 let address = optional_text("address", &body.address, 500, violations);
                 Some((name, address))
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(
                 principal,
@@ -553,7 +540,7 @@ impl CustomerService for CustomerGrpc {
             parse_change(&body.customer_id, &body.request_id, |violations| {
                 collect(Tag::parse("tag", &body.tag), violations)
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(
                 principal,
@@ -578,7 +565,7 @@ impl CustomerService for CustomerGrpc {
             parse_change(&body.customer_id, &body.request_id, |violations| {
                 collect(Tag::parse("tag", &body.tag), violations)
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(
                 principal,
@@ -612,7 +599,7 @@ impl CustomerService for CustomerGrpc {
                     consent => consent,
                 }
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, _) = self
             .change(
                 principal,
@@ -639,7 +626,7 @@ impl CustomerService for CustomerGrpc {
                 let site = collect(customer::text("site", &body.site, false, 500), violations);
                 Some((name?, site?))
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, created) = self
             .change(
                 principal,
@@ -695,7 +682,7 @@ impl CustomerService for CustomerGrpc {
                     },
                 ))
             })?;
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let (customer, created) = self
             .change(
                 principal,
@@ -729,7 +716,7 @@ impl CustomerService for CustomerGrpc {
         else {
             return Err(invalid(violations));
         };
-        let hash = request_hash(body, |body| body.request_id.clear());
+        let hash = svcops_kit::events::message_hash(body, |body| body.request_id.clear());
         let context = CommandContext::from_caller(principal.clone());
         let survivor = self
             .customers

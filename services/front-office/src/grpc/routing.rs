@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use svcops_kit::auth::{Role, authorize};
 use svcops_kit::error::FieldViolation;
 use svcops_kit::events::CommandContext;
@@ -42,12 +41,6 @@ impl RoutingGrpc {
     pub fn new(routing: Arc<Routing>) -> Self {
         Self { routing }
     }
-}
-
-fn request_hash<M: Message + Clone + prost::Name>(request: &M, clear: fn(&mut M)) -> Vec<u8> {
-    let mut body = request.clone();
-    clear(&mut body);
-    svcops_kit::events::request_hash(&[M::full_name().as_bytes(), &body.encode_to_vec()])
 }
 
 fn agent_to_proto(agent: BoardAgent) -> proto::Agent {
@@ -135,7 +128,7 @@ impl RoutingService for RoutingGrpc {
             .set_profile(
                 &context,
                 request_id.as_deref(),
-                request_hash(body, |body| body.request_id.clear()),
+                svcops_kit::events::message_hash(body, |body| body.request_id.clear()),
                 profile,
             )
             .await
@@ -173,7 +166,7 @@ impl RoutingService for RoutingGrpc {
             .set_availability(
                 &context,
                 request_id.as_deref(),
-                request_hash(body, |body| body.request_id.clear()),
+                svcops_kit::events::message_hash(body, |body| body.request_id.clear()),
                 agent,
                 body.available,
             )
@@ -214,7 +207,7 @@ impl RoutingService for RoutingGrpc {
             .define_queue(
                 &context,
                 request_id.as_deref(),
-                request_hash(body, |body| body.request_id.clear()),
+                svcops_kit::events::message_hash(body, |body| body.request_id.clear()),
                 rule,
             )
             .await
